@@ -1,0 +1,1 @@
+//! Benchmarks of libflexsc; see `benches/` and `docs/results.md`.

@@ -1,0 +1,39 @@
+//! Backends: what executes the entries of the syscall pages.
+//!
+//! A backend has two halves. The shared half ([`Backend`]) owns the executors (syscall threads,
+//! io_uring instances) and lives as long as the registration. The carrier half ([`CoreBackend`])
+//! is attached by the poster of one core and runs on that poster's thread: it hands newly posted
+//! entries to the executors (`submit`) and implements flexsc_wait (`wait`).
+
+use std::fmt::Debug;
+use std::io;
+
+pub mod threads;
+pub mod uring;
+
+/// The shared half of a backend.
+pub trait Backend: Send + Sync + Debug {
+    /// Short name (`threads`, `uring`).
+    fn name(&self) -> &'static str;
+
+    /// Creates the carrier half for posting core `core`; called on the poster's thread.
+    fn attach(&self, core: usize) -> io::Result<Box<dyn CoreBackend>>;
+
+    /// Stops every executor. Entries already claimed complete with their result (or `-EINTR` if
+    /// their call had to be interrupted); returns once every executor thread has exited.
+    fn shutdown(&self);
+}
+
+/// The carrier half of a backend, owned by one poster.
+pub trait CoreBackend: Send + Debug {
+    /// Hands the entries posted since the last call (slots of this core, in posting order) to the
+    /// executors. Entries must already be SUBMITTED.
+    fn submit(&mut self, posted: &[u32]);
+
+    /// Makes progress without blocking (for example reaping io_uring completions).
+    fn poll(&mut self) {}
+
+    /// flexsc_wait: blocks the calling thread until `ready()` holds (some entry of this core is
+    /// DONE) or `give_up()` does (the registration is shutting down).
+    fn wait(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool);
+}

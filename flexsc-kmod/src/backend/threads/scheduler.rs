@@ -1,0 +1,232 @@
+//! The syscall thread scheduler: which syscall thread runs, on which core, and when it sleeps.
+
+use std::io;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use crate::area::SyscallArea;
+use crate::config::Config;
+use crate::doorbell::Doorbell;
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+
+/// One syscall core: its active flag and the doorbell its idle threads sleep on.
+#[derive(Debug, Default)]
+pub(crate) struct CoreSlot {
+    /// The CPU (None: unpinned).
+    pub(crate) cpu: Option<usize>,
+    /// Whether a thread is draining pages on this core (at most one: paper section 3.5).
+    active: AtomicBool,
+    /// Idle threads of this core sleep here.
+    pub(crate) idle: Doorbell,
+    /// Threads of this core alive.
+    threads: AtomicUsize,
+    /// Threads of this core sleeping (or about to) on `idle`.
+    pub(crate) idle_threads: AtomicUsize,
+}
+
+/// Shared state of the syscall threads.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    area: Arc<SyscallArea>,
+    slots: Box<[CoreSlot]>,
+    /// Threads currently active, over all cores.
+    active: AtomicU32,
+    live: AtomicUsize,
+    max_threads: usize,
+    spins: u32,
+    wait_spins: u32,
+    shut: AtomicBool,
+    /// Handles and kernel thread ids of every syscall thread, for shutdown.
+    threads: Mutex<Vec<(JoinHandle<()>, Arc<super::syscall_thread::ThreadState>)>>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(area: Arc<SyscallArea>, config: &Config) -> io::Result<Arc<Self>> {
+        let cpus: Vec<Option<usize>> = if config.syscall_cores.is_empty() {
+            vec![None]
+        } else {
+            config.syscall_cores.iter().copied().map(Some).collect()
+        };
+        // Syscall threads sharing a core with their posters must not spin: the poster needs the
+        // CPU to post. Spinning pays only when the syscall cores are someone else's.
+        Ok(Arc::new(Self {
+            area: area.clone(),
+            slots: cpus
+                .into_iter()
+                .map(|cpu| CoreSlot { cpu, ..CoreSlot::default() })
+                .collect(),
+            active: AtomicU32::new(0),
+            live: AtomicUsize::new(0),
+            // Up to one per entry, as in the paper, within the configured cap.
+            max_threads: config
+                .max_syscall_threads
+                .min(area.pages().len() * crate::page::ENTRIES_PER_PAGE)
+                .max(1),
+            spins: config.executor_spins,
+            wait_spins: if config.executor_spins == 0 { 0 } else { 2_000 },
+            shut: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub(crate) fn start(this: &Arc<Self>) -> io::Result<()> {
+        super::syscall_thread::install_interrupt_handler()?;
+        for core in 0..this.slots.len() {
+            Self::spawn(this, core)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn area(&self) -> &SyscallArea {
+        &self.area
+    }
+
+    pub(crate) fn slot(&self, core: usize) -> &CoreSlot {
+        &self.slots[core]
+    }
+
+    pub(crate) fn spins(&self) -> u32 {
+        self.spins
+    }
+
+    pub(crate) fn wait_spins(&self) -> u32 {
+        self.wait_spins
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn live_threads(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Poster side of a batch: mark the pages, then wake a syscall thread if none is active.
+    pub(crate) fn submit(&self, core: usize, posted: &[u32]) {
+        let mut last_page = u32::MAX;
+        for &slot in posted {
+            let page = slot / crate::page::ENTRIES_PER_PAGE as u32;
+            if page != last_page {
+                self.area.control_of(core, slot).note_posted();
+                last_page = page;
+            }
+        }
+        self.kick();
+    }
+
+    /// Wakes a syscall thread if none is active. Pairs with [`Self::deactivate`]: the poster
+    /// publishes work then reads `active`; the thread clears `active` then rereads the work, both
+    /// behind a SeqCst fence, so one of them always sees the other.
+    pub(crate) fn kick(&self) {
+        fence(Ordering::SeqCst);
+        if self.active.load(Ordering::SeqCst) == 0 {
+            // Paper 3.6: the first core on the list not already running a syscall thread.
+            let slot = self
+                .slots
+                .iter()
+                .find(|s| !s.active.load(Ordering::Relaxed))
+                .unwrap_or(&self.slots[0]);
+            slot.idle.ring_one();
+        }
+    }
+
+    /// Tries to become the active thread of `core`.
+    pub(crate) fn activate(&self, core: usize) -> bool {
+        let ok = self.slots[core]
+            .active
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok();
+        if ok {
+            self.active.fetch_add(1, Ordering::SeqCst);
+        }
+        ok
+    }
+
+    /// Gives up the active role of `core`; returns whether work arrived meanwhile (then the
+    /// caller must make sure someone drains it).
+    pub(crate) fn deactivate(&self, core: usize) -> bool {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.slots[core].active.store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.has_work()
+    }
+
+    /// Whether any page may hold unclaimed work.
+    pub(crate) fn has_work(&self) -> bool {
+        (0..self.area.pages().len()).any(|i| self.area.control(i).has_work())
+    }
+
+    /// Hands `core` to a sibling before a call that may block (the caller has deactivated):
+    /// if work is waiting, wake an idle sibling; and keep at least one thread of the core out of
+    /// blocking calls, creating one if none is idle (up to the cap), so later kicks find it.
+    pub(crate) fn hand_off(this: &Arc<Self>, core: usize, work_waiting: bool) {
+        let slot = &this.slots[core];
+        if slot.idle_threads.load(Ordering::SeqCst) > 0 {
+            if work_waiting {
+                slot.idle.ring_one();
+            }
+        } else if this.live.load(Ordering::Relaxed) < this.max_threads && !this.is_shut_down() {
+            // A failed spawn costs only parallelism: entries wait for a blocked sibling.
+            let _ = Self::spawn(this, core);
+        }
+    }
+
+    /// Whether `core` has an active thread.
+    pub(crate) fn is_active(&self, core: usize) -> bool {
+        self.slots[core].active.load(Ordering::SeqCst)
+    }
+
+    fn spawn(this: &Arc<Self>, core: usize) -> io::Result<()> {
+        let state = Arc::new(super::syscall_thread::ThreadState::default());
+        let (sched, st) = (this.clone(), state.clone());
+        this.live.fetch_add(1, Ordering::SeqCst);
+        this.slots[core].threads.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name(format!("flexsc-sys{core}"))
+            .stack_size(64 * 1024)
+            .spawn(move || super::syscall_thread::run(sched, core, st));
+        match spawned {
+            Ok(h) => {
+                this.threads.lock().unwrap_or_else(|e| e.into_inner()).push((h, state));
+                Ok(())
+            }
+            Err(e) => {
+                this.live.fetch_sub(1, Ordering::SeqCst);
+                this.slots[core].threads.fetch_sub(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn thread_exited(&self, core: usize) {
+        self.slots[core].threads.fetch_sub(1, Ordering::Relaxed);
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Stops every syscall thread and joins it; blocked calls are interrupted with a signal.
+    pub(crate) fn shutdown(&self) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            for s in self.slots.iter() {
+                s.idle.ring();
+            }
+            let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            let (done, running): (Vec<_>, Vec<_>) =
+                threads.drain(..).partition(|(h, _)| h.is_finished());
+            *threads = running;
+            for (h, _) in done {
+                let _ = h.join();
+            }
+            if threads.is_empty() {
+                return;
+            }
+            for (_, st) in threads.iter() {
+                st.interrupt();
+            }
+            drop(threads);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}

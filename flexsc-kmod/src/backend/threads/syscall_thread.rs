@@ -1,0 +1,160 @@
+//! One syscall thread: become the active thread of its core, drain pages, hand the core over
+//! before a call that may block, spin, sleep.
+
+use crate::calls;
+use crate::entry::{Claim, NR_FLEXSC_BASE, NR_NOP};
+use crate::page::Step;
+use crate::raw;
+use crate::sync::{Arc, AtomicBool, Ordering, spin_hint};
+use std::sync::atomic::AtomicI32;
+
+use super::Scheduler;
+
+/// What shutdown needs to know about a syscall thread.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadState {
+    tid: AtomicI32,
+    in_call: AtomicBool,
+}
+
+impl ThreadState {
+    /// Interrupts a call that may be blocked, so the thread can see the shutdown.
+    pub(crate) fn interrupt(&self) {
+        let tid = self.tid.load(Ordering::Acquire);
+        if tid > 0 && self.in_call.load(Ordering::Acquire) {
+            raw::tgkill(tid, interrupt_signal());
+        }
+    }
+}
+
+/// The signal shutdown sends to a syscall thread blocked in a call (its handler does nothing,
+/// and is installed without SA_RESTART, so the call returns `-EINTR`).
+pub(crate) fn interrupt_signal() -> i32 {
+    libc::SIGRTMAX() - 2
+}
+
+extern "C" fn on_interrupt(_: i32) {}
+
+pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
+    crate::raw::install_signal_handler(interrupt_signal(), on_interrupt)
+}
+
+/// The thread's main loop.
+pub(crate) fn run(sched: Arc<Scheduler>, core: usize, st: Arc<ThreadState>) {
+    st.tid.store(raw::gettid(), Ordering::Release);
+    // Process-directed signals belong to the application's threads, never to ours.
+    raw::block_signals_except(interrupt_signal());
+    if let Some(cpu) = sched.slot(core).cpu {
+        // Pinning is a locality preference; an affinity error must not stop the pages draining.
+        let _ = raw::pin_to_cpu(cpu);
+    }
+    let mut start = 0usize;
+    'outer: while !sched.is_shut_down() {
+        if !sched.activate(core) {
+            sleep_idle(&sched, core);
+            continue;
+        }
+        let mut empty_polls = 0;
+        loop {
+            match drain_once(&sched, core, &st, &mut start) {
+                Drained::HandedOff => continue 'outer,
+                Drained::Ran(0) => {
+                    if empty_polls >= sched.spins() || sched.is_shut_down() {
+                        break;
+                    }
+                    empty_polls += 1;
+                    spin_hint();
+                }
+                Drained::Ran(_) => empty_polls = 0,
+            }
+        }
+        if sched.deactivate(core) && !sched.is_shut_down() {
+            continue; // work raced in after the last scan
+        }
+        sleep_idle(&sched, core);
+    }
+    sched.thread_exited(core);
+}
+
+fn sleep_idle(sched: &Scheduler, core: usize) {
+    let slot = sched.slot(core);
+    slot.idle_threads.fetch_add(1, Ordering::SeqCst);
+    slot.idle.wait_until(
+        0,
+        0,
+        || !sched.is_active(core) && sched.has_work(),
+        || sched.is_shut_down(),
+    );
+    slot.idle_threads.fetch_sub(1, Ordering::SeqCst);
+}
+
+enum Drained {
+    /// Entries run (0: nothing found).
+    Ran(usize),
+    /// A call that may block was run after handing the core to a sibling.
+    HandedOff,
+}
+
+/// One pass over every page with work, each under its page lock.
+fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut usize) -> Drained {
+    let area = sched.area();
+    let n = area.pages().len();
+    let mut ran = 0;
+    *start = (*start + 1) % n;
+    for k in 0..n {
+        let i = (*start + k) % n;
+        let ctl = area.control(i);
+        if !ctl.has_work() {
+            continue;
+        }
+        let Some(guard) = ctl.try_lock() else { continue };
+        let mut blocking: Option<Claim<'_>> = None;
+        let mut completed = 0;
+        ran += guard.drain(&area.pages()[i], |claim| {
+            let head = claim.head();
+            let nr = head.nr as libc::c_long;
+            if calls::may_block(nr) && head.nr < NR_FLEXSC_BASE {
+                blocking = Some(claim);
+                return Step::Release;
+            }
+            let args = claim.args();
+            claim.complete(execute(head.nr, &args));
+            completed += 1;
+            Step::Continue
+        });
+        let completions = &area.core(area.core_of_page(i)).completions;
+        if completed > 0 {
+            completions.ring();
+        }
+        if let Some(claim) = blocking {
+            // Paper 3.5: before sleeping in the kernel, let a sibling keep the pages draining.
+            let work = sched.deactivate(core);
+            Scheduler::hand_off(sched, core, work);
+            let args = claim.args();
+            st.in_call.store(true, Ordering::Release);
+            let ret = execute(claim.head().nr, &args);
+            st.in_call.store(false, Ordering::Release);
+            claim.complete(ret);
+            completions.ring();
+            return Drained::HandedOff;
+        }
+    }
+    Drained::Ran(ran)
+}
+
+/// Runs one entry's call on this thread: flexsc operations, refusals, or the raw instruction.
+fn execute(nr: u16, args: &[u64; 6]) -> i64 {
+    if nr == NR_NOP {
+        return 0;
+    }
+    if nr >= NR_FLEXSC_BASE {
+        return -(libc::ENOSYS as i64);
+    }
+    if calls::is_thread_bound(nr as libc::c_long, args) {
+        return calls::REFUSED;
+    }
+    // SAFETY: the call is not thread-bound (it cannot end, clone or re-signal this thread);
+    // pointer arguments are the poster's and the kernel checks them (-EFAULT), exactly as if the
+    // poster had trapped itself.
+    unsafe { raw::syscall6(nr as u64, args) }
+}

@@ -1,0 +1,46 @@
+//! The kernel side of FlexSC (Soares & Stumm, OSDI'10): exception-less system calls.
+//!
+//! A thread *posts* a system call by writing a 64-byte [`SyscallEntry`] into one of its core's
+//! [`SyscallPage`]s and keeps running; an *executor* (a syscall thread, or io_uring) claims the
+//! entry, runs the call and marks it done; the poster later takes the result, or sleeps in
+//! [`Poster::wait`] (flexsc_wait) until something completes.
+//!
+//! - [`entry`]: the entry ABI and its status protocol (shared with `include/flexsc.h`).
+//! - [`page`]: syscall pages and the page lock.
+//! - [`doorbell`]: wait and wake without lost wake-ups.
+//! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
+//! - [`backend`]: the executors: `threads` (syscall threads in user space) and `uring`.
+//! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
+//! - [`raw`]: the raw `syscall` instruction and the few other raw calls we need.
+//!
+//! Under `--cfg loom` only the protocol modules are built, on loom's atomics, for `loom-tests/`.
+
+pub mod doorbell;
+pub mod entry;
+pub mod page;
+mod sync;
+
+#[cfg(not(loom))]
+pub mod area;
+#[cfg(not(loom))]
+pub mod backend;
+#[cfg(not(loom))]
+pub mod calls;
+#[cfg(not(loom))]
+pub mod config;
+#[cfg(not(loom))]
+mod poster;
+#[cfg(not(loom))]
+pub mod raw;
+#[cfg(not(loom))]
+mod register;
+
+pub use entry::SyscallEntry;
+pub use page::SyscallPage;
+
+#[cfg(not(loom))]
+pub use config::{BackendKind, Config};
+#[cfg(not(loom))]
+pub use poster::{PostError, Poster, PosterStats, Syscall, Ticket};
+#[cfg(not(loom))]
+pub use register::{Registration, register};

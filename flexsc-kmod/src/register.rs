@@ -1,0 +1,122 @@
+//! flexsc_register: set up the syscall pages of every posting core and start a backend.
+
+use std::io;
+
+use crate::area::SyscallArea;
+use crate::backend::{Backend, threads::ThreadsBackend, uring::UringBackend};
+use crate::config::{BackendKind, Config};
+use crate::poster::Poster;
+use crate::sync::{Arc, AtomicBool, Ordering};
+
+pub(crate) struct Shared {
+    pub(crate) area: Arc<SyscallArea>,
+    pub(crate) backend: Box<dyn Backend>,
+    shut: AtomicBool,
+    gone: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn executors_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+}
+
+/// A live registration: the syscall pages and the backend executing them. Dropping it shuts the
+/// backend down.
+pub struct Registration {
+    shared: Arc<Shared>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("backend", &self.shared.backend.name())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// flexsc_register: maps `config.pages_per_core` syscall pages for each of `config.cores`
+/// posting cores and starts the chosen backend.
+pub fn register(config: Config) -> io::Result<Registration> {
+    config.validate()?;
+    let area = Arc::new(SyscallArea::new(config.cores, config.pages_per_core));
+    let backend: Box<dyn Backend> = match config.backend {
+        BackendKind::Threads => Box::new(ThreadsBackend::start(area.clone(), &config)?),
+        BackendKind::Uring => Box::new(UringBackend::start(area.clone(), &config)?),
+    };
+    Ok(Registration {
+        shared: Arc::new(Shared {
+            area,
+            backend,
+            shut: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+        }),
+        config,
+    })
+}
+
+impl Registration {
+    /// Becomes the poster of `core` (an error if the core has one already or does not exist).
+    /// Call it on the thread that will post: backends may bind per-core state to that thread.
+    pub fn poster(&self, core: usize) -> io::Result<Poster> {
+        if self.shared.is_shut_down() {
+            return Err(io::Error::other("the FlexSC registration was shut down"));
+        }
+        Poster::new(self.shared.clone(), core)
+    }
+
+    /// The configuration it was registered with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The syscall pages.
+    pub fn area(&self) -> &SyscallArea {
+        &self.shared.area
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.shared.backend.name()
+    }
+
+    /// Stops the backend: new posts fail with `ShutDown`, calls already claimed finish (blocked
+    /// ones are interrupted and answer `-EINTR`), entries never claimed answer `-ECANCELED`, and
+    /// every syscall thread has exited when this returns. Idempotent.
+    pub fn shutdown(&self) {
+        if self.shared.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.backend.shutdown();
+        // Anything still SUBMITTED was never claimed: answer it so no poster waits forever.
+        for (i, page) in self.shared.area.pages().iter().enumerate() {
+            let mut cancelled = false;
+            for e in &page.entries {
+                if let Some(c) = e.claim() {
+                    c.complete(-(libc::ECANCELED as i64));
+                    cancelled = true;
+                }
+            }
+            if cancelled {
+                let core = self.shared.area.core_of_page(i);
+                self.shared.area.core(core).completions.ring();
+            }
+        }
+        self.shared.gone.store(true, Ordering::Release);
+        for c in 0..self.shared.area.cores() {
+            self.shared.area.core(c).completions.ring();
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
