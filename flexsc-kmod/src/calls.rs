@@ -24,9 +24,14 @@ pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> 
         SYS_get_robust_list if self_target => "per-thread kernel bookkeeping",
         SYS_rt_sigprocmask | SYS_rt_sigpending | SYS_rt_sigsuspend | SYS_rt_sigtimedwait
         | SYS_sigaltstack | SYS_rt_sigreturn | SYS_pause => "signal state is per thread",
-        SYS_sched_setaffinity | SYS_sched_getaffinity | SYS_sched_setscheduler
-        | SYS_sched_getscheduler | SYS_sched_setparam | SYS_sched_getparam
-        | SYS_sched_setattr | SYS_sched_getattr
+        SYS_sched_setaffinity
+        | SYS_sched_getaffinity
+        | SYS_sched_setscheduler
+        | SYS_sched_getscheduler
+        | SYS_sched_setparam
+        | SYS_sched_getparam
+        | SYS_sched_setattr
+        | SYS_sched_getattr
             if self_target =>
         {
             "sched_*(0) acts on the calling thread"
@@ -52,8 +57,8 @@ pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> 
         SYS_execve | SYS_execveat => "replaces the calling thread's program",
         SYS_exit | SYS_exit_group => "ends the calling thread",
         SYS_setns | SYS_unshare => "changes the calling thread's namespaces",
-        SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid
-        | SYS_setresgid | SYS_setfsuid | SYS_setfsgid | SYS_setgroups | SYS_capset => {
+        SYS_setuid | SYS_setgid | SYS_setreuid | SYS_setregid | SYS_setresuid | SYS_setresgid
+        | SYS_setfsuid | SYS_setfsgid | SYS_setgroups | SYS_capset => {
             "credentials are per thread in the kernel"
         }
         SYS_io_uring_enter | SYS_io_uring_setup | SYS_io_uring_register => {
@@ -77,22 +82,90 @@ pub fn may_block(nr: c_long) -> bool {
     use libc::*;
     !matches!(
         nr,
-        SYS_getpid | SYS_getppid | SYS_getuid | SYS_geteuid | SYS_getgid | SYS_getegid
-            | SYS_getpgid | SYS_getsid | SYS_getpgrp | SYS_getgroups | SYS_getresuid
-            | SYS_getresgid | SYS_uname | SYS_umask | SYS_getcwd | SYS_time | SYS_gettimeofday
-            | SYS_clock_gettime | SYS_clock_getres | SYS_times | SYS_sysinfo | SYS_getrlimit
-            | SYS_prlimit64 | SYS_getrusage | SYS_lseek | SYS_fstat | SYS_newfstatat | SYS_statx
-            | SYS_stat | SYS_lstat | SYS_access | SYS_faccessat | SYS_faccessat2
-            | SYS_readlink | SYS_readlinkat | SYS_dup | SYS_dup2 | SYS_dup3 | SYS_pipe
-            | SYS_pipe2 | SYS_eventfd2 | SYS_socket | SYS_socketpair | SYS_bind | SYS_listen
-            | SYS_getsockname | SYS_getpeername | SYS_setsockopt | SYS_getsockopt
-            | SYS_shutdown | SYS_epoll_create1 | SYS_epoll_ctl | SYS_mmap | SYS_munmap
-            | SYS_mprotect | SYS_madvise | SYS_brk | SYS_mremap | SYS_kill | SYS_tgkill
-            | SYS_tkill | SYS_timerfd_create | SYS_timerfd_settime | SYS_timerfd_gettime
-            | SYS_signalfd4 | SYS_memfd_create | SYS_getdents64 | SYS_mkdir | SYS_mkdirat
-            | SYS_rmdir | SYS_unlink | SYS_unlinkat | SYS_rename | SYS_renameat
-            | SYS_renameat2 | SYS_chmod | SYS_fchmod | SYS_fchmodat | SYS_symlink
-            | SYS_symlinkat | SYS_link | SYS_linkat | SYS_truncate | SYS_ftruncate
+        SYS_getpid
+            | SYS_getppid
+            | SYS_getuid
+            | SYS_geteuid
+            | SYS_getgid
+            | SYS_getegid
+            | SYS_getpgid
+            | SYS_getsid
+            | SYS_getpgrp
+            | SYS_getgroups
+            | SYS_getresuid
+            | SYS_getresgid
+            | SYS_uname
+            | SYS_umask
+            | SYS_getcwd
+            | SYS_time
+            | SYS_gettimeofday
+            | SYS_clock_gettime
+            | SYS_clock_getres
+            | SYS_times
+            | SYS_sysinfo
+            | SYS_getrlimit
+            | SYS_prlimit64
+            | SYS_getrusage
+            | SYS_lseek
+            | SYS_fstat
+            | SYS_newfstatat
+            | SYS_statx
+            | SYS_stat
+            | SYS_lstat
+            | SYS_access
+            | SYS_faccessat
+            | SYS_faccessat2
+            | SYS_readlink
+            | SYS_readlinkat
+            | SYS_dup
+            | SYS_dup2
+            | SYS_dup3
+            | SYS_pipe
+            | SYS_pipe2
+            | SYS_eventfd2
+            | SYS_socket
+            | SYS_socketpair
+            | SYS_bind
+            | SYS_listen
+            | SYS_getsockname
+            | SYS_getpeername
+            | SYS_setsockopt
+            | SYS_getsockopt
+            | SYS_shutdown
+            | SYS_epoll_create1
+            | SYS_epoll_ctl
+            | SYS_mmap
+            | SYS_munmap
+            | SYS_mprotect
+            | SYS_madvise
+            | SYS_brk
+            | SYS_mremap
+            | SYS_kill
+            | SYS_tgkill
+            | SYS_tkill
+            | SYS_timerfd_create
+            | SYS_timerfd_settime
+            | SYS_timerfd_gettime
+            | SYS_signalfd4
+            | SYS_memfd_create
+            | SYS_getdents64
+            | SYS_mkdir
+            | SYS_mkdirat
+            | SYS_rmdir
+            | SYS_unlink
+            | SYS_unlinkat
+            | SYS_rename
+            | SYS_renameat
+            | SYS_renameat2
+            | SYS_chmod
+            | SYS_fchmod
+            | SYS_fchmodat
+            | SYS_symlink
+            | SYS_symlinkat
+            | SYS_link
+            | SYS_linkat
+            | SYS_truncate
+            | SYS_ftruncate
     )
 }
 

@@ -173,9 +173,25 @@ mod tests {
 
     #[test]
     fn validation_names_the_problem() {
-        let c = Config { pages_per_core: 0, ..Config::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("pages_per_core"));
-        let c = Config { syscall_cores: vec![4000], ..Config::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("does not exist"));
+        let c = Config {
+            pages_per_core: 0,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("pages_per_core")
+        );
+        let c = Config {
+            syscall_cores: vec![4000],
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
     }
 }

@@ -72,7 +72,11 @@ impl SyscallEntry {
     pub const fn new() -> Self {
         Self {
             status: AtomicU32::new(status::FREE),
-            head: UnsafeCell::new(Head { nr: 0, nargs: 0, flags: 0 }),
+            head: UnsafeCell::new(Head {
+                nr: 0,
+                nargs: 0,
+                flags: 0,
+            }),
             args: UnsafeCell::new([0; 6]),
             ret: UnsafeCell::new(0),
         }
@@ -101,11 +105,21 @@ impl SyscallEntry {
     /// last, with Release, so no executor can see a half-written request (paper footnote 4).
     #[inline]
     pub fn post(&self, nr: u16, nargs: u8, args: [u64; 6]) {
-        debug_assert_eq!(self.status.load(Ordering::Relaxed), status::FREE, "post on a used entry");
+        debug_assert_eq!(
+            self.status.load(Ordering::Relaxed),
+            status::FREE,
+            "post on a used entry"
+        );
         // The poster owns a FREE entry: no executor reads these cells until SUBMITTED is seen.
         self.head.with_mut(|h| {
             // SAFETY: exclusive access by the protocol above.
-            unsafe { *h = Head { nr, nargs, flags: 0 } }
+            unsafe {
+                *h = Head {
+                    nr,
+                    nargs,
+                    flags: 0,
+                }
+            }
         });
         self.args.with_mut(|a| {
             // SAFETY: exclusive access by the protocol above.
@@ -125,7 +139,26 @@ impl SyscallEntry {
                 Ordering::Relaxed,
             )
             .ok()
-            .map(|_| Claim { entry: self, done: false })
+            .map(|_| Claim {
+                entry: self,
+                done: false,
+            })
+    }
+
+    /// Executor: completes an entry whose claim was [detached](Claim::detach).
+    ///
+    /// # Safety
+    /// The caller must be the executor that claimed and detached this entry, and calls this once:
+    /// otherwise the write of the return value races with the poster's read.
+    #[inline]
+    pub unsafe fn complete_detached(&self, ret: i64) {
+        debug_assert_eq!(self.status.load(Ordering::Relaxed), status::BUSY);
+        self.ret.with_mut(|r| {
+            // SAFETY: the caller is the entry's only claimant (see above) and the poster reads
+            // `ret` only after the Release store of DONE below.
+            unsafe { *r = ret }
+        });
+        self.status.store(status::DONE, Ordering::Release);
     }
 
     /// Poster: if the entry is DONE, reads the result and frees the entry.
@@ -178,6 +211,14 @@ impl Claim<'_> {
         self.finish(ret);
     }
 
+    /// Ends the claim object without completing the entry, which stays BUSY until
+    /// [`SyscallEntry::complete_detached`]: for executors whose completion arrives later, on
+    /// another stack frame (io_uring).
+    #[inline]
+    pub fn detach(mut self) {
+        self.done = true;
+    }
+
     fn finish(&mut self, ret: i64) {
         self.entry.ret.with_mut(|r| {
             // SAFETY: a BUSY entry is written only by its one claimant; the poster reads `ret`
@@ -223,11 +264,9 @@ pub mod offsets {
     /// Offset of the syscall number.
     pub const NR: usize = offset_of!(super::SyscallEntry, head) + offset_of!(super::Head, nr);
     /// Offset of the argument count.
-    pub const NARGS: usize =
-        offset_of!(super::SyscallEntry, head) + offset_of!(super::Head, nargs);
+    pub const NARGS: usize = offset_of!(super::SyscallEntry, head) + offset_of!(super::Head, nargs);
     /// Offset of the flags byte.
-    pub const FLAGS: usize =
-        offset_of!(super::SyscallEntry, head) + offset_of!(super::Head, flags);
+    pub const FLAGS: usize = offset_of!(super::SyscallEntry, head) + offset_of!(super::Head, flags);
     /// Offset of the six arguments.
     pub const ARGS: usize = offset_of!(super::SyscallEntry, args);
     /// Offset of the return value.

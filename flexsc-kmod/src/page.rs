@@ -29,7 +29,9 @@ impl Default for SyscallPage {
 impl SyscallPage {
     /// A page of FREE entries.
     pub fn new() -> Self {
-        Self { entries: core::array::from_fn(|_| SyscallEntry::new()) }
+        Self {
+            entries: core::array::from_fn(|_| SyscallEntry::new()),
+        }
     }
 }
 
@@ -104,7 +106,11 @@ impl PageGuard<'_> {
     /// released before returning and the page is not marked drained. Otherwise the page is marked
     /// drained up to the posting count read before the scan, so posts that raced with the scan
     /// are found by the next one.
-    pub fn drain<'p>(self, page: &'p SyscallPage, mut exec: impl FnMut(Claim<'p>) -> Step) -> usize {
+    pub fn drain<'p>(
+        self,
+        page: &'p SyscallPage,
+        mut exec: impl FnMut(Claim<'p>) -> Step,
+    ) -> usize {
         let snapshot = self.ctl.posted.load(Ordering::Acquire);
         let mut claimed = 0;
         for entry in &page.entries {

@@ -30,7 +30,11 @@ impl Syscall {
         assert!(args.len() <= 6, "a system call takes at most 6 arguments");
         let mut a = [0; 6];
         a[..args.len()].copy_from_slice(args);
-        Self { nr, args: a, nargs: args.len() as u8 }
+        Self {
+            nr,
+            args: a,
+            nargs: args.len() as u8,
+        }
     }
 
     /// The null call of the io_uring backend (IORING_OP_NOP); returns 0.
@@ -127,7 +131,10 @@ impl Poster {
         if core >= shared.area.cores() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("core {core} out of range (registered {})", shared.area.cores()),
+                format!(
+                    "core {core} out of range (registered {})",
+                    shared.area.cores()
+                ),
             ));
         }
         if !shared.area.attach(core) {
@@ -205,10 +212,16 @@ impl Poster {
             return Err(PostError::NoSuchCall(call.nr));
         };
         if let Some(reason) = calls::thread_bound_reason(call.nr, &call.args) {
-            return Err(PostError::ThreadBound { nr: call.nr, reason });
+            return Err(PostError::ThreadBound {
+                nr: call.nr,
+                reason,
+            });
         }
         let slot = self.free.pop().ok_or(PostError::Full)?;
-        self.shared.area.entry(self.core, slot).post(nr, call.nargs, call.args);
+        self.shared
+            .area
+            .entry(self.core, slot)
+            .post(nr, call.nargs, call.args);
         self.pending.push(slot);
         self.inflight[slot as usize / 64] |= 1 << (slot % 64);
         self.n_inflight += 1;
@@ -274,10 +287,10 @@ impl Poster {
         self.stats.waits += 1;
         let (area, core, inflight, shared) =
             (&self.shared.area, self.core, &self.inflight, &self.shared);
-        self.local.wait(
-            &mut || any_done(area, core, inflight),
-            &mut || shared.executors_gone(),
-        );
+        self.local
+            .wait(&mut || any_done(area, core, inflight), &mut || {
+                shared.executors_gone()
+            });
     }
 
     /// Takes every done entry, calling `f` with its ticket and result; returns how many.

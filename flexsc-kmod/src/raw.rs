@@ -53,7 +53,11 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: u64) {
         tv_sec: (timeout_ns / 1_000_000_000) as i64,
         tv_nsec: (timeout_ns % 1_000_000_000) as i64,
     };
-    let tsp = if timeout_ns == 0 { 0 } else { &ts as *const _ as u64 };
+    let tsp = if timeout_ns == 0 {
+        0
+    } else {
+        &ts as *const _ as u64
+    };
     // SAFETY: `word` is a live, aligned u32; the timespec outlives the call.
     unsafe {
         syscall6(
@@ -115,12 +119,7 @@ pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
 /// Sends signal `sig` to thread `tid` of this process.
 pub(crate) fn tgkill(tid: i32, sig: i32) -> i64 {
     // SAFETY: tgkill only names a thread and a signal; no memory is passed.
-    unsafe {
-        syscall(
-            libc::SYS_tgkill,
-            [getpid() as u64, tid as u64, sig as u64],
-        )
-    }
+    unsafe { syscall(libc::SYS_tgkill, [getpid() as u64, tid as u64, sig as u64]) }
 }
 
 /// The process id.

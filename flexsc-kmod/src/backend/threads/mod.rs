@@ -48,7 +48,10 @@ impl Backend for ThreadsBackend {
     }
 
     fn attach(&self, core: usize) -> io::Result<Box<dyn CoreBackend>> {
-        Ok(Box::new(ThreadsCore { sched: self.sched.clone(), core }))
+        Ok(Box::new(ThreadsCore {
+            sched: self.sched.clone(),
+            core,
+        }))
     }
 
     fn shutdown(&self) {
@@ -77,10 +80,11 @@ impl CoreBackend for ThreadsCore {
 
     fn wait(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool) {
         // A short spin first: a remote syscall thread often answers within a few hundred ns.
-        self.sched
-            .area()
-            .core(self.core)
-            .completions
-            .wait_until(self.sched.wait_spins(), 0, ready, give_up);
+        self.sched.area().core(self.core).completions.wait_until(
+            self.sched.wait_spins(),
+            0,
+            ready,
+            give_up,
+        );
     }
 }

@@ -53,7 +53,10 @@ impl Scheduler {
             area: area.clone(),
             slots: cpus
                 .into_iter()
-                .map(|cpu| CoreSlot { cpu, ..CoreSlot::default() })
+                .map(|cpu| CoreSlot {
+                    cpu,
+                    ..CoreSlot::default()
+                })
                 .collect(),
             active: AtomicU32::new(0),
             live: AtomicUsize::new(0),
@@ -187,7 +190,10 @@ impl Scheduler {
             .spawn(move || super::syscall_thread::run(sched, core, st));
         match spawned {
             Ok(h) => {
-                this.threads.lock().unwrap_or_else(|e| e.into_inner()).push((h, state));
+                this.threads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((h, state));
                 Ok(())
             }
             Err(e) => {

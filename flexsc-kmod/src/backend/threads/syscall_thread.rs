@@ -107,7 +107,9 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
         if !ctl.has_work() {
             continue;
         }
-        let Some(guard) = ctl.try_lock() else { continue };
+        let Some(guard) = ctl.try_lock() else {
+            continue;
+        };
         let mut blocking: Option<Claim<'_>> = None;
         let mut completed = 0;
         ran += guard.drain(&area.pages()[i], |claim| {

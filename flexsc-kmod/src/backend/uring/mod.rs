@@ -14,7 +14,10 @@ pub struct UringBackend {}
 impl UringBackend {
     /// Not yet.
     pub fn start(_area: Arc<SyscallArea>, _config: &Config) -> io::Result<Self> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "uring backend not built yet"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "uring backend not built yet",
+        ))
     }
 }
 
@@ -23,7 +26,10 @@ impl Backend for UringBackend {
         "uring"
     }
     fn attach(&self, _core: usize) -> io::Result<Box<dyn CoreBackend>> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "uring backend not built yet"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "uring backend not built yet",
+        ))
     }
     fn shutdown(&self) {}
 }
