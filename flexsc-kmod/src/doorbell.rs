@@ -2,12 +2,19 @@
 //! one of its entries is done) and under idle syscall threads (sleeping until work is posted).
 //!
 //! A doorbell is a futex word that counts rings, plus a count of sleepers so that a ring with
-//! nobody asleep costs one atomic add and no system call. A sleeper registers, reads the count,
-//! re-checks its condition, and sleeps only if the count is unchanged; a ringer first makes its
-//! condition true, then bumps the count, then wakes if anyone registered. Both sides order these
-//! with SeqCst, so either the ringer sees the sleeper or the sleeper sees the ring.
+//! nobody asleep costs a fence, one atomic add and no system call. A sleeper registers, reads the
+//! count, re-checks its condition, and sleeps only if the count is unchanged; a ringer first makes
+//! its condition true, then bumps the count, then wakes if anyone registered.
+//!
+//! Each side puts a SeqCst fence between its write and its read (store buffering, as in Dekker's
+//! algorithm): if the ringer's fence comes first in the fences' total order, the sleeper's re-check
+//! sees the condition; otherwise the ringer sees the sleeper registered and wakes it, and the
+//! futex's compare-and-sleep (atomic with respect to the wake) makes the sleeper either see the
+//! new count or be woken. Explicit fences rather than SeqCst accesses: same guarantee in C11, and
+//! loom (which models SeqCst accesses as AcqRel only) can check it. Anything else that sleeps on
+//! the word (an io_uring futex wait) must follow the same steps: register, fence, read, re-check.
 
-use crate::sync::{AtomicU32, Futex, Ordering, spin_hint};
+use crate::sync::{AtomicU32, Futex, Ordering, fence, spin_hint};
 
 /// A futex doorbell.
 #[derive(Debug, Default)]
@@ -25,8 +32,7 @@ impl Doorbell {
     /// Rings: wakes every sleeper. Call after making the awaited condition true.
     #[inline]
     pub fn ring(&self) {
-        self.rings.word().fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        if self.bump() {
             self.rings.wake(u32::MAX);
         }
     }
@@ -34,10 +40,19 @@ impl Doorbell {
     /// Rings, waking at most one sleeper.
     #[inline]
     pub fn ring_one(&self) {
-        self.rings.word().fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        if self.bump() {
             self.rings.wake(1);
         }
+    }
+
+    /// Counts a ring; returns whether anyone may be asleep.
+    #[inline]
+    fn bump(&self) -> bool {
+        // Pairs with the fence in `wait_until` (see the module doc), and releases the caller's
+        // condition with the count: a sleeper that reads the new count sees the condition.
+        fence(Ordering::SeqCst);
+        self.rings.word().fetch_add(1, Ordering::Relaxed);
+        self.sleepers.load(Ordering::Relaxed) != 0
     }
 
     /// Whether anyone is asleep (or about to sleep) on the doorbell.
@@ -67,8 +82,12 @@ impl Doorbell {
             if ready() || give_up() {
                 return;
             }
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let seen = self.rings.word().load(Ordering::SeqCst);
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            // Pairs with the fence in `bump`: either the ringer sees us registered, or the
+            // re-check below sees its condition.
+            fence(Ordering::SeqCst);
+            // Acquire: a ring counted in `seen` comes with its condition.
+            let seen = self.rings.word().load(Ordering::Acquire);
             if ready() || give_up() {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return;

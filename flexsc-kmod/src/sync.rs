@@ -6,12 +6,15 @@
 //! (process-private), and under loom a mutex + condvar pair that gives the same guarantee that
 //! matters to us: the compare of the word and the sleep are atomic with respect to a wake.
 
+// Under loom only the protocol modules are built, and they use a subset of these.
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests (debug and release), the
+# loom models, and a one-iteration run of every benchmark. README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests (debug)"
+cargo test --workspace
+
+step "tests (release)"
+cargo test --workspace --release
+
+step "loom models (bounded preemptions)"
+# A separate target dir: --cfg loom changes every crate's build.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+    cargo test -p loom-tests --release
+
+step "benchmarks, one iteration each (criterion --test)"
+cargo bench -p flexsc-bench -- --test
+
+step "all passed"
