@@ -14,6 +14,47 @@ use libc::c_long;
 /// ("not supported through the exception-less path; run it synchronously").
 pub const REFUSED: i64 = -(libc::EOPNOTSUPP as i64);
 
+/// Whether clock id `id` is the calling thread's CPU-time clock: `CLOCK_THREAD_CPUTIME_ID`, or
+/// the dynamic id of a per-thread CPU clock with pid 0 (`MAKE_THREAD_CPUCLOCK(0, ...)`).
+fn own_thread_clock(id: u64) -> bool {
+    let id = id as i32;
+    id == libc::CLOCK_THREAD_CPUTIME_ID || (id < 0 && id & 4 != 0 && id >> 3 == -1)
+}
+
+/// futex operations whose lock owner is the calling thread (priority inheritance: the kernel
+/// records the caller's tid in the futex word, and only the owner may unlock).
+fn pi_futex_op(op: u64) -> bool {
+    const FUTEX_LOCK_PI: i32 = 6;
+    const FUTEX_UNLOCK_PI: i32 = 7;
+    const FUTEX_TRYLOCK_PI: i32 = 8;
+    const FUTEX_WAIT_REQUEUE_PI: i32 = 11;
+    const FUTEX_CMP_REQUEUE_PI: i32 = 12;
+    const FUTEX_LOCK_PI2: i32 = 13;
+    const FUTEX_CMD_MASK: i32 = !(128 | 256); // FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME
+    matches!(
+        op as i32 & FUTEX_CMD_MASK,
+        FUTEX_LOCK_PI
+            | FUTEX_UNLOCK_PI
+            | FUTEX_TRYLOCK_PI
+            | FUTEX_WAIT_REQUEUE_PI
+            | FUTEX_CMP_REQUEUE_PI
+            | FUTEX_LOCK_PI2
+    )
+}
+
+/// The `options` argument of `wait4` (third) or `waitid` (fourth).
+fn wait_options(nr: c_long, args: &[u64; 6]) -> i32 {
+    (if nr == libc::SYS_wait4 {
+        args[2]
+    } else {
+        args[3]
+    }) as i32
+}
+
+/// `lsm_get_self_attr` and `lsm_set_self_attr` (Linux 6.8; not in every libc yet).
+const SYS_LSM_GET_SELF_ATTR: c_long = 459;
+const SYS_LSM_SET_SELF_ATTR: c_long = 460;
+
 /// Why a call is thread-bound, for documentation and error messages.
 pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> {
     use libc::*;
@@ -23,7 +64,9 @@ pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> 
         SYS_set_tid_address | SYS_set_robust_list => "per-thread kernel bookkeeping",
         SYS_get_robust_list if self_target => "per-thread kernel bookkeeping",
         SYS_rt_sigprocmask | SYS_rt_sigpending | SYS_rt_sigsuspend | SYS_rt_sigtimedwait
-        | SYS_sigaltstack | SYS_rt_sigreturn | SYS_pause => "signal state is per thread",
+        | SYS_sigaltstack | SYS_rt_sigreturn | SYS_pause | SYS_restart_syscall => {
+            "signal state is per thread"
+        }
         SYS_sched_setaffinity
         | SYS_sched_getaffinity
         | SYS_sched_setscheduler
@@ -45,10 +88,21 @@ pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> 
             "I/O priority of who=0 is the calling thread's"
         }
         SYS_getrusage if args[0] as i32 == RUSAGE_THREAD => "RUSAGE_THREAD is the caller's",
-        SYS_clock_gettime | SYS_clock_getres | SYS_clock_nanosleep
-            if args[0] as i32 == CLOCK_THREAD_CPUTIME_ID =>
+        SYS_clock_gettime | SYS_clock_getres | SYS_clock_nanosleep | SYS_timer_create
+            if own_thread_clock(args[0]) =>
         {
             "the caller's CPU-time clock"
+        }
+        SYS_futex if pi_futex_op(args[1]) => "a priority-inheritance futex is owned by a thread",
+        SYS_perf_event_open if args[1] as i32 == 0 => "perf_event_open(pid 0) measures the caller",
+        SYS_wait4 | SYS_waitid if wait_options(nr, args) & __WNOTHREAD != 0 => {
+            "__WNOTHREAD waits for the caller's own children"
+        }
+        SYS_ptrace => "a tracer is a thread: later requests must come from it",
+        SYS_set_mempolicy | SYS_get_mempolicy => "the NUMA policy is per thread",
+        SYS_set_thread_area | SYS_get_thread_area => "TLS descriptors are per thread",
+        SYS_landlock_restrict_self | SYS_LSM_GET_SELF_ATTR | SYS_LSM_SET_SELF_ATTR => {
+            "security attributes of the calling thread"
         }
         SYS_prctl | SYS_arch_prctl | SYS_rseq | SYS_seccomp | SYS_personality => {
             "per-thread settings (prctl, arch_prctl, rseq, seccomp)"

@@ -61,10 +61,37 @@ impl Doorbell {
         self.sleepers.load(Ordering::SeqCst) != 0
     }
 
-    /// Returns once `ready()` is true: polls it `spins` times, then sleeps until a ring.
+    /// The futex word sleepers wait on, for a sleeper that waits through io_uring's
+    /// `IORING_OP_FUTEX_WAIT` instead of `futex(2)` (the `uring` backend). Use it only between
+    /// [`Self::register_sleeper`] and [`Self::unregister_sleeper`], as [`Self::wait_until`] does.
+    #[cfg(not(loom))]
+    pub(crate) fn futex_word(&self) -> &AtomicU32 {
+        self.rings.word()
+    }
+
+    /// The first half of [`Self::wait_until`]'s sleep: registers a sleeper and returns the ring
+    /// count to sleep on. The caller must then re-check its condition, sleep only while the word
+    /// still holds the returned value, and call [`Self::unregister_sleeper`] afterwards.
+    #[cfg(not(loom))]
+    pub(crate) fn register_sleeper(&self) -> u32 {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.rings.word().load(Ordering::SeqCst)
+    }
+
+    /// Ends a sleep started with [`Self::register_sleeper`].
+    #[cfg(not(loom))]
+    pub(crate) fn unregister_sleeper(&self) {
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Returns once `ready()` is true: spins up to `spins` polls of the ring count, re-checking
+    /// `ready()` whenever it moves, then sleeps until a ring.
     ///
-    /// `timeout_ns` (0: none) bounds each sleep; the function still returns only when `ready()`
-    /// holds or `give_up()` does.
+    /// Spinning watches the one doorbell word rather than calling `ready()`, because `ready()`
+    /// typically reads cache lines the ringer is writing (entries' statuses): polling them would
+    /// pull every line back and forth between the cores. A condition made true without a ring is
+    /// therefore seen only once the spin ends. `timeout_ns` (0: none) bounds each sleep; the
+    /// function still returns only when `ready()` holds or `give_up()` does.
     pub fn wait_until(
         &self,
         spins: u32,
@@ -72,11 +99,24 @@ impl Doorbell {
         mut ready: impl FnMut() -> bool,
         mut give_up: impl FnMut() -> bool,
     ) {
-        for _ in 0..spins {
-            if ready() || give_up() {
+        if spins > 0 {
+            let mut seen = self.rings.word().load(Ordering::Acquire);
+            if ready() {
                 return;
             }
-            spin_hint();
+            for _ in 0..spins {
+                let now = self.rings.word().load(Ordering::Acquire);
+                if now != seen {
+                    seen = now;
+                    if ready() {
+                        return;
+                    }
+                }
+                if give_up() {
+                    return;
+                }
+                spin_hint();
+            }
         }
         loop {
             if ready() || give_up() {

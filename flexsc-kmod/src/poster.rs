@@ -113,6 +113,8 @@ pub struct Poster {
     n_inflight: usize,
     /// Entries a previous poster of this core left in flight: harvested silently.
     orphans: Vec<u64>,
+    /// Harvest's per-word done masks, kept to avoid an allocation per harvest.
+    scratch: Vec<u64>,
     stats: PosterStats,
 }
 
@@ -159,6 +161,7 @@ impl Poster {
             inflight: vec![0; n.div_ceil(64)],
             n_inflight: 0,
             orphans: vec![0; n.div_ceil(64)],
+            scratch: Vec::with_capacity(n.div_ceil(64)),
             stats: PosterStats::default(),
             shared,
         };
@@ -291,17 +294,69 @@ impl Poster {
             .wait(&mut || any_done(area, core, inflight), &mut || {
                 shared.executors_gone()
             });
+        if self.shared.executors_gone() {
+            self.cancel_unclaimed();
+        }
+    }
+
+    /// Once the executors are gone nobody claims entries any more, but one posted while the
+    /// registration was shutting down (after `post` checked, before its store) can still be
+    /// SUBMITTED, missed by the shutdown's sweep: answer this core's with `-ECANCELED`, so a
+    /// `wait` + `harvest` loop ends, as [`Self::take`] does for one ticket.
+    fn cancel_unclaimed(&mut self) {
+        for w in 0..self.inflight.len() {
+            let mut bits = self.inflight[w];
+            while bits != 0 {
+                let slot = w as u32 * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                if let Some(claim) = self.shared.area.entry(self.core, slot).claim() {
+                    claim.complete(-(libc::ECANCELED as i64));
+                }
+            }
+        }
     }
 
     /// Takes every done entry, calling `f` with its ticket and result; returns how many.
     pub fn harvest(&mut self, mut f: impl FnMut(Ticket, i64)) -> usize {
         self.local.poll();
-        let mut n = 0;
-        for w in 0..self.inflight.len() {
-            let mut bits = self.inflight[w];
+        // Executors wrote these lines, so each read is a cache miss; most of the cost of taking
+        // results is overlapping those misses. Pass one reads every in-flight status (independent
+        // loads); pass two asks for the done lines in exclusive state, all at once, then takes them.
+        // Lines still in flight are only read, never pulled away from a working executor.
+        let mut done = std::mem::take(&mut self.scratch);
+        done.clear();
+        for (w, &bits) in self.inflight.iter().enumerate() {
+            let mut bits = bits;
+            let mut d = 0u64;
             while bits != 0 {
                 let b = bits.trailing_zeros();
                 bits &= bits - 1;
+                if self
+                    .shared
+                    .area
+                    .entry(self.core, w as u32 * 64 + b)
+                    .status()
+                    == status::DONE
+                {
+                    d |= 1 << b;
+                }
+            }
+            done.push(d);
+        }
+        for (w, &d) in done.iter().enumerate() {
+            let mut d = d;
+            while d != 0 {
+                let slot = w as u32 * 64 + d.trailing_zeros();
+                d &= d - 1;
+                crate::page::prefetch_for_write(self.shared.area.entry(self.core, slot));
+            }
+        }
+        let mut n = 0;
+        for (w, &d) in done.iter().enumerate() {
+            let mut d = d;
+            while d != 0 {
+                let b = d.trailing_zeros();
+                d &= d - 1;
                 let slot = w as u32 * 64 + b;
                 if let Some(ret) = self.shared.area.entry(self.core, slot).take() {
                     let orphan = self.orphans[w] & (1 << b) != 0;
@@ -314,6 +369,7 @@ impl Poster {
                 }
             }
         }
+        self.scratch = done;
         n
     }
 
@@ -372,7 +428,8 @@ pub(crate) fn run_local(call: &Syscall) -> i64 {
 
 impl Drop for Poster {
     fn drop(&mut self) {
-        // Posted entries still run; a later poster of this core inherits them as orphans.
+        // Entries held by syscall threads still run; a later poster of this core inherits them
+        // as orphans. (io_uring requests die with the ring: the uring backend cancels them.)
         self.submit();
         self.harvest(|_, _| {});
         self.shared.area.detach(self.core);

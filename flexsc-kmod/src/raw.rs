@@ -76,6 +76,8 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout_ns: u64) {
 
 /// `futex(FUTEX_WAKE_PRIVATE)`: wakes up to `n` threads sleeping on `word`.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    // The kernel reads the count as an int: u32::MAX would be -1, which wakes just one.
+    let n = n.min(i32::MAX as u32);
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE only reads the address.
     unsafe {
         syscall(
@@ -150,15 +152,36 @@ pub(crate) fn install_signal_handler(sig: i32, handler: extern "C" fn(i32)) -> s
     Ok(())
 }
 
-/// Blocks every signal in the calling thread except `keep`.
+/// Blocks every signal in the calling thread except `keep` and glibc's two internal signals
+/// (32, SIGCANCEL, and 33, SIGSETXID): setuid() and friends broadcast SIGSETXID to every thread
+/// and wait for each to answer, so blocking it would hang the whole process.
 pub(crate) fn block_signals_except(keep: i32) {
-    let mut set = [!0u64; 1];
-    set[0] &= !(1u64 << (keep - 1));
+    let mut set = !0u64;
+    for sig in [keep, 32, 33] {
+        set &= !(1u64 << (sig - 1));
+    }
     // SAFETY: rt_sigprocmask reads an 8-byte kernel sigset from our stack; no old set is asked.
     unsafe {
         syscall6(
             libc::SYS_rt_sigprocmask as u64,
-            &[libc::SIG_SETMASK as u64, set.as_ptr() as u64, 0, 8, 0, 0],
+            &[
+                libc::SIG_SETMASK as u64,
+                &set as *const u64 as u64,
+                0,
+                8,
+                0,
+                0,
+            ],
         );
+    }
+}
+
+/// PREFETCHW: asks for the cache line at `p` in exclusive state. Only a hint.
+#[inline(always)]
+pub(crate) fn prefetch_for_write(p: *const i8) {
+    // SAFETY: prefetching never faults or changes memory, whatever the address; SSE is part of
+    // the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p);
     }
 }

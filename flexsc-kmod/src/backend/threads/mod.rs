@@ -36,6 +36,11 @@ impl ThreadsBackend {
         Ok(Self { sched })
     }
 
+    /// The scheduler, for the `uring` backend, whose fallback path hands entries to it.
+    pub(crate) fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.sched
+    }
+
     /// Number of syscall threads alive now.
     pub fn threads(&self) -> usize {
         self.sched.live_threads()

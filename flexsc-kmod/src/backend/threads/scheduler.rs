@@ -22,6 +22,8 @@ pub(crate) struct CoreSlot {
     threads: AtomicUsize,
     /// Threads of this core sleeping (or about to) on `idle`.
     pub(crate) idle_threads: AtomicUsize,
+    /// Threads of this core inside a call that may block (between `hand_off` and `call_done`).
+    in_call: AtomicUsize,
 }
 
 /// Shared state of the syscall threads.
@@ -123,11 +125,18 @@ impl Scheduler {
     pub(crate) fn kick(&self) {
         fence(Ordering::SeqCst);
         if self.active.load(Ordering::SeqCst) == 0 {
-            // Paper 3.6: the first core on the list not already running a syscall thread.
+            // Paper 3.6: the first core on the list not already running a syscall thread, among
+            // those with a thread free to answer: a core whose threads are all blocked in calls
+            // would swallow the ring while another core's idle thread slept on. (A thread about
+            // to sleep is counted in `idle_threads` before it rechecks for work, so either we see
+            // it here or it sees the work.)
+            let free = |s: &&CoreSlot| !s.active.load(Ordering::Relaxed);
             let slot = self
                 .slots
                 .iter()
-                .find(|s| !s.active.load(Ordering::Relaxed))
+                .filter(free)
+                .find(|s| s.idle_threads.load(Ordering::SeqCst) > 0)
+                .or_else(|| self.slots.iter().find(free))
                 .unwrap_or(&self.slots[0]);
             slot.idle.ring_one();
         }
@@ -162,16 +171,39 @@ impl Scheduler {
     /// Hands `core` to a sibling before a call that may block (the caller has deactivated):
     /// if work is waiting, wake an idle sibling; and keep at least one thread of the core out of
     /// blocking calls, creating one if none is idle (up to the cap), so later kicks find it.
+    ///
+    /// A new thread is made only when every thread of the core is inside a call: a sibling that
+    /// is between calls (back from one, about to become active or to sleep idle, or just made)
+    /// drains the pages itself, so most calls that "may block" but do not cost no thread. Each
+    /// caller counts itself in `in_call` first and decides on the count it got back, so of two
+    /// concurrent hand-offs the later one sees both. The caller must call [`Self::call_done`]
+    /// when its call returns.
     pub(crate) fn hand_off(this: &Arc<Self>, core: usize, work_waiting: bool) {
         let slot = &this.slots[core];
+        let in_calls = slot.in_call.fetch_add(1, Ordering::SeqCst) + 1;
         if slot.idle_threads.load(Ordering::SeqCst) > 0 {
             if work_waiting {
                 slot.idle.ring_one();
             }
-        } else if this.live.load(Ordering::Relaxed) < this.max_threads && !this.is_shut_down() {
-            // A failed spawn costs only parallelism: entries wait for a blocked sibling.
-            let _ = Self::spawn(this, core);
+            return;
         }
+        if slot.threads.load(Ordering::SeqCst) > in_calls {
+            return;
+        }
+        if this.live.load(Ordering::Relaxed) < this.max_threads
+            && !this.is_shut_down()
+            && Self::spawn(this, core).is_ok()
+        {
+            return;
+        }
+        // No thread of this core is left out of blocking calls and none can be made (the cap,
+        // or a failed spawn): let another core's idle thread take the pages, if one is idle.
+        this.kick();
+    }
+
+    /// The call a [`Self::hand_off`] preceded has returned.
+    pub(crate) fn call_done(&self, core: usize) {
+        self.slots[core].in_call.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Whether `core` has an active thread.
@@ -183,7 +215,7 @@ impl Scheduler {
         let state = Arc::new(super::syscall_thread::ThreadState::default());
         let (sched, st) = (this.clone(), state.clone());
         this.live.fetch_add(1, Ordering::SeqCst);
-        this.slots[core].threads.fetch_add(1, Ordering::Relaxed);
+        this.slots[core].threads.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name(format!("flexsc-sys{core}"))
             .stack_size(64 * 1024)
@@ -198,14 +230,14 @@ impl Scheduler {
             }
             Err(e) => {
                 this.live.fetch_sub(1, Ordering::SeqCst);
-                this.slots[core].threads.fetch_sub(1, Ordering::Relaxed);
+                this.slots[core].threads.fetch_sub(1, Ordering::SeqCst);
                 Err(e)
             }
         }
     }
 
     pub(crate) fn thread_exited(&self, core: usize) {
-        self.slots[core].threads.fetch_sub(1, Ordering::Relaxed);
+        self.slots[core].threads.fetch_sub(1, Ordering::SeqCst);
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
 

@@ -136,6 +136,7 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             st.in_call.store(true, Ordering::Release);
             let ret = execute(claim.head().nr, &args);
             st.in_call.store(false, Ordering::Release);
+            sched.call_done(core);
             claim.complete(ret);
             completions.ring();
             return Drained::HandedOff;

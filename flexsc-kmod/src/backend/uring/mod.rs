@@ -1,23 +1,94 @@
-//! The `uring` backend (being written).
+//! The `uring` backend: io_uring as the kernel's own exception-less path, one ring per posting
+//! core, with syscall threads for the calls io_uring has no opcode for.
+//!
+//! - The shared half ([`UringBackend`]) probes io_uring once and runs a `threads` backend as the
+//!   fallback. Its syscall threads never spin (`executor_spins = 0`): they sleep until a submit
+//!   kicks them, so they do not race the rings for entries.
+//! - The carrier half (`UringCore`, one per poster) owns its core's ring, set up on attach and
+//!   bound to the first thread that uses it (`SINGLE_ISSUER | DEFER_TASKRUN` where available).
+//!   `submit` claims each posted entry that has an opcode, queues its request with the entry's
+//!   slot as `user_data`, and enters the kernel once for the whole batch; the other entries stay
+//!   SUBMITTED for the syscall threads. Completions are reaped on the poster's own thread (in
+//!   `submit`, `poll` and `wait`), so nothing is rung.
+//! - flexsc_wait sleeps on the ring and on the core's completion doorbell at once, through an
+//!   `IORING_OP_FUTEX_WAIT` on the doorbell's word (6.7+); older kernels wake every millisecond.
+//!
+//! Results equal the synchronous call's: `opcode` sends to the threads what io_uring would run
+//! differently, and `fixup` maps back the differences that can only be seen at run time.
 
+mod fixup;
+mod opcode;
+mod ring;
+#[cfg(test)]
+mod tests;
+mod wait;
+
+use std::cell::Cell;
+use std::fmt;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU64;
+
+use io_uring::IoUring;
+use io_uring::opcode::AsyncCancel;
+use io_uring::squeue::Entry;
+use io_uring::types::Timespec;
 
 use crate::area::SyscallArea;
+use crate::backend::threads::{Scheduler, ThreadsBackend};
 use crate::backend::{Backend, CoreBackend};
+use crate::calls;
 use crate::config::Config;
-use crate::sync::Arc;
+use crate::entry::{NR_FLEXSC_BASE, SyscallEntry, offsets};
+use crate::page::ENTRIES_PER_PAGE;
+use crate::raw;
+use crate::sync::{Arc, Ordering};
 
-/// io_uring per posting core.
+use fixup::{Fix, Outcome};
+use opcode::Route;
+use ring::{Caps, Mode, Setup};
+
+/// `user_data` of our own requests; entries use their slot number, always below 2^32.
+mod tag {
+    /// The FUTEX_WAIT on the completion doorbell.
+    pub(super) const FUTEX: u64 = 1 << 32;
+    /// The timer bounding a wait.
+    pub(super) const TIMER: u64 = FUTEX + 1;
+    /// A cancel of one request.
+    pub(super) const CANCEL: u64 = FUTEX + 2;
+    /// A cancel of every request (`IORING_ASYNC_CANCEL_ANY`, 5.19+).
+    pub(super) const CANCEL_ANY: u64 = FUTEX + 3;
+}
+
+/// io_uring per posting core, syscall threads for the rest.
 #[derive(Debug)]
-pub struct UringBackend {}
+pub struct UringBackend {
+    area: Arc<SyscallArea>,
+    fallback: ThreadsBackend,
+    caps: Caps,
+    setup: Setup,
+}
 
 impl UringBackend {
-    /// Not yet.
-    pub fn start(_area: Arc<SyscallArea>, _config: &Config) -> io::Result<Self> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "uring backend not built yet",
-        ))
+    /// Checks that io_uring is usable here (if it is not, an `Unsupported` error says so and
+    /// suggests the `threads` backend), probes what the kernel supports, and starts the fallback
+    /// syscall threads.
+    pub fn start(area: Arc<SyscallArea>, config: &Config) -> io::Result<Self> {
+        let caps = Caps::probe()?;
+        let setup = Setup::new(config)?;
+        let fallback = ThreadsBackend::start(
+            area.clone(),
+            &Config {
+                executor_spins: 0,
+                ..config.clone()
+            },
+        )?;
+        Ok(Self {
+            area,
+            fallback,
+            caps,
+            setup,
+        })
     }
 }
 
@@ -25,11 +96,441 @@ impl Backend for UringBackend {
     fn name(&self) -> &'static str {
         "uring"
     }
-    fn attach(&self, _core: usize) -> io::Result<Box<dyn CoreBackend>> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "uring backend not built yet",
-        ))
+
+    fn attach(&self, core: usize) -> io::Result<Box<dyn CoreBackend>> {
+        let core = UringCore::new(
+            self.area.clone(),
+            core,
+            self.fallback.scheduler().clone(),
+            self.caps,
+            self.setup.clone(),
+        )?;
+        Ok(Box::new(core))
     }
-    fn shutdown(&self) {}
+
+    /// Stops the fallback syscall threads. The rings belong to the posters' threads: their
+    /// requests are cancelled when the poster next waits (the registration's shutdown wakes it)
+    /// or is dropped.
+    fn shutdown(&self) {
+        self.fallback.shutdown();
+    }
+}
+
+/// The carrier half: one core's ring, driven by its poster's thread.
+struct UringCore {
+    /// None once io_uring failed for this core: every call then goes to the syscall threads.
+    ring: Option<IoUring>,
+    mode: Mode,
+    /// The thread the ring is bound to ([`thread_token`]), once one has used it.
+    owner: Option<u64>,
+    setup: Setup,
+    caps: Caps,
+    area: Arc<SyscallArea>,
+    core: usize,
+    sched: Arc<Scheduler>,
+    /// Per slot: how to complete the entry whose request is on the ring (None: not on it).
+    flights: Box<[Option<Fix>]>,
+    in_flight: usize,
+    /// Requests to [settle](Fix::settle) once the kernel has made their first attempt.
+    unsettled: Vec<u32>,
+    /// Scratch: this batch's entries for the syscall threads.
+    to_fallback: Vec<u32>,
+    /// Scratch: completions copied out of the ring.
+    cqes: Vec<(u64, i32)>,
+    /// Our FUTEX_WAIT on the doorbell is queued and has not completed.
+    futex_armed: bool,
+    /// Our timer is queued and has not fired.
+    timer_armed: bool,
+    /// The timer's interval; the kernel reads it when it consumes the request, so it is boxed.
+    timer: Box<Timespec>,
+    /// Cancelling everything: completions are final (no continuations, no retries).
+    draining: bool,
+    /// io_uring_enter calls made (for the batching test).
+    #[cfg(test)]
+    enters: usize,
+}
+
+impl fmt::Debug for UringCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringCore")
+            .field("core", &self.core)
+            .field("mode", &self.mode)
+            .field("ring", &self.ring.as_ref().map(|r| r.as_raw_fd()))
+            .field("in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
+impl UringCore {
+    fn new(
+        area: Arc<SyscallArea>,
+        core: usize,
+        sched: Arc<Scheduler>,
+        caps: Caps,
+        setup: Setup,
+    ) -> io::Result<Self> {
+        let (ring, mode) = setup.create()?;
+        let n = area.pages_per_core() * ENTRIES_PER_PAGE;
+        Ok(Self {
+            ring: Some(ring),
+            mode,
+            owner: None,
+            setup,
+            caps,
+            area,
+            core,
+            sched,
+            flights: (0..n).map(|_| None).collect(),
+            in_flight: 0,
+            unsettled: Vec::new(),
+            to_fallback: Vec::with_capacity(n),
+            cqes: Vec::with_capacity(n),
+            futex_armed: false,
+            timer_armed: false,
+            timer: Box::new(wait::TICK.into()),
+            draining: false,
+            #[cfg(test)]
+            enters: 0,
+        })
+    }
+
+    /// Makes the ring usable from the calling thread; false if this core runs without one.
+    ///
+    /// The first thread to use the ring owns it (a `Deferred` ring is enabled here). A poster
+    /// moved to another thread cannot enter the old ring (`-EEXIST`, or completion work queued to
+    /// the old thread): the ring is abandoned, its requests answered `-ECANCELED` (see
+    /// [`Self::abandon`]), and a new ring is made for this thread.
+    fn bind(&mut self) -> bool {
+        if self.ring.is_none() {
+            return false;
+        }
+        if !self.mode.thread_bound() {
+            return true;
+        }
+        let me = thread_token();
+        match self.owner {
+            Some(owner) if owner == me => true,
+            Some(_) => {
+                self.abandon();
+                match self.setup.create() {
+                    Ok((ring, mode)) => {
+                        self.ring = Some(ring);
+                        self.mode = mode;
+                        self.enable(me)
+                    }
+                    Err(_) => false,
+                }
+            }
+            None => self.enable(me),
+        }
+    }
+
+    fn enable(&mut self, me: u64) -> bool {
+        let Some(ring) = &self.ring else {
+            return false;
+        };
+        if self.mode == Mode::Deferred && ring.submitter().register_enable_rings().is_err() {
+            self.ring = None;
+            return false;
+        }
+        self.owner = Some(me);
+        true
+    }
+
+    /// Whether the calling thread may enter the ring.
+    fn on_owner(&self) -> bool {
+        !self.mode.thread_bound() || self.owner == Some(thread_token())
+    }
+
+    /// Puts entry `slot`'s request on the ring (the entry is claimed and detached).
+    fn start(&mut self, slot: u32, sqe: Entry, fix: Fix) {
+        if fix.wants_settle() {
+            self.unsettled.push(slot);
+        }
+        self.flights[slot as usize] = Some(fix);
+        self.in_flight += 1;
+        self.push(sqe.user_data(slot.into()));
+    }
+
+    /// Queues one request; a full queue is handed to the kernel first.
+    fn push(&mut self, sqe: Entry) {
+        loop {
+            let Some(ring) = &mut self.ring else {
+                return;
+            };
+            // SAFETY: an entry's request points at the poster's call arguments (buffers, paths,
+            // iovecs, msghdrs), which the poster leaves alone until it takes the result, exactly
+            // as for a syscall thread; invalid pointers make the kernel answer -EFAULT. Our own
+            // requests point at memory that outlives the ring: the doorbell word (in the area,
+            // held by our Arc), the boxed timer interval, the boxed iovec copies of `fixup`.
+            if unsafe { ring.submission().push(&sqe) }.is_ok() {
+                return;
+            }
+            if self.mode == Mode::SqPoll {
+                // The polling thread empties the queue: wait for room (IORING_ENTER_SQ_WAIT).
+                let _ = ring.submitter().squeue_wait();
+            } else {
+                self.enter(0);
+            }
+        }
+    }
+
+    /// One io_uring_enter: submits what is queued, runs deferred completion work, and with
+    /// `want` > 0 sleeps until that many completions are posted (or a signal). An unexpected
+    /// failure abandons the ring.
+    fn enter(&mut self, want: usize) {
+        let Some(ring) = &mut self.ring else {
+            return;
+        };
+        #[cfg(test)]
+        {
+            self.enters += 1;
+        }
+        let res = if self.mode == Mode::SqPoll {
+            // Enters only to wake the polling thread or to wait.
+            ring.submit_and_wait(want)
+        } else {
+            // GETEVENTS even with nothing to wait for: a Deferred ring posts completions only then.
+            // Exactly the queued count: when fewer are submitted the kernel skips the wait.
+            let flags = io_uring::EnterFlags::GETEVENTS.bits();
+            let to_submit = ring.submission().len() as u32;
+            // SAFETY: no extra argument is passed, and `to_submit` entries are queued.
+            unsafe {
+                ring.submitter()
+                    .enter::<libc::sigset_t>(to_submit, want as u32, flags, None)
+            }
+        };
+        if let Err(e) = res {
+            // Interrupted, short of memory, or the completion queue overflowed: the callers loop
+            // (and reap); anything else means the ring is unusable.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+            ) {
+                self.abandon();
+            }
+        }
+    }
+
+    /// Enters if the kernel has something for us to do (queued requests, deferred completion
+    /// work, an overflowed completion queue), then reaps and settles.
+    fn progress(&mut self) {
+        let Some(ring) = &mut self.ring else {
+            return;
+        };
+        let sq = ring.submission();
+        let needed = !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+        drop(sq);
+        if needed {
+            self.enter(0);
+        }
+        self.reap();
+        self.settle();
+    }
+
+    /// Takes every posted completion.
+    fn reap(&mut self) {
+        let Some(ring) = &mut self.ring else {
+            return;
+        };
+        // Out of `self`: handling one may abandon the ring, which reaps again.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        cqes.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        for &(user_data, res) in &cqes {
+            match user_data {
+                tag::FUTEX => self.futex_armed = false,
+                tag::TIMER => self.timer_armed = false,
+                // Before 5.19 a cancel matches one request only: cancel each of ours.
+                tag::CANCEL_ANY if res == -libc::EINVAL => self.cancel_each(),
+                tag::CANCEL | tag::CANCEL_ANY => {}
+                slot => self.finish(slot as u32, res),
+            }
+        }
+        self.cqes = cqes;
+    }
+
+    /// A completion of entry `slot`'s request: complete the entry, or issue its follow-up.
+    fn finish(&mut self, slot: u32, res: i32) {
+        let ring_fd = self.ring.as_ref().map_or(-1, |r| r.as_raw_fd());
+        let Some(fix) = self.flights.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match fix.complete(res, !self.draining, ring_fd) {
+            Outcome::Again(sqe) => self.push(sqe.user_data(slot.into())),
+            Outcome::Done(ret) => {
+                self.flights[slot as usize] = None;
+                self.in_flight -= 1;
+                let entry = self.area.entry(self.core, slot);
+                // SAFETY: `start` claimed and detached this entry when it put the request on the
+                // ring, and this is the request's last completion: its flight was set until the
+                // line above, so the entry is completed exactly once, by its claimant.
+                unsafe { entry.complete_detached(ret) };
+            }
+        }
+    }
+
+    /// Settles the requests still pending after their first attempt, once the kernel has made
+    /// it (consumed the queue): those on `O_NONBLOCK` fds are cancelled.
+    fn settle(&mut self) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        let Some(ring) = &mut self.ring else {
+            self.unsettled.clear();
+            return;
+        };
+        if !ring.submission().is_empty() {
+            return;
+        }
+        // Inline completions are posted before the queue head moves: reap them first.
+        self.reap();
+        let list = std::mem::take(&mut self.unsettled);
+        for &slot in &list {
+            let cancel = self
+                .flights
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+                .is_some_and(Fix::settle);
+            if cancel {
+                self.push(AsyncCancel::new(slot.into()).build().user_data(tag::CANCEL));
+            }
+        }
+        self.unsettled = list;
+        self.unsettled.clear();
+    }
+
+    /// Queues a cancel for each of our requests on the ring.
+    fn cancel_each(&mut self) {
+        for slot in 0..self.flights.len() {
+            if self.flights[slot].is_some() {
+                let cancel = AsyncCancel::new(slot as u64).build();
+                self.push(cancel.user_data(tag::CANCEL));
+            }
+        }
+    }
+
+    /// Gives up the ring without entering it (another thread owns it, or it failed): takes the
+    /// completions already posted, answers every other request of ours `-ECANCELED` (it may
+    /// still run, as with any cancel), and closes the ring, which cancels what is left.
+    fn abandon(&mut self) {
+        self.draining = true;
+        self.reap();
+        for slot in 0..self.flights.len() {
+            if self.flights[slot].is_some() {
+                self.finish(slot as u32, -libc::ECANCELED);
+            }
+        }
+        self.draining = false;
+        self.close_ring();
+    }
+
+    /// Closes the ring. A FUTEX_WAIT still queued on it would stay among the doorbell's sleepers
+    /// until the kernel tears the ring down, and a ring wakes only one sleeper (`futex(2)` reads
+    /// the doorbell's wake count `u32::MAX` as -1): it could take the wake meant for this core's
+    /// next sleeper. So wake it now; nobody else sleeps on this core's completion doorbell.
+    fn close_ring(&mut self) {
+        self.ring = None;
+        self.owner = None;
+        self.unsettled.clear();
+        self.timer_armed = false;
+        if std::mem::take(&mut self.futex_armed) {
+            let word = self.area.core(self.core).completions.futex_word();
+            raw::futex_wake(word, i32::MAX as u32);
+        }
+    }
+}
+
+impl CoreBackend for UringCore {
+    fn submit(&mut self, posted: &[u32]) {
+        let usable = self.bind();
+        self.to_fallback.clear();
+        let mut queued = false;
+        for &slot in posted {
+            let entry = self.area.entry(self.core, slot);
+            let (nr, args) = request_of(entry);
+            if nr < NR_FLEXSC_BASE && calls::is_thread_bound(nr.into(), &args) {
+                // Never posted by a Poster; a hand-written page may hold one.
+                if let Some(claim) = entry.claim() {
+                    claim.complete(calls::REFUSED);
+                }
+                continue;
+            }
+            let route = if usable {
+                opcode::route(nr, &args, &self.caps)
+            } else {
+                Route::Fallback
+            };
+            match route {
+                Route::Fallback => self.to_fallback.push(slot),
+                Route::Ring(sqe, fix) => {
+                    // A syscall thread draining this page may claim it first: then it runs it.
+                    let Some(claim) = entry.claim() else {
+                        continue;
+                    };
+                    claim.detach();
+                    self.start(slot, sqe, fix);
+                    queued = true;
+                }
+            }
+        }
+        if !self.to_fallback.is_empty() {
+            self.sched.submit(self.core, &self.to_fallback);
+        }
+        if queued {
+            // The batch's one system call.
+            self.enter(0);
+            self.reap();
+            self.settle();
+        }
+    }
+
+    fn poll(&mut self) {
+        if self.in_flight > 0 && self.bind() {
+            self.progress();
+        }
+    }
+
+    fn wait(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool) {
+        self.wait_for(ready, give_up);
+    }
+}
+
+impl Drop for UringCore {
+    /// The poster is gone: every request on the ring is cancelled and its entry completed (with
+    /// its result, or `-ECANCELED`) before the ring closes.
+    fn drop(&mut self) {
+        self.drain();
+        self.close_ring();
+    }
+}
+
+/// The request in an entry this thread posted: its number and arguments.
+fn request_of(entry: &SyscallEntry) -> (u16, [u64; 6]) {
+    let base = std::ptr::from_ref(entry).cast::<u8>();
+    // SAFETY: `offsets` give the entry's ABI layout (asserted at compile time in `entry`): a
+    // 2-byte-aligned u16 and an 8-byte-aligned [u64; 6], both inside the 64-byte entry, in
+    // `UnsafeCell`s that a shared reference may read through. Only the entry's poster writes
+    // them, and only while the entry is FREE; we are that poster, called with entries it has
+    // posted, so no write can race with these reads (executors only read them too).
+    unsafe {
+        (
+            base.add(offsets::NR).cast::<u16>().read(),
+            base.add(offsets::ARGS).cast::<[u64; 6]>().read(),
+        )
+    }
+}
+
+/// A number naming the calling thread, never reused in this process. (Cheaper than
+/// `thread::current().id()`, and usable in thread-local destructors, where a Poster kept in a
+/// thread-local is dropped.)
+fn thread_token() -> u64 {
+    thread_local!(static TOKEN: Cell<u64> = const { Cell::new(0) });
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    TOKEN.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
 }

@@ -1,0 +1,93 @@
+//! White-box tests: what the public API cannot show (system calls per batch, the wait path of
+//! kernels without FUTEX_WAIT).
+
+use std::time::{Duration, Instant};
+
+use super::ring::{Caps, Setup};
+use super::{UringBackend, UringCore};
+use crate::area::SyscallArea;
+use crate::backend::CoreBackend;
+use crate::config::{BackendKind, Config};
+use crate::entry::{NR_NOP, status};
+use crate::sync::Arc;
+
+fn backend(pages: usize) -> (Arc<SyscallArea>, UringBackend, Config) {
+    let config = Config {
+        pages_per_core: pages,
+        backend: BackendKind::Uring,
+        ..Config::default()
+    };
+    let area = Arc::new(SyscallArea::new(1, pages));
+    let b = UringBackend::start(area.clone(), &config).expect("io_uring available");
+    (area, b, config)
+}
+
+fn core_of(b: &UringBackend, area: &Arc<SyscallArea>, config: &Config, caps: Caps) -> UringCore {
+    let sched = b.fallback.scheduler().clone();
+    UringCore::new(area.clone(), 0, sched, caps, Setup::new(config).unwrap()).unwrap()
+}
+
+#[test]
+fn a_batch_is_one_enter() {
+    let (area, b, config) = backend(4);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let slots: Vec<u32> = (0..256).collect();
+    for &s in &slots {
+        area.entry(0, s).post(NR_NOP, 0, [0; 6]);
+    }
+    core.submit(&slots);
+    assert_eq!(
+        core.enters, 1,
+        "256 NOPs took {} io_uring_enter calls",
+        core.enters
+    );
+    for &s in &slots {
+        assert_eq!(area.entry(0, s).take(), Some(0), "slot {s}");
+    }
+    // A second batch: again one.
+    for &s in &slots[..100] {
+        area.entry(0, s).post(NR_NOP, 0, [0; 6]);
+    }
+    core.submit(&slots[..100]);
+    assert_eq!(core.enters, 2);
+}
+
+#[test]
+fn bounded_wait_sees_fallback_completions() {
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps.without_futex_wait());
+    let mut p = [0i32; 2];
+    // SAFETY: pipe writes two fds into our array.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    let mut buf = [0u8; 8];
+    // Slot 0: a read on an empty pipe (io_uring, pending); slot 1: a 20 ms nanosleep (threads).
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
+    let read = [p[0] as u64, buf.as_mut_ptr() as u64, 8, 0, 0, 0];
+    area.entry(0, 0).post(libc::SYS_read as u16, 3, read);
+    let sleep = [&ts as *const _ as u64, 0, 0, 0, 0, 0];
+    area.entry(0, 1).post(libc::SYS_nanosleep as u16, 2, sleep);
+    core.submit(&[0, 1]);
+    let t = Instant::now();
+    core.wait(
+        &mut || area.entry(0, 1).status() == status::DONE,
+        &mut || false,
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(area.entry(0, 1).take(), Some(0));
+    assert_eq!(area.entry(0, 0).status(), status::BUSY);
+    // SAFETY: writes one byte from a live buffer to our pipe.
+    assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr().cast(), 1) }, 1);
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(1));
+    // SAFETY: closing our own fds.
+    unsafe {
+        libc::close(p[0]);
+        libc::close(p[1]);
+    }
+}
