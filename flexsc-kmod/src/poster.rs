@@ -14,19 +14,45 @@ use crate::register::Shared;
 use crate::sync::Arc;
 
 /// A system call request: number and six arguments.
+///
+/// Building one with raw arguments is the unsafe step (see [`Syscall::new`]): once built, it may
+/// be posted ([`Poster::post`]) or run ([`Poster::call`]) without further `unsafe`, so its
+/// constructor is where the caller vouches for what the kernel will do with the arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Syscall {
-    /// The syscall number (x86_64), or one of the `NR_FLEXSC_*` operations.
-    pub nr: i64,
-    /// The arguments; unused ones are zero.
-    pub args: [u64; 6],
-    /// How many arguments are meaningful.
-    pub nargs: u8,
+    nr: i64,
+    args: [u64; 6],
+    nargs: u8,
 }
 
 impl Syscall {
     /// A call with the given arguments (at most six; the rest are zero).
-    pub fn new(nr: i64, args: &[u64]) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If `args` has more than six elements.
+    ///
+    /// # Safety
+    ///
+    /// Posting or running this request is like calling `syscall(2)` with these arguments, except
+    /// that it may run on another thread, later, and asynchronously with the caller:
+    ///
+    /// - `nr` and `args` must be valid for the call as they would be for `syscall(2)`: every
+    ///   pointer argument points to memory of the size and kind the call expects (or is one the
+    ///   kernel refuses without touching memory, such as a null or unmapped address, where the
+    ///   call allows that), and the call must not break invariants Rust relies on (for example by
+    ///   unmapping, remapping or writing memory that live references or allocations still use).
+    /// - Each time the request is posted, any memory its arguments point to must stay valid, and
+    ///   unaliased as the call requires (nothing else reads what the kernel writes, nor writes
+    ///   what it reads), from the post until the call's result is taken ([`Poster::take`],
+    ///   [`Poster::try_take`], [`Poster::harvest`]), or, if it never is (the ticket is dropped, or
+    ///   the poster is dropped with the call in flight), until the registration has been shut
+    ///   down ([`crate::Registration::shutdown`] returned, or the registration was dropped).
+    ///   Through [`Poster::call`] that window ends when `call` returns.
+    ///
+    /// Calls that act on the calling thread are refused by [`Poster::post`] and run on the
+    /// calling thread by [`Poster::call`], exactly as `syscall(2)` would run them there.
+    pub unsafe fn new(nr: i64, args: &[u64]) -> Self {
         assert!(args.len() <= 6, "a system call takes at most 6 arguments");
         let mut a = [0; 6];
         a[..args.len()].copy_from_slice(args);
@@ -37,9 +63,29 @@ impl Syscall {
         }
     }
 
-    /// The null call of the io_uring backend (IORING_OP_NOP); returns 0.
+    /// The null call of the io_uring backend (IORING_OP_NOP); returns 0. It has no arguments, so
+    /// building it is safe.
     pub fn nop() -> Self {
-        Self::new(NR_NOP as i64, &[])
+        Self {
+            nr: NR_NOP as i64,
+            args: [0; 6],
+            nargs: 0,
+        }
+    }
+
+    /// The syscall number (x86_64), or one of the `NR_FLEXSC_*` operations.
+    pub fn nr(&self) -> i64 {
+        self.nr
+    }
+
+    /// The six arguments; those beyond [`Self::nargs`] are zero.
+    pub fn args(&self) -> &[u64; 6] {
+        &self.args
+    }
+
+    /// How many arguments are meaningful.
+    pub fn nargs(&self) -> u8 {
+        self.nargs
     }
 }
 
@@ -79,13 +125,23 @@ impl fmt::Display for PostError {
 impl std::error::Error for PostError {}
 
 /// A posted entry's claim ticket; redeem it with [`Poster::try_take`] or [`Poster::take`].
+///
+/// It names the entry's slot and the slot's generation when the call was posted: the poster bumps
+/// a slot's generation whenever it frees the slot (its result taken by `take`, `try_take` or
+/// [`Poster::harvest`]), so a ticket whose call's result was already taken is recognised as stale
+/// even after the slot was reused. Redeeming a stale ticket is a programming error and panics.
+/// The ticket [`Poster::harvest`] reports for a call equals the one `post` returned for it.
+/// A ticket is only meaningful to the poster that issued it.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Ticket(u32);
+pub struct Ticket {
+    slot: u32,
+    generation: u32,
+}
 
 impl Ticket {
     /// The entry's slot number within its core (page * 64 + index).
     pub fn slot(&self) -> u32 {
-        self.0
+        self.slot
     }
 }
 
@@ -113,6 +169,8 @@ pub struct Poster {
     n_inflight: usize,
     /// Entries a previous poster of this core left in flight: harvested silently.
     orphans: Vec<u64>,
+    /// Each slot's generation, bumped when the slot is freed: tells live tickets from stale ones.
+    generations: Vec<u32>,
     /// Harvest's per-word done masks, kept to avoid an allocation per harvest.
     scratch: Vec<u64>,
     stats: PosterStats,
@@ -161,6 +219,7 @@ impl Poster {
             inflight: vec![0; n.div_ceil(64)],
             n_inflight: 0,
             orphans: vec![0; n.div_ceil(64)],
+            generations: vec![0; n],
             scratch: Vec::with_capacity(n.div_ceil(64)),
             stats: PosterStats::default(),
             shared,
@@ -207,6 +266,11 @@ impl Poster {
     /// Posts `call` into a free entry (plain stores, no trap, no atomic read-modify-write).
     /// It is not executed before [`Self::submit`] (or a wait) hands it over, unless a spinning
     /// executor finds it first.
+    ///
+    /// The call runs asynchronously: any memory its arguments point to must stay valid and
+    /// unaliased as the call requires until its result is taken (with the returned ticket, or by
+    /// [`Self::harvest`]), or, if it never is, until the registration is shut down. That is the
+    /// promise made when the request was built with the unsafe [`Syscall::new`].
     pub fn post(&mut self, call: &Syscall) -> Result<Ticket, PostError> {
         if self.shared.is_shut_down() {
             return Err(PostError::ShutDown);
@@ -229,7 +293,7 @@ impl Poster {
         self.inflight[slot as usize / 64] |= 1 << (slot % 64);
         self.n_inflight += 1;
         self.stats.posted += 1;
-        Ok(Ticket(slot))
+        Ok(self.ticket(slot))
     }
 
     /// Hands every posted entry to the backend: the end of a batch.
@@ -242,14 +306,20 @@ impl Poster {
     }
 
     /// The result of `ticket` if its call is done (the entry is then free again).
+    ///
+    /// # Panics
+    ///
+    /// If `ticket` is stale: its call's result was already taken (by `take`, `try_take` or
+    /// [`Self::harvest`]), or it was not issued by this poster.
     pub fn try_take(&mut self, ticket: Ticket) -> Result<i64, Ticket> {
-        let entry = self.shared.area.entry(self.core, ticket.0);
+        self.check(&ticket);
+        let entry = self.shared.area.entry(self.core, ticket.slot);
         if entry.status() != status::DONE {
             self.local.poll();
         }
         match entry.take() {
             Some(ret) => {
-                self.release(ticket.0);
+                self.release(ticket.slot);
                 Ok(ret)
             }
             None => Err(ticket),
@@ -257,14 +327,19 @@ impl Poster {
     }
 
     /// The result of `ticket`, submitting and waiting as needed.
+    ///
+    /// # Panics
+    ///
+    /// If `ticket` is stale, as [`Self::try_take`].
     pub fn take(&mut self, mut ticket: Ticket) -> i64 {
+        self.check(&ticket);
         self.submit();
         loop {
             match self.try_take(ticket) {
                 Ok(r) => return r,
                 Err(t) => ticket = t,
             }
-            let slot = ticket.0;
+            let slot = ticket.slot;
             let (area, core, shared) = (&self.shared.area, self.core, &self.shared);
             if shared.executors_gone() {
                 // Posted after the shutdown sweep: nobody will run it.
@@ -317,6 +392,10 @@ impl Poster {
     }
 
     /// Takes every done entry, calling `f` with its ticket and result; returns how many.
+    ///
+    /// The ticket passed to `f` equals the one [`Self::post`] returned for that call, and the
+    /// result is now taken: that ticket (and any copy the caller kept) is stale, and redeeming it
+    /// with [`Self::take`] or [`Self::try_take`] panics.
     pub fn harvest(&mut self, mut f: impl FnMut(Ticket, i64)) -> usize {
         self.local.poll();
         // Executors wrote these lines, so each read is a cache miss; most of the cost of taking
@@ -359,11 +438,13 @@ impl Poster {
                 d &= d - 1;
                 let slot = w as u32 * 64 + b;
                 if let Some(ret) = self.shared.area.entry(self.core, slot).take() {
+                    // Its generation as posted: `release` makes the ticket stale.
+                    let ticket = self.ticket(slot);
                     let orphan = self.orphans[w] & (1 << b) != 0;
                     self.orphans[w] &= !(1 << b);
                     self.release(slot);
                     if !orphan {
-                        f(Ticket(slot), ret);
+                        f(ticket, ret);
                         n += 1;
                     }
                 }
@@ -377,7 +458,8 @@ impl Poster {
     ///
     /// Thread-bound calls run synchronously on this thread; numbers that cannot be system calls
     /// return `-ENOSYS`; when every entry is taken the call runs synchronously too (the hybrid
-    /// rule: never stall a caller on a full page). Otherwise: post, submit, wait, take.
+    /// rule: never stall a caller on a full page). Otherwise: post, submit, wait, take. Either
+    /// way the call is over when this returns (the promise made to [`Syscall::new`] ends there).
     pub fn call(&mut self, call: &Syscall) -> i64 {
         match self.post(call) {
             Ok(t) => self.take(t),
@@ -393,9 +475,35 @@ impl Poster {
         any_done(&self.shared.area, self.core, &self.inflight)
     }
 
+    /// The ticket of the call now in `slot`.
+    fn ticket(&self, slot: u32) -> Ticket {
+        Ticket {
+            slot,
+            generation: self.generations[slot as usize],
+        }
+    }
+
+    /// Panics unless `ticket` names a call of this poster whose result is still to be taken.
+    fn check(&self, ticket: &Ticket) {
+        let slot = ticket.slot as usize;
+        let live = self.generations.get(slot) == Some(&ticket.generation)
+            && self.inflight[slot / 64] & (1 << (slot % 64)) != 0;
+        assert!(
+            live,
+            "stale ticket {ticket:?} redeemed on the poster of core {}: its call's result was \
+             already taken (by take, try_take or harvest; the slot is now at generation {:?}), or \
+             the ticket is another poster's",
+            self.core,
+            self.generations.get(slot),
+        );
+    }
+
+    /// Frees `slot` (its result taken); outstanding tickets for it become stale.
     fn release(&mut self, slot: u32) {
         self.inflight[slot as usize / 64] &= !(1 << (slot % 64));
         self.n_inflight -= 1;
+        // Wraps after 2^32 reuses of one slot: a ticket kept that long is not told apart.
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
         self.free.push(slot);
     }
 }
@@ -433,5 +541,92 @@ impl Drop for Poster {
         self.submit();
         self.harvest(|_, _| {});
         self.shared.area.detach(self.core);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Registration, Syscall, register};
+
+    fn registration() -> Registration {
+        register(Config {
+            cores: 1,
+            pages_per_core: 1,
+            executor_spins: 0,
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    /// Posts a no-op and harvests it; returns the ticket `post` gave and the one `harvest` did.
+    fn post_and_harvest(p: &mut super::Poster) -> (super::Ticket, super::Ticket) {
+        let posted = p.post(&Syscall::nop()).unwrap();
+        let mut harvested = None;
+        while harvested.is_none() {
+            p.wait();
+            p.harvest(|t, r| {
+                assert_eq!(r, 0);
+                harvested = Some(t);
+            });
+        }
+        (posted, harvested.unwrap())
+    }
+
+    #[test]
+    fn harvest_reports_the_ticket_post_gave() {
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let (a, ha) = post_and_harvest(&mut p);
+        assert_eq!(ha, a);
+        // The free list is LIFO: the next call reuses the slot, under a new generation.
+        let (b, hb) = post_and_harvest(&mut p);
+        assert_eq!(hb, b);
+        assert_eq!(b.slot(), a.slot());
+        assert_ne!(b, a);
+        // A live ticket of a reused slot is redeemed normally.
+        let c = p.post(&Syscall::nop()).unwrap();
+        assert_eq!(c.slot(), a.slot());
+        assert_eq!(p.take(c), 0);
+        assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "stale ticket")]
+    fn taking_a_harvested_ticket_panics() {
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let (posted, _) = post_and_harvest(&mut p);
+        // Another call now holds the slot: the stale ticket must not take its result.
+        let other = p.post(&Syscall::nop()).unwrap();
+        assert_eq!(other.slot(), posted.slot());
+        p.take(posted);
+    }
+
+    #[test]
+    #[should_panic(expected = "stale ticket")]
+    fn try_taking_a_harvested_ticket_panics() {
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let (posted, _) = post_and_harvest(&mut p);
+        let _ = p.try_take(posted);
+    }
+
+    #[test]
+    #[should_panic(expected = "stale ticket")]
+    fn a_ticket_of_another_poster_beyond_this_ones_slots_panics() {
+        let big = register(Config {
+            cores: 1,
+            pages_per_core: 2,
+            executor_spins: 0,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut q = big.poster(0).unwrap();
+        let tickets: Vec<_> = (0..65).map(|_| q.post(&Syscall::nop()).unwrap()).collect();
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let last = tickets.into_iter().last().unwrap();
+        assert_eq!(last.slot(), 64);
+        let _ = p.try_take(last);
     }
 }

@@ -119,6 +119,19 @@ fn neg(errno: i32) -> i64 {
     -(errno as i64)
 }
 
+/// The request `nr(args)`, for the cases that post or call directly (most go through
+/// [`Ctx::run`]).
+fn req(nr: i64, args: &[u64]) -> Syscall {
+    // SAFETY: the arguments obey the contract of `sys` (valid for the call, or addresses the kernel
+    // refuses), and every case keeps the memory its requests point to alive, and does not touch
+    // what the kernel writes, until it has taken their results, or, for a call left in flight on
+    // purpose, until its registration is shut down: buffers that calls still use when the case
+    // could fail (and unwind) are declared before the registration, so they are dropped after it.
+    // The thread-bound requests of `thread_bound_calls` are refused by `post`, or run by `call`
+    // on the calling thread, where they are over when it returns.
+    unsafe { Syscall::new(nr, args) }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Identity
 
@@ -1681,11 +1694,8 @@ fn enosys(c: &Case) {
         0x1_0000_0000 + SYS_getpid,
         i64::MIN,
     ] {
-        assert_eq!(
-            x.p.post(&Syscall::new(nr, &[])),
-            Err(PostError::NoSuchCall(nr))
-        );
-        assert_eq!(show(x.p.call(&Syscall::new(nr, &[]))), show(neg(ENOSYS)));
+        assert_eq!(x.p.post(&req(nr, &[])), Err(PostError::NoSuchCall(nr)));
+        assert_eq!(show(x.p.call(&req(nr, &[]))), show(neg(ENOSYS)));
     }
     assert_eq!(x.p.in_flight(), 0);
     // The flexsc no-op.
@@ -1699,13 +1709,13 @@ fn enosys(c: &Case) {
 // Behaviour
 
 fn blocking_call_does_not_stall_others(c: &Case) {
+    let mut bufs = [[0u8; 32]; 4]; // before the registration: it is shut down first
     let reg = c.register(1, 4);
     let mut p = reg.poster(0).unwrap();
     let pipes: Vec<(Fd, Fd)> = (0..4).map(|_| new_pipe(0)).collect();
-    let mut bufs = [[0u8; 32]; 4];
     let mut reads = Vec::new();
     for (i, (r, _)) in pipes.iter().enumerate() {
-        let call = Syscall::new(SYS_read, &[r.a(), addr_mut(&mut bufs[i]), 32]);
+        let call = req(SYS_read, &[r.a(), addr_mut(&mut bufs[i]), 32]);
         reads.push(p.post(&call).unwrap());
     }
     p.submit();
@@ -1718,23 +1728,23 @@ fn blocking_call_does_not_stall_others(c: &Case) {
     // One at a time: identity calls, and calls that may block but do not (a full hand-off).
     for i in 0..100 {
         match i % 4 {
-            0 => assert_eq!(p.call(&Syscall::new(SYS_getppid, &[])), ppid),
-            1 => assert_eq!(p.call(&Syscall::new(SYS_getpid, &[])), pid),
+            0 => assert_eq!(p.call(&req(SYS_getppid, &[])), ppid),
+            1 => assert_eq!(p.call(&req(SYS_getpid, &[])), pid),
             2 => {
                 let mut b = [0u8; 8];
-                let call = Syscall::new(SYS_pread64, &[file.a(), addr_mut(&mut b), 8, 8]);
+                let call = req(SYS_pread64, &[file.a(), addr_mut(&mut b), 8, 8]);
                 assert_eq!(p.call(&call), 8);
                 assert_eq!(b[..], pattern(64, 1)[8..16]);
             }
             _ => {
-                let call = Syscall::new(SYS_write, &[sink_w.a(), addr(b"x"), 1]);
+                let call = req(SYS_write, &[sink_w.a(), addr(b"x"), 1]);
                 assert_eq!(p.call(&call), 1);
             }
         }
     }
     // And as one batch.
     for _ in 0..100 {
-        p.post(&Syscall::new(SYS_getppid, &[])).unwrap();
+        p.post(&req(SYS_getppid, &[])).unwrap();
     }
     let mut n = 0;
     while n < 100 {
@@ -1776,17 +1786,17 @@ fn blocking_call_at_thread_cap(c: &Case) {
     if let [only] = cfg.syscall_cores[..] {
         cfg.syscall_cores.push(if only == 0 { 1 } else { 0 });
     }
+    let mut buf = [0u8; 8]; // before the registration: it is shut down first
     let reg = register(cfg).unwrap();
     let mut p = reg.poster(0).unwrap();
     let (r, w) = new_pipe(0);
-    let mut buf = [0u8; 8];
     let read = p
-        .post(&Syscall::new(SYS_read, &[r.a(), addr_mut(&mut buf), 8]))
+        .post(&req(SYS_read, &[r.a(), addr_mut(&mut buf), 8]))
         .unwrap();
     p.submit();
     let ppid = sys(SYS_getppid, &[]);
     for _ in 0..50 {
-        assert_eq!(p.call(&Syscall::new(SYS_getppid, &[])), ppid);
+        assert_eq!(p.call(&req(SYS_getppid, &[])), ppid);
     }
     let read = p
         .try_take(read)
@@ -1799,7 +1809,7 @@ fn blocking_call_at_thread_cap(c: &Case) {
 fn call_when_full_runs_locally(c: &Case) {
     let reg = c.register(1, 1);
     let mut p = reg.poster(0).unwrap();
-    let getppid = Syscall::new(SYS_getppid, &[]);
+    let getppid = req(SYS_getppid, &[]);
     let ppid = sys(SYS_getppid, &[]);
     let tickets: Vec<_> = (0..64).map(|_| p.post(&getppid).unwrap()).collect();
     assert_eq!(p.post(&getppid), Err(PostError::Full));
@@ -1810,7 +1820,7 @@ fn call_when_full_runs_locally(c: &Case) {
     let dir = TempDir::new(c.name);
     let file = open_path(&dir.file("f", &pattern(32, 5)), O_RDONLY);
     let mut b = [0u8; 8];
-    let pread = Syscall::new(SYS_pread64, &[file.a(), addr_mut(&mut b), 8, 16]);
+    let pread = req(SYS_pread64, &[file.a(), addr_mut(&mut b), 8, 16]);
     assert_eq!(p.call(&pread), 8);
     assert_eq!(b[..], pattern(32, 5)[16..24]);
     assert_eq!(p.stats().local, local + 2);
@@ -1830,6 +1840,12 @@ fn many_posters_backpressure(c: &Case) {
     const POSTERS: usize = 8;
     const TOTAL: usize = 10_000;
     const PER: usize = TOTAL / POSTERS;
+    // The memory each poster's calls use: the records it writes, the buffers it preads into.
+    // Made before the registration, so that it is shut down first should a poster fail midway.
+    let records: Vec<Vec<[u8; 8]>> = (0..POSTERS)
+        .map(|core| (0..PER).map(|j| record(core, j).to_le_bytes()).collect())
+        .collect();
+    let mut bufs = vec![vec![[0u8; 8]; PER]; POSTERS];
     let reg = c.register(POSTERS, 1);
     let dir = TempDir::new(c.name);
     // The file every pread reads from: record (core, j) at offset (core * PER + j) * 8.
@@ -1839,33 +1855,39 @@ fn many_posters_backpressure(c: &Case) {
         .collect();
     let path = dir.file("records", &content);
     thread::scope(|s| {
-        for core in 0..POSTERS {
+        for (core, (records, bufs)) in records.iter().zip(&mut bufs).enumerate() {
             let (reg, path) = (&reg, &path);
-            s.spawn(move || poster_run(reg, core, path, PER));
+            s.spawn(move || poster_run(reg, core, path, records, bufs));
         }
     });
 }
 
-/// One poster of the many-posters case: `per` calls, even ones writing record (core, j) into its
-/// pipe, odd ones preading record (core, j) from the file; posts until Full, then waits and
-/// harvests; checks every result and that the pipe holds each record exactly once.
-fn poster_run(reg: &Registration, core: usize, path: &CString, per: usize) {
+/// One poster of the many-posters case: `per` calls (one per record), even ones writing record
+/// (core, j) into its pipe, odd ones preading record (core, j) from the file into `bufs[j]`; posts
+/// until Full, then waits and harvests; checks every result and that the pipe holds each record
+/// exactly once.
+fn poster_run(
+    reg: &Registration,
+    core: usize,
+    path: &CString,
+    records: &[[u8; 8]],
+    bufs: &mut [[u8; 8]],
+) {
+    let per = records.len();
     let mut p = reg.poster(core).unwrap();
     assert_eq!(p.capacity(), 64);
     let file = open_path(path, O_RDONLY);
     let (r, w) = new_pipe(0); // per / 2 records of 8 bytes fit in the pipe: nobody reads meanwhile
-    let records: Vec<[u8; 8]> = (0..per).map(|j| record(core, j).to_le_bytes()).collect();
-    let mut bufs = vec![[0u8; 8]; per];
     let mut job_of_slot = vec![usize::MAX; p.capacity()];
     let mut results: Vec<Option<i64>> = vec![None; per];
     let (mut next, mut done, mut fulls) = (0, 0, 0);
     while done < per {
         while next < per {
             let call = if next % 2 == 0 {
-                Syscall::new(SYS_write, &[w.a(), addr(&records[next]), 8])
+                req(SYS_write, &[w.a(), addr(&records[next]), 8])
             } else {
                 let off = ((core * per + next) * 8) as u64;
-                Syscall::new(SYS_pread64, &[file.a(), addr_mut(&mut bufs[next]), 8, off])
+                req(SYS_pread64, &[file.a(), addr_mut(&mut bufs[next]), 8, off])
             };
             match p.post(&call) {
                 Ok(t) => {
@@ -1962,20 +1984,20 @@ fn stop_in_flight_no_leak(c: &Case, how: Stop) {
 }
 
 fn stop_in_flight(c: &Case, how: Stop) {
+    let mut bufs = [[0u8; 32]; 6]; // before the registration: it is shut down first
     let reg = c.register(2, 2);
     let mut p = reg.poster(0).unwrap();
     let ppid = sys(SYS_getppid, &[]);
     let pipes: Vec<(Fd, Fd)> = (0..6).map(|_| new_pipe(0)).collect();
-    let mut bufs = [[0u8; 32]; 6];
     let mut reads = Vec::new();
     for (i, (r, _)) in pipes.iter().enumerate() {
-        let call = Syscall::new(SYS_read, &[r.a(), addr_mut(&mut bufs[i]), 32]);
+        let call = req(SYS_read, &[r.a(), addr_mut(&mut bufs[i]), 32]);
         reads.push(p.post(&call).unwrap());
     }
     p.submit();
     // One of them may complete for real before the end.
     write_all(&pipes[0].1, b"before the end");
-    let getppid = Syscall::new(SYS_getppid, &[]);
+    let getppid = req(SYS_getppid, &[]);
     let submitted: Vec<_> = (0..60).map(|_| p.post(&getppid).unwrap()).collect();
     p.submit();
     let unsubmitted: Vec<_> = (0..40).map(|_| p.post(&getppid).unwrap()).collect();
@@ -1993,7 +2015,7 @@ fn stop_in_flight(c: &Case, how: Stop) {
             let waiter = s.spawn(move || {
                 let mut q = reg.lock().unwrap().as_ref().unwrap().poster(1).unwrap();
                 let mut b = [0u8; 8];
-                let t = q.post(&Syscall::new(SYS_read, &[r1.a(), addr_mut(&mut b), 8]));
+                let t = q.post(&req(SYS_read, &[r1.a(), addr_mut(&mut b), 8]));
                 q.submit();
                 ready.wait();
                 q.wait(); // flexsc_wait returns when the registration stops
@@ -2059,47 +2081,47 @@ fn thread_bound_calls(c: &Case) {
     let mut usage = [0u8; 144];
     let word = std::sync::atomic::AtomicU32::new(0);
     let refused: Vec<Syscall> = vec![
-        Syscall::new(SYS_gettid, &[]),
-        Syscall::new(SYS_rt_sigprocmask, &[SIG_BLOCK as u64, addr(&set), 0, 8]),
-        Syscall::new(SYS_sched_setaffinity, &[0, 128, addr(&mask)]),
-        Syscall::new(SYS_sched_getaffinity, &[0, 128, addr_mut(&mut mask)]),
-        Syscall::new(SYS_prctl, &[PR_SET_NAME as u64, addr(b"nope\0")]),
-        Syscall::new(SYS_prctl, &[PR_GET_NAME as u64, addr_mut(&mut comm)]),
-        Syscall::new(SYS_exit, &[0]),
-        Syscall::new(SYS_exit_group, &[0]),
+        req(SYS_gettid, &[]),
+        req(SYS_rt_sigprocmask, &[SIG_BLOCK as u64, addr(&set), 0, 8]),
+        req(SYS_sched_setaffinity, &[0, 128, addr(&mask)]),
+        req(SYS_sched_getaffinity, &[0, 128, addr_mut(&mut mask)]),
+        req(SYS_prctl, &[PR_SET_NAME as u64, addr(b"nope\0")]),
+        req(SYS_prctl, &[PR_GET_NAME as u64, addr_mut(&mut comm)]),
+        req(SYS_exit, &[0]),
+        req(SYS_exit_group, &[0]),
         // Invalid flags (CLONE_SIGHAND without CLONE_VM): harmless even if it ever ran.
-        Syscall::new(SYS_clone, &[CLONE_SIGHAND as u64, 0, 0, 0, 0]),
-        Syscall::new(SYS_clone3, &[0, 0]),
-        Syscall::new(SYS_fork, &[]),
-        Syscall::new(SYS_vfork, &[]),
-        Syscall::new(SYS_execve, &[0, 0, 0]),
-        Syscall::new(SYS_sched_yield, &[]),
-        Syscall::new(SYS_getcpu, &[0, 0, 0]),
-        Syscall::new(SYS_set_tid_address, &[0]),
-        Syscall::new(SYS_sigaltstack, &[0, 0]),
-        Syscall::new(SYS_unshare, &[0]),
-        Syscall::new(SYS_setuid, &[0]),
-        Syscall::new(
+        req(SYS_clone, &[CLONE_SIGHAND as u64, 0, 0, 0, 0]),
+        req(SYS_clone3, &[0, 0]),
+        req(SYS_fork, &[]),
+        req(SYS_vfork, &[]),
+        req(SYS_execve, &[0, 0, 0]),
+        req(SYS_sched_yield, &[]),
+        req(SYS_getcpu, &[0, 0, 0]),
+        req(SYS_set_tid_address, &[0]),
+        req(SYS_sigaltstack, &[0, 0]),
+        req(SYS_unshare, &[0]),
+        req(SYS_setuid, &[0]),
+        req(
             SYS_clock_gettime,
             &[CLOCK_THREAD_CPUTIME_ID as u64, addr_mut(&mut ts)],
         ),
-        Syscall::new(SYS_getrusage, &[RUSAGE_THREAD as u64, addr_mut(&mut usage)]),
+        req(SYS_getrusage, &[RUSAGE_THREAD as u64, addr_mut(&mut usage)]),
         // The dynamic clock id of the calling thread's CPU clock (MAKE_THREAD_CPUCLOCK(0, SCHED)).
-        Syscall::new(SYS_clock_gettime, &[-2i64 as u64, addr_mut(&mut ts)]),
-        Syscall::new(SYS_timer_create, &[CLOCK_THREAD_CPUTIME_ID as u64, 0, 0]),
-        Syscall::new(SYS_futex, &[addr(&word), FUTEX_LOCK_PI_PRIVATE, 0, 0]),
-        Syscall::new(SYS_futex, &[addr(&word), FUTEX_UNLOCK_PI_PRIVATE, 0, 0]),
-        Syscall::new(SYS_perf_event_open, &[0, 0, u64::MAX, u64::MAX, 0]),
-        Syscall::new(SYS_ptrace, &[PTRACE_TRACEME as u64, 0, 0, 0]),
-        Syscall::new(SYS_set_mempolicy, &[0, 0, 0]),
-        Syscall::new(SYS_get_mempolicy, &[0, 0, 0, 0, 0]),
-        Syscall::new(SYS_landlock_restrict_self, &[u64::MAX, 0]),
-        Syscall::new(SYS_restart_syscall, &[]),
-        Syscall::new(
+        req(SYS_clock_gettime, &[-2i64 as u64, addr_mut(&mut ts)]),
+        req(SYS_timer_create, &[CLOCK_THREAD_CPUTIME_ID as u64, 0, 0]),
+        req(SYS_futex, &[addr(&word), FUTEX_LOCK_PI_PRIVATE, 0, 0]),
+        req(SYS_futex, &[addr(&word), FUTEX_UNLOCK_PI_PRIVATE, 0, 0]),
+        req(SYS_perf_event_open, &[0, 0, u64::MAX, u64::MAX, 0]),
+        req(SYS_ptrace, &[PTRACE_TRACEME as u64, 0, 0, 0]),
+        req(SYS_set_mempolicy, &[0, 0, 0]),
+        req(SYS_get_mempolicy, &[0, 0, 0, 0, 0]),
+        req(SYS_landlock_restrict_self, &[u64::MAX, 0]),
+        req(SYS_restart_syscall, &[]),
+        req(
             SYS_wait4,
             &[u64::MAX, 0, __WNOTHREAD as u64 | WNOHANG as u64, 0],
         ),
-        Syscall::new(
+        req(
             SYS_waitid,
             &[P_ALL as u64, 0, 0, (__WNOTHREAD | WEXITED) as u64, 0],
         ),
@@ -2108,16 +2130,16 @@ fn thread_bound_calls(c: &Case) {
         // Checked first: a call that ends or copies the process must never reach post if the
         // classification were wrong.
         assert!(
-            calls::is_thread_bound(call.nr, &call.args),
+            calls::is_thread_bound(call.nr(), call.args()),
             "{} must be thread-bound",
-            name(call.nr)
+            name(call.nr())
         );
         match x.p.post(call) {
             Err(PostError::ThreadBound { nr, reason }) => {
-                assert_eq!(nr, call.nr);
+                assert_eq!(nr, call.nr());
                 assert!(!reason.is_empty());
             }
-            other => panic!("post({}) = {other:?}", name(call.nr)),
+            other => panic!("post({}) = {other:?}", name(call.nr())),
         }
     }
     assert_eq!(x.p.in_flight(), 0);
@@ -2143,23 +2165,16 @@ fn thread_bound_calls(c: &Case) {
 
     // Poster::call runs thread-bound calls here, on the calling thread.
     let local = x.p.stats().local;
-    assert_eq!(
-        x.p.call(&Syscall::new(SYS_gettid, &[])),
-        sys(SYS_gettid, &[])
-    );
+    assert_eq!(x.p.call(&req(SYS_gettid, &[])), sys(SYS_gettid, &[]));
     let (mut ma, mut mb) = ([0u64; 16], [0u64; 16]);
     let want = sys(SYS_sched_getaffinity, &[0, 128, addr_mut(&mut ma)]);
-    let got = x.p.call(&Syscall::new(
-        SYS_sched_getaffinity,
-        &[0, 128, addr_mut(&mut mb)],
-    ));
+    let got =
+        x.p.call(&req(SYS_sched_getaffinity, &[0, 128, addr_mut(&mut mb)]));
     assert_eq!((got, mb), (want, ma), "the caller's own affinity");
     let (mut na, mut nb) = ([0u8; 16], [0u8; 16]);
     sys_ok(SYS_prctl, &[PR_GET_NAME as u64, addr_mut(&mut na)]);
-    let got = x.p.call(&Syscall::new(
-        SYS_prctl,
-        &[PR_GET_NAME as u64, addr_mut(&mut nb)],
-    ));
+    let got =
+        x.p.call(&req(SYS_prctl, &[PR_GET_NAME as u64, addr_mut(&mut nb)]));
     assert_eq!((got, nb), (0, na), "the caller's own name");
     assert!(nb.starts_with(b"conformance"));
     let (mut sa, mut sb) = ([1u64; 1], [2u64; 1]);
@@ -2168,20 +2183,20 @@ fn thread_bound_calls(c: &Case) {
         &[SIG_BLOCK as u64, 0, addr_mut(&mut sa), 8],
     );
     let query = [SIG_BLOCK as u64, 0, addr_mut(&mut sb), 8];
-    assert_eq!(x.p.call(&Syscall::new(SYS_rt_sigprocmask, &query)), 0);
+    assert_eq!(x.p.call(&req(SYS_rt_sigprocmask, &query)), 0);
     assert_eq!(sb, sa, "the caller's own signal mask");
     let mut ts = [0i64; 2];
     let cpu = [CLOCK_THREAD_CPUTIME_ID as u64, addr_mut(&mut ts)];
-    assert_eq!(x.p.call(&Syscall::new(SYS_clock_gettime, &cpu)), 0);
+    assert_eq!(x.p.call(&req(SYS_clock_gettime, &cpu)), 0);
     // A priority-inheritance lock taken through `call` is owned by the caller, who can unlock it.
     let tid = sys(SYS_gettid, &[]) as u32;
-    let lock = Syscall::new(SYS_futex, &[addr(&word), FUTEX_LOCK_PI_PRIVATE, 0, 0]);
+    let lock = req(SYS_futex, &[addr(&word), FUTEX_LOCK_PI_PRIVATE, 0, 0]);
     assert_eq!(x.p.call(&lock), 0);
     assert_eq!(
         word.load(std::sync::atomic::Ordering::SeqCst) & 0x3fff_ffff,
         tid
     );
-    let unlock = Syscall::new(SYS_futex, &[addr(&word), FUTEX_UNLOCK_PI_PRIVATE, 0, 0]);
+    let unlock = req(SYS_futex, &[addr(&word), FUTEX_UNLOCK_PI_PRIVATE, 0, 0]);
     assert_eq!(x.p.call(&unlock), 0);
     assert_eq!(word.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(x.p.stats().local, local + 7);
@@ -2223,7 +2238,7 @@ fn hand_written_thread_bound_entry(c: &Case) {
     area.control_of(1, 0).note_posted();
     // Kick the executors through core 0's poster.
     let ppid = sys(SYS_getppid, &[]);
-    assert_eq!(p.call(&Syscall::new(SYS_getppid, &[])), ppid);
+    assert_eq!(p.call(&req(SYS_getppid, &[])), ppid);
     let all_done = || (0..entries.len()).all(|i| area.entry(1, i as u32).status() == status::DONE);
     let deadline = Instant::now() + Duration::from_secs(20);
     area.core(1)
@@ -2252,19 +2267,19 @@ fn hand_written_thread_bound_entry(c: &Case) {
     );
     // The executors are unharmed.
     for _ in 0..10 {
-        assert_eq!(p.call(&Syscall::new(SYS_getppid, &[])), ppid);
+        assert_eq!(p.call(&req(SYS_getppid, &[])), ppid);
     }
 }
 
 fn poster_handover(c: &Case) {
+    let mut buf = [0u8; 8]; // before the registration: it is shut down first
     let reg = c.register(1, 1);
     let (r, w) = new_pipe(0);
-    let mut buf = [0u8; 8];
     let ppid = sys(SYS_getppid, &[]);
-    let getppid = Syscall::new(SYS_getppid, &[]);
+    let getppid = req(SYS_getppid, &[]);
     {
         let mut p = reg.poster(0).unwrap();
-        p.post(&Syscall::new(SYS_read, &[r.a(), addr_mut(&mut buf), 8]))
+        p.post(&req(SYS_read, &[r.a(), addr_mut(&mut buf), 8]))
             .unwrap();
         for _ in 0..10 {
             p.post(&getppid).unwrap();
@@ -2325,10 +2340,7 @@ fn one_poster_per_core(c: &Case) {
     drop(p0);
     let mut p0 = reg.poster(0).expect("core 0 is free again");
     assert_eq!(p0.core(), 0);
-    assert_eq!(
-        p0.call(&Syscall::new(SYS_getppid, &[])),
-        sys(SYS_getppid, &[])
-    );
+    assert_eq!(p0.call(&req(SYS_getppid, &[])), sys(SYS_getppid, &[]));
     drop(p1);
     reg.shutdown();
     assert!(reg.poster(1).is_err(), "no poster after shutdown");
@@ -2429,10 +2441,7 @@ fn bad_configs(c: &Case) {
         assert_eq!(reg.backend_name(), backend);
         let mut p = reg.poster(0).unwrap();
         assert_eq!(p.capacity(), 128);
-        assert_eq!(
-            p.call(&Syscall::new(SYS_getppid, &[])),
-            sys(SYS_getppid, &[])
-        );
+        assert_eq!(p.call(&req(SYS_getppid, &[])), sys(SYS_getppid, &[]));
     });
     isolated(
         c,

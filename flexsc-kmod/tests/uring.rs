@@ -78,8 +78,20 @@ fn sync(nr: c_long, args: &[u64]) -> i64 {
     }
 }
 
+/// The request `nr(args)`.
+fn req(nr: c_long, args: &[u64]) -> Syscall {
+    // SAFETY: the arguments obey the contract of `sync` (valid for the call, or addresses the
+    // kernel refuses). Requests run by `call` are over when it returns. Each test that posts one
+    // keeps the memory it points to alive, and does not touch what the kernel writes, until it
+    // has taken the result, or, for a call left in flight on purpose, until the registration is
+    // shut down; memory a call still uses where the test could fail (and unwind) is leaked, or
+    // declared before the registration so that it is dropped after it.
+    unsafe { Syscall::new(nr, args) }
+}
+
+/// Runs `nr(args)` through `p` (synchronously for the caller: the call is over on return).
 fn call(p: &mut Poster, nr: c_long, args: &[u64]) -> i64 {
-    p.call(&Syscall::new(nr, args))
+    p.call(&req(nr, args))
 }
 
 fn pipe_fds(flags: c_int) -> [c_int; 2] {
@@ -371,7 +383,7 @@ fn nop_and_fallback_calls() {
                 let c = if i % 2 == 0 {
                     Syscall::nop()
                 } else {
-                    Syscall::new(SYS_getppid, &[])
+                    req(SYS_getppid, &[])
                 };
                 (i, p.post(&c).unwrap())
             })
@@ -389,19 +401,17 @@ fn nop_and_fallback_calls() {
 fn a_read_on_an_empty_pipe_holds_nothing_up() {
     with_poster("a_read_on_an_empty_pipe_holds_nothing_up", 1, |_, p| {
         let [r, w] = pipe_fds(0);
-        let mut buf = [0u8; 16];
+        // Leaked: it must outlive the read even if the test fails with the read in flight.
+        let buf = Box::leak(Box::new([0u8; 16]));
         let read = p
-            .post(&Syscall::new(
-                SYS_read,
-                &[r as u64, buf.as_mut_ptr() as u64, 16],
-            ))
+            .post(&req(SYS_read, &[r as u64, buf.as_mut_ptr() as u64, 16]))
             .unwrap();
         let others: Vec<_> = (0..10)
             .map(|i| {
                 let c = if i < 5 {
                     Syscall::nop()
                 } else {
-                    Syscall::new(SYS_getppid, &[])
+                    req(SYS_getppid, &[])
                 };
                 p.post(&c).unwrap()
             })
@@ -614,16 +624,15 @@ fn opening_a_fifo_for_writing_waits_for_a_reader() {
         1,
         |_, p| {
             let (path, fd) = temp_file("fifo");
+            // Leaked: it must outlive the open even if the test fails with the open in flight.
+            let path: &'static CString = Box::leak(Box::new(path));
             close_all(&[fd]);
             // SAFETY: a valid path.
             assert_eq!(unsafe { unlink(path.as_ptr()) }, 0);
             // SAFETY: a valid path.
             assert_eq!(unsafe { mkfifo(path.as_ptr(), 0o600) }, 0);
             let open = p
-                .post(&Syscall::new(
-                    SYS_open,
-                    &[path.as_ptr() as u64, O_WRONLY as u64],
-                ))
+                .post(&req(SYS_open, &[path.as_ptr() as u64, O_WRONLY as u64]))
                 .unwrap();
             p.submit();
             thread::sleep(Duration::from_millis(50));
@@ -636,7 +645,7 @@ fn opening_a_fifo_for_writing_waits_for_a_reader() {
             let w = p.take(open);
             assert!(w >= 0, "open gave {w}");
             close_all(&[w as c_int, reader]);
-            remove_temp(&path);
+            remove_temp(path);
         },
     );
 }
@@ -645,20 +654,18 @@ fn opening_a_fifo_for_writing_waits_for_a_reader() {
 fn wait_wakes_for_either_path() {
     with_poster("wait_wakes_for_either_path", 1, |_, p| {
         let [r, w] = pipe_fds(0);
-        let mut buf = [0u8; 8];
+        // Leaked: they must outlive the calls even if the test fails with calls in flight.
+        let buf = Box::leak(Box::new([0u8; 8]));
         // A read that waits on io_uring, and a 30 ms sleep on a syscall thread.
         let read = p
-            .post(&Syscall::new(
-                SYS_read,
-                &[r as u64, buf.as_mut_ptr() as u64, 8],
-            ))
+            .post(&req(SYS_read, &[r as u64, buf.as_mut_ptr() as u64, 8]))
             .unwrap();
-        let ts = timespec {
+        let ts: &'static timespec = Box::leak(Box::new(timespec {
             tv_sec: 0,
             tv_nsec: 30_000_000,
-        };
+        }));
         let sleep = p
-            .post(&Syscall::new(SYS_nanosleep, &[&ts as *const _ as u64, 0]))
+            .post(&req(SYS_nanosleep, &[ts as *const timespec as u64, 0]))
             .unwrap();
         let t = Instant::now();
         p.wait();
@@ -677,7 +684,7 @@ fn wait_wakes_for_either_path() {
         // still wakes the wait.
         for _ in 0..3 {
             let sleep = p
-                .post(&Syscall::new(SYS_nanosleep, &[&ts as *const _ as u64, 0]))
+                .post(&req(SYS_nanosleep, &[ts as *const timespec as u64, 0]))
                 .unwrap();
             p.wait();
             assert_eq!(p.take(sleep), 0);
@@ -692,13 +699,15 @@ fn dropping_a_poster_with_requests_in_flight() {
         "dropping_a_poster_with_requests_in_flight",
         Duration::from_secs(30),
     );
+    // One buffer per read, and the write's data; before the registration: it is shut down first.
+    let mut bufs = [[0u8; 64]; 3];
+    let data = [0u8; 64];
     let Some(reg) = uring(1) else { return };
     let pipes: Vec<[c_int; 2]> = (0..4).map(|_| pipe_fds(0)).collect();
-    let mut buf = [0u8; 64];
     let mut p = reg.poster(0).unwrap();
     // Reads that would wait forever, and a write into a full pipe.
-    for fds in &pipes[..3] {
-        p.post(&Syscall::new(
+    for (fds, buf) in pipes[..3].iter().zip(&mut bufs) {
+        p.post(&req(
             SYS_read,
             &[fds[0] as u64, buf.as_mut_ptr() as u64, 64],
         ))
@@ -709,14 +718,11 @@ fn dropping_a_poster_with_requests_in_flight() {
     unsafe {
         fcntl(full, F_SETPIPE_SZ, 4096);
         fcntl(full, F_SETFL, O_NONBLOCK);
-        while write(full, buf.as_ptr().cast(), 64) > 0 {}
+        while write(full, data.as_ptr().cast(), 64) > 0 {}
         fcntl(full, F_SETFL, 0);
     }
-    p.post(&Syscall::new(
-        SYS_write,
-        &[full as u64, buf.as_ptr() as u64, 64],
-    ))
-    .unwrap();
+    p.post(&req(SYS_write, &[full as u64, data.as_ptr() as u64, 64]))
+        .unwrap();
     p.submit();
     assert_eq!(p.in_flight(), 4);
     let t = Instant::now();
@@ -751,10 +757,7 @@ fn shutdown_interrupts_a_waiting_take() {
             let mut p = reg.poster(0).unwrap();
             let mut buf = [0u8; 8];
             let t = p
-                .post(&Syscall::new(
-                    SYS_read,
-                    &[r as u64, buf.as_mut_ptr() as u64, 8],
-                ))
+                .post(&req(SYS_read, &[r as u64, buf.as_mut_ptr() as u64, 8]))
                 .unwrap();
             p.take(t)
         });
@@ -779,10 +782,7 @@ fn a_poster_moved_to_another_thread() {
     assert_eq!(p.call(&Syscall::nop()), 0);
     let buf = Box::leak(Box::new([0u8; 8]));
     let pending = p
-        .post(&Syscall::new(
-            SYS_read,
-            &[r as u64, buf.as_mut_ptr() as u64, 8],
-        ))
+        .post(&req(SYS_read, &[r as u64, buf.as_mut_ptr() as u64, 8]))
         .unwrap();
     p.submit();
     // On another thread: the pending read is cancelled, and new calls go through a new ring.
@@ -814,6 +814,8 @@ fn sqpoll_ring() {
         sqpoll_cpu: Some(cpu),
         ..Config::default()
     };
+    // The read left in flight below uses it: before the registration, so dropped after it.
+    let mut buf = [0u8; 8];
     let reg = match register(config) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return eprintln!("skipped: {e}"),
@@ -834,16 +836,12 @@ fn sqpoll_ring() {
     }
     // The first attempt is made by the polling thread: settling waits for it.
     let [r, w] = pipe_fds(O_NONBLOCK);
-    let mut buf = [0u8; 8];
     let args = [r as u64, buf.as_mut_ptr() as u64, 8];
     assert_eq!(call(&mut p, SYS_read, &args), -(EAGAIN as i64));
     assert_eq!(call(&mut p, SYS_getppid, &[]), sync(SYS_getppid, &[]));
     let [r2, w2] = pipe_fds(0);
-    p.post(&Syscall::new(
-        SYS_read,
-        &[r2 as u64, buf.as_mut_ptr() as u64, 8],
-    ))
-    .unwrap();
+    p.post(&req(SYS_read, &[r2 as u64, buf.as_mut_ptr() as u64, 8]))
+        .unwrap();
     p.submit();
     let t = Instant::now();
     drop(p);

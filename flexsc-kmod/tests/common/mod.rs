@@ -92,8 +92,14 @@ impl Kind {
     }
 }
 
+/// CPUs online in the machine (not in our affinity mask: cases pin themselves, and child
+/// processes inherit the pin).
 fn online_cpus() -> usize {
-    thread::available_parallelism().map_or(1, |n| n.get())
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| flexsc_kmod::config::parse_cpu_list(s.trim()).ok())
+        .and_then(|cpus| cpus.iter().max().map(|m| m + 1))
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// What a case gets: its backend configuration and its full test name.
@@ -195,7 +201,11 @@ pub const MODES: [Mode; 3] = [Mode::Call, Mode::PostTake, Mode::Harvest];
 impl Ctx {
     /// Runs `nr(args)` through the exception-less path in mode `m`; returns the raw result.
     pub fn run(&mut self, m: Mode, nr: i64, args: &[u64]) -> i64 {
-        let call = Syscall::new(nr, args);
+        // SAFETY: the arguments obey the contract of `sys` (valid for the call, or addresses the
+        // kernel refuses), and every mode below takes the call's result before returning (Harvest
+        // waits for it even if something else comes back first), so the memory they point to,
+        // borrowed by our caller for the duration of this call, outlives the call.
+        let call = unsafe { Syscall::new(nr, args) };
         match m {
             Mode::Call => self.p.call(&call),
             Mode::PostTake => {
@@ -208,19 +218,26 @@ impl Ctx {
             }
             Mode::Harvest => {
                 assert_eq!(self.p.in_flight(), 0, "Harvest mode needs an idle poster");
-                let slot = self
+                let ticket = self
                     .p
                     .post(&call)
-                    .unwrap_or_else(|e| panic!("post({}): {e}", name(nr)))
-                    .slot();
-                let mut got = None;
+                    .unwrap_or_else(|e| panic!("post({}): {e}", name(nr)));
+                // Strays are reported once ours is back: no panic while our call is in flight.
+                let (mut got, mut strays) = (None, Vec::new());
                 while got.is_none() {
                     self.p.wait();
                     self.p.harvest(|t, r| {
-                        assert_eq!(t.slot(), slot, "harvested an entry never posted");
-                        got = Some(r);
+                        if t == ticket {
+                            got = Some(r);
+                        } else {
+                            strays.push(t);
+                        }
                     });
                 }
+                assert!(
+                    strays.is_empty(),
+                    "harvested entries never posted: {strays:?}"
+                );
                 got.unwrap()
             }
         }

@@ -29,7 +29,8 @@ pub struct ThreadsBackend {
 }
 
 impl ThreadsBackend {
-    /// Starts one syscall thread per syscall core (more are created as calls block).
+    /// Starts one syscall thread per syscall core, within the thread cap (more are created as
+    /// calls block).
     pub fn start(area: Arc<SyscallArea>, config: &Config) -> io::Result<Self> {
         let sched = Scheduler::new(area, config)?;
         Scheduler::start(&sched)?;

@@ -76,7 +76,9 @@ impl Scheduler {
 
     pub(crate) fn start(this: &Arc<Self>) -> io::Result<()> {
         super::syscall_thread::install_interrupt_handler()?;
-        for core in 0..this.slots.len() {
+        // One thread per syscall core, up to the cap (at least 1): the cores beyond it get no
+        // thread, and `kick` rings a core with an idle thread before any other.
+        for core in 0..this.slots.len().min(this.max_threads) {
             Self::spawn(this, core)?;
         }
         Ok(())
@@ -265,6 +267,29 @@ impl Scheduler {
             }
             drop(threads);
             std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_spawns_one_thread_per_syscall_core_within_the_cap() {
+        // (syscall cores, cap, threads at start)
+        for (cores, cap, want) in [(3, 1, 1), (3, 2, 2), (2, 1024, 2), (1, 1, 1)] {
+            let area = Arc::new(SyscallArea::new(1, 1));
+            let config = Config {
+                syscall_cores: vec![0; cores],
+                max_syscall_threads: cap,
+                executor_spins: 0,
+                ..Config::default()
+            };
+            let sched = Scheduler::new(area, &config).unwrap();
+            Scheduler::start(&sched).unwrap();
+            assert_eq!(sched.live_threads(), want, "{cores} cores, cap {cap}");
+            sched.shutdown();
         }
     }
 }
