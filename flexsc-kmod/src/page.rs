@@ -49,6 +49,9 @@ pub struct PageControl {
     posted: AtomicU32,
     /// The `posted` value the last complete drain started from (written under the lock).
     drained: AtomicU32,
+    /// Bumped by executors after completing entries of the page, so the poster looks only at
+    /// pages with news instead of reading lines the executors are still writing.
+    completed: AtomicU32,
 }
 
 impl PageControl {
@@ -71,6 +74,18 @@ impl PageControl {
     #[inline]
     pub fn has_work(&self) -> bool {
         self.posted.load(Ordering::Acquire) != self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Executor: `n` entries of this page were completed (after their DONE stores).
+    #[inline]
+    pub fn note_completed(&self, n: u32) {
+        self.completed.fetch_add(n, Ordering::Release);
+    }
+
+    /// Poster: the completion count; a change since the last look means new DONE entries.
+    #[inline]
+    pub fn completed(&self) -> u32 {
+        self.completed.load(Ordering::Acquire)
     }
 
     /// Takes the page lock if no other executor holds it.

@@ -173,6 +173,8 @@ pub struct Poster {
     generations: Vec<u32>,
     /// Harvest's per-word done masks, kept to avoid an allocation per harvest.
     scratch: Vec<u64>,
+    /// Per page: the completion count `harvest` last saw.
+    seen: Vec<u32>,
     stats: PosterStats,
 }
 
@@ -221,6 +223,9 @@ impl Poster {
             orphans: vec![0; n.div_ceil(64)],
             generations: vec![0; n],
             scratch: Vec::with_capacity(n.div_ceil(64)),
+            seen: (0..n.div_ceil(64))
+                .map(|w| shared.area.control_of(core, w as u32 * 64).completed())
+                .collect(),
             stats: PosterStats::default(),
             shared,
         };
@@ -345,6 +350,7 @@ impl Poster {
                 // Posted after the shutdown sweep: nobody will run it.
                 if let Some(claim) = area.entry(core, slot).claim() {
                     claim.complete(-(libc::ECANCELED as i64));
+                    area.control_of(core, slot).note_completed(1);
                 }
             }
             self.stats.waits += 1;
@@ -359,14 +365,19 @@ impl Poster {
     /// Returns at once if nothing is in flight.
     pub fn wait(&mut self) {
         self.submit();
-        if self.n_inflight == 0 || self.any_done() {
+        if self.n_inflight == 0 || self.any_news() {
             return;
         }
         self.stats.waits += 1;
-        let (area, core, inflight, shared) =
-            (&self.shared.area, self.core, &self.inflight, &self.shared);
+        let (area, core, inflight, seen, shared) = (
+            &self.shared.area,
+            self.core,
+            &self.inflight,
+            &self.seen,
+            &self.shared,
+        );
         self.local
-            .wait(&mut || any_done(area, core, inflight), &mut || {
+            .wait(&mut || any_news(area, core, inflight, seen), &mut || {
                 shared.executors_gone()
             });
         if self.shared.executors_gone() {
@@ -386,6 +397,10 @@ impl Poster {
                 bits &= bits - 1;
                 if let Some(claim) = self.shared.area.entry(self.core, slot).claim() {
                     claim.complete(-(libc::ECANCELED as i64));
+                    self.shared
+                        .area
+                        .control_of(self.core, slot)
+                        .note_completed(1);
                 }
             }
         }
@@ -402,11 +417,24 @@ impl Poster {
         // results is overlapping those misses. Pass one reads every in-flight status (independent
         // loads); pass two asks for the done lines in exclusive state, all at once, then takes them.
         // Lines still in flight are only read, never pulled away from a working executor.
+        // Only pages whose completion count moved are read at all (one word per page: a page is
+        // 64 entries).
         let mut done = std::mem::take(&mut self.scratch);
         done.clear();
         for (w, &bits) in self.inflight.iter().enumerate() {
             let mut bits = bits;
             let mut d = 0u64;
+            if bits != 0 {
+                let c = self
+                    .shared
+                    .area
+                    .control_of(self.core, w as u32 * 64)
+                    .completed();
+                if c == self.seen[w] {
+                    bits = 0;
+                }
+                self.seen[w] = c;
+            }
             while bits != 0 {
                 let b = bits.trailing_zeros();
                 bits &= bits - 1;
@@ -471,8 +499,8 @@ impl Poster {
         }
     }
 
-    fn any_done(&self) -> bool {
-        any_done(&self.shared.area, self.core, &self.inflight)
+    fn any_news(&self) -> bool {
+        any_news(&self.shared.area, self.core, &self.inflight, &self.seen)
     }
 
     /// The ticket of the call now in `slot`.
@@ -508,18 +536,15 @@ impl Poster {
     }
 }
 
-fn any_done(area: &crate::area::SyscallArea, core: usize, inflight: &[u64]) -> bool {
-    inflight.iter().enumerate().any(|(w, &bits)| {
-        let mut bits = bits;
-        while bits != 0 {
-            let b = bits.trailing_zeros();
-            bits &= bits - 1;
-            if area.entry(core, w as u32 * 64 + b).status() == status::DONE {
-                return true;
-            }
-        }
-        false
-    })
+/// Whether a page with entries in flight has completions not yet looked at by `harvest`.
+fn any_news(area: &crate::area::SyscallArea, core: usize, inflight: &[u64], seen: &[u32]) -> bool {
+    inflight
+        .iter()
+        .zip(seen)
+        .enumerate()
+        .any(|(w, (&bits, &seen))| {
+            bits != 0 && area.control_of(core, w as u32 * 64).completed() != seen
+        })
 }
 
 /// Runs a call synchronously on the calling thread, with the raw instruction.

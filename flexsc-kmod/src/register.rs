@@ -96,14 +96,15 @@ impl Registration {
         self.shared.backend.shutdown();
         // Anything still SUBMITTED was never claimed: answer it so no poster waits forever.
         for (i, page) in self.shared.area.pages().iter().enumerate() {
-            let mut cancelled = false;
+            let mut cancelled = 0;
             for e in &page.entries {
                 if let Some(c) = e.claim() {
                     c.complete(-(libc::ECANCELED as i64));
-                    cancelled = true;
+                    cancelled += 1;
                 }
             }
-            if cancelled {
+            if cancelled > 0 {
+                self.shared.area.control(i).note_completed(cancelled);
                 let core = self.shared.area.core_of_page(i);
                 self.shared.area.core(core).completions.ring();
             }

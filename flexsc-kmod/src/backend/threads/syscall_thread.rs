@@ -126,6 +126,7 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
         });
         let completions = &area.core(area.core_of_page(i)).completions;
         if completed > 0 {
+            ctl.note_completed(completed);
             completions.ring();
         }
         if let Some(claim) = blocking {
@@ -138,6 +139,7 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             st.in_call.store(false, Ordering::Release);
             sched.call_done(core);
             claim.complete(ret);
+            ctl.note_completed(1);
             completions.ring();
             return Drained::HandedOff;
         }

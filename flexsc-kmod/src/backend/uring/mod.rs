@@ -137,6 +137,10 @@ struct UringCore {
     to_fallback: Vec<u32>,
     /// Scratch: completions copied out of the ring.
     cqes: Vec<(u64, i32)>,
+    /// Entries completed per page of this core since the last `publish_completions`, and the
+    /// pages with a non-zero count.
+    done_counts: Vec<u32>,
+    done_pages: Vec<u32>,
     /// Our FUTEX_WAIT on the doorbell is queued and has not completed.
     futex_armed: bool,
     /// Our timer is queued and has not fired.
@@ -185,6 +189,8 @@ impl UringCore {
             unsettled: Vec::new(),
             to_fallback: Vec::with_capacity(n),
             cqes: Vec::with_capacity(n),
+            done_counts: vec![0; n / crate::page::ENTRIES_PER_PAGE],
+            done_pages: Vec::new(),
             futex_armed: false,
             timer_armed: false,
             timer: Box::new(wait::TICK.into()),
@@ -348,6 +354,17 @@ impl UringCore {
             }
         }
         self.cqes = cqes;
+        self.publish_completions();
+    }
+
+    /// Bumps each touched page's completion count once (see `PageControl::note_completed`).
+    fn publish_completions(&mut self) {
+        for page in self.done_pages.drain(..) {
+            let n = std::mem::take(&mut self.done_counts[page as usize]);
+            self.area
+                .control_of(self.core, page * crate::page::ENTRIES_PER_PAGE as u32)
+                .note_completed(n);
+        }
     }
 
     /// A completion of entry `slot`'s request: complete the entry, or issue its follow-up.
@@ -366,6 +383,12 @@ impl UringCore {
                 // ring, and this is the request's last completion: its flight was set until the
                 // line above, so the entry is completed exactly once, by its claimant.
                 unsafe { entry.complete_detached(ret) };
+                // Counted per page, published once per reap (`publish_completions`).
+                let page = slot as usize / crate::page::ENTRIES_PER_PAGE;
+                if self.done_counts[page] == 0 {
+                    self.done_pages.push(page as u32);
+                }
+                self.done_counts[page] += 1;
             }
         }
     }
@@ -421,14 +444,14 @@ impl UringCore {
                 self.finish(slot as u32, -libc::ECANCELED);
             }
         }
+        self.publish_completions();
         self.draining = false;
         self.close_ring();
     }
 
     /// Closes the ring. A FUTEX_WAIT still queued on it would stay among the doorbell's sleepers
-    /// until the kernel tears the ring down, and a ring wakes only one sleeper (`futex(2)` reads
-    /// the doorbell's wake count `u32::MAX` as -1): it could take the wake meant for this core's
-    /// next sleeper. So wake it now; nobody else sleeps on this core's completion doorbell.
+    /// until the kernel tears the ring down, counted as a sleeper that can never act on a wake:
+    /// wake it now, so it goes; nobody else sleeps on this core's completion doorbell.
     fn close_ring(&mut self) {
         self.ring = None;
         self.owner = None;
@@ -453,6 +476,7 @@ impl CoreBackend for UringCore {
                 // Never posted by a Poster; a hand-written page may hold one.
                 if let Some(claim) = entry.claim() {
                     claim.complete(calls::REFUSED);
+                    self.area.control_of(self.core, slot).note_completed(1);
                 }
                 continue;
             }
