@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Instant;
 
 use crate::backend::CoreBackend;
 use crate::calls;
@@ -357,6 +358,7 @@ impl Poster {
             self.local.wait(
                 &mut || area.entry(core, slot).status() == status::DONE,
                 &mut || shared.executors_gone(),
+                None,
             );
         }
     }
@@ -364,8 +366,19 @@ impl Poster {
     /// flexsc_wait: submits, then blocks until at least one in-flight entry is done.
     /// Returns at once if nothing is in flight.
     pub fn wait(&mut self) {
+        if self.n_inflight == 0 {
+            self.submit();
+            return;
+        }
+        self.wait_with(|| false, None);
+    }
+
+    /// flexsc_wait for a scheduler: submits, then blocks until an in-flight entry is done,
+    /// `also()` holds, or `deadline` passes. Whoever makes `also()` true must then ring this
+    /// core's completion doorbell ([`crate::Registration::wake`]) so the sleeper re-checks it.
+    pub fn wait_with(&mut self, mut also: impl FnMut() -> bool, deadline: Option<Instant>) {
         self.submit();
-        if self.n_inflight == 0 || self.any_news() {
+        if self.any_news() || also() {
             return;
         }
         self.stats.waits += 1;
@@ -376,10 +389,11 @@ impl Poster {
             &self.seen,
             &self.shared,
         );
-        self.local
-            .wait(&mut || any_news(area, core, inflight, seen), &mut || {
-                shared.executors_gone()
-            });
+        self.local.wait(
+            &mut || any_news(area, core, inflight, seen) || also(),
+            &mut || shared.executors_gone(),
+            deadline,
+        );
         if self.shared.executors_gone() {
             self.cancel_unclaimed();
         }

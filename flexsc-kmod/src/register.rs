@@ -81,6 +81,12 @@ impl Registration {
         &self.shared.area
     }
 
+    /// Rings core `core`'s completion doorbell: a poster sleeping in [`Poster::wait_with`]
+    /// re-checks its condition (how a scheduler wakes another core's idle carrier).
+    pub fn wake(&self, core: usize) {
+        self.shared.area.core(core).completions.ring();
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.shared.backend.name()

@@ -7,6 +7,7 @@
 
 use std::fmt::Debug;
 use std::io;
+use std::time::Instant;
 
 pub mod threads;
 pub mod uring;
@@ -34,6 +35,13 @@ pub trait CoreBackend: Send + Debug {
     fn poll(&mut self) {}
 
     /// flexsc_wait: blocks the calling thread until `ready()` holds (some entry of this core is
-    /// DONE) or `give_up()` does (the registration is shutting down).
-    fn wait(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool);
+    /// DONE, or whatever else the caller waits for: a ring of the core's completion doorbell
+    /// makes the backend re-check it), `give_up()` does (the registration is shutting down), or
+    /// `deadline` passes.
+    fn wait(
+        &mut self,
+        ready: &mut dyn FnMut() -> bool,
+        give_up: &mut dyn FnMut() -> bool,
+        deadline: Option<Instant>,
+    );
 }

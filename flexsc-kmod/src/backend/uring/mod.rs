@@ -28,6 +28,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
 use io_uring::opcode::AsyncCancel;
@@ -120,6 +121,8 @@ impl Backend for UringBackend {
 struct UringCore {
     /// None once io_uring failed for this core: every call then goes to the syscall threads.
     ring: Option<IoUring>,
+    /// The deadline of the wait in progress: no sleep in `enter` outlasts it.
+    deadline: Option<Instant>,
     mode: Mode,
     /// The thread the ring is bound to ([`thread_token`]), once one has used it.
     owner: Option<u64>,
@@ -177,6 +180,7 @@ impl UringCore {
         let n = area.pages_per_core() * ENTRIES_PER_PAGE;
         Ok(Self {
             ring: Some(ring),
+            deadline: None,
             mode,
             owner: None,
             setup,
@@ -285,9 +289,30 @@ impl UringCore {
     /// `want` > 0 sleeps until that many completions are posted (or a signal). An unexpected
     /// failure abandons the ring.
     fn enter(&mut self, want: usize) {
+        // A sleep never outlasts the current wait's deadline (EXT_ARG timeout, 5.11+).
+        let left = match self.deadline {
+            Some(d) if want > 0 => Some(d.saturating_duration_since(Instant::now())),
+            _ => None,
+        };
+        if left == Some(Duration::ZERO) {
+            return self.enter(0);
+        }
         let Some(ring) = &mut self.ring else {
             return;
         };
+        if let Some(left) = left {
+            let ts = Timespec::from(left);
+            let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+            if let Err(e) = ring.submitter().submit_with_args(want, &args) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+                ) {
+                    self.abandon();
+                }
+            }
+            return;
+        }
         #[cfg(test)]
         {
             self.enters += 1;
@@ -515,8 +540,13 @@ impl CoreBackend for UringCore {
         }
     }
 
-    fn wait(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool) {
-        self.wait_for(ready, give_up);
+    fn wait(
+        &mut self,
+        ready: &mut dyn FnMut() -> bool,
+        give_up: &mut dyn FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) {
+        self.wait_for(ready, give_up, deadline);
     }
 }
 

@@ -74,6 +74,7 @@ fn bounded_wait_sees_fallback_completions() {
     core.wait(
         &mut || area.entry(0, 1).status() == status::DONE,
         &mut || false,
+        None,
     );
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(area.entry(0, 1).take(), Some(0));
@@ -83,6 +84,7 @@ fn bounded_wait_sees_fallback_completions() {
     core.wait(
         &mut || area.entry(0, 0).status() == status::DONE,
         &mut || false,
+        None,
     );
     assert_eq!(area.entry(0, 0).take(), Some(1));
     // SAFETY: closing our own fds.

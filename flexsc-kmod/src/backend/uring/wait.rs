@@ -45,11 +45,21 @@ impl UringCore {
         &mut self,
         ready: &mut dyn FnMut() -> bool,
         give_up: &mut dyn FnMut() -> bool,
+        deadline: Option<Instant>,
     ) {
+        self.deadline = deadline;
+        self.wait_loop(ready, give_up);
+        self.deadline = None;
+    }
+
+    fn wait_loop(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool) {
         self.bind();
         loop {
             self.progress();
             if ready() {
+                return;
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
             }
             if give_up() {
@@ -72,7 +82,14 @@ impl UringCore {
                 // Only syscall threads can complete anything now; they ring the doorbell.
                 let spins = self.sched.wait_spins();
                 let bell = &self.area.core(self.core).completions;
-                bell.wait_until(spins, 0, &mut *ready, &mut *give_up);
+                let deadline = self.deadline;
+                let ns = deadline.map_or(0, |d| {
+                    let left = d.saturating_duration_since(Instant::now()).as_nanos();
+                    u64::try_from(left).unwrap_or(u64::MAX).max(1)
+                });
+                bell.wait_until(spins, ns, &mut *ready, || {
+                    give_up() || deadline.is_some_and(|d| Instant::now() >= d)
+                });
                 return;
             } else {
                 self.sleep_bounded();

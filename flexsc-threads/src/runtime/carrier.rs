@@ -1,0 +1,235 @@
+//! A carrier: one pinned OS thread per user core, running green threads (paper section 4.2,
+//! Figure 7). Its loop is FlexSC-Threads' scheduler:
+//!
+//! 1. run the ready green threads; a system call is a switch point: the entry is posted to the
+//!    carrier's syscall pages and the green thread parks on it;
+//! 2. when the batch is long enough (the batching policy) or nothing is runnable, submit it;
+//! 3. with nothing runnable: harvest completed entries (their green threads become ready), fire
+//!    due timers, retry posts that found the pages full, steal from another carrier;
+//! 4. still nothing: flexsc_wait, until an entry completes, a green thread is woken from
+//!    elsewhere, or the next timer is due.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use corosensei::CoroutineResult;
+use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
+
+use super::Shared;
+use super::task::{Suspend, Task};
+use super::timer::Timers;
+
+thread_local! {
+    /// The green thread running on this carrier, and the carrier, while a coroutine runs.
+    static CURRENT: Cell<Option<(*const Task, *const Shared, usize)>> = const { Cell::new(None) };
+}
+
+/// The green thread running on the calling thread, with its runtime and carrier index.
+pub(crate) fn current() -> Option<(&'static Task, &'static Shared, usize)> {
+    CURRENT.with(|c| c.get()).map(|(t, s, i)| {
+        // SAFETY: set by the carrier only while it resumes this task, which holds an Arc to the
+        // task and to the runtime for at least that long; the green code asking runs inside that
+        // resume, so both outlive the borrow (the 'static is never held across a suspend by our
+        // callers, which use it and drop it).
+        unsafe { (&*t, &*s, i) }
+    })
+}
+
+/// Per-carrier counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CarrierStats {
+    /// Green thread resumes.
+    pub switches: u64,
+    /// Green threads taken from another carrier's queue.
+    pub steals: u64,
+    /// System calls posted as entries.
+    pub posted: u64,
+    /// Batches submitted.
+    pub batches: u64,
+    /// flexsc_wait calls that slept or spun.
+    pub waits: u64,
+    /// Calls run synchronously (thread-bound ones).
+    pub local_calls: u64,
+}
+
+pub(crate) struct Carrier {
+    idx: usize,
+    shared: Arc<Shared>,
+    poster: Poster,
+    /// The green thread parked on each entry slot, with its ticket.
+    waiting: Vec<Option<(Ticket, Arc<Task>)>>,
+    /// Calls that found every entry taken: posted once results free some.
+    overflow: VecDeque<(Arc<Task>, Syscall)>,
+    timers: Timers,
+    stats: CarrierStats,
+}
+
+impl Carrier {
+    pub(crate) fn new(idx: usize, shared: Arc<Shared>, poster: Poster) -> Self {
+        let slots = poster.capacity();
+        Self {
+            idx,
+            shared,
+            poster,
+            waiting: (0..slots).map(|_| None).collect(),
+            overflow: VecDeque::new(),
+            timers: Timers::default(),
+            stats: CarrierStats::default(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let batch_limit = self.shared.batch_limit;
+        loop {
+            while let Some(t) = self.shared.queues[self.idx].pop() {
+                self.run_task(t);
+                if self.poster.unsubmitted() >= batch_limit {
+                    self.poster.submit();
+                }
+            }
+            self.poster.submit();
+            let mut progressed = self.harvest();
+            progressed |= self.fire_timers();
+            progressed |= self.retry_overflow();
+            if progressed || !self.shared.queues[self.idx].is_empty() {
+                continue;
+            }
+            if let Some(t) = self.steal() {
+                self.run_task(t);
+                continue;
+            }
+            if self.shared.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            self.idle();
+        }
+        self.publish_stats();
+    }
+
+    /// flexsc_wait with the carrier's other reasons to wake: a green thread queued here from
+    /// elsewhere, shutdown, the next timer.
+    fn idle(&mut self) {
+        let me = self.idx;
+        let shared = &self.shared;
+        shared.sleeping[me].store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let before = self.poster.stats().waits;
+        self.poster.wait_with(
+            || !shared.queues[me].is_empty() || shared.shutdown.load(Ordering::Acquire),
+            self.timers.next(),
+        );
+        shared.sleeping[me].store(false, Ordering::SeqCst);
+        self.stats.waits += self.poster.stats().waits - before;
+    }
+
+    fn run_task(&mut self, task: Arc<Task>) {
+        task.home.store(self.idx, Ordering::Relaxed);
+        self.stats.switches += 1;
+        CURRENT.with(|c| {
+            c.set(Some((
+                Arc::as_ptr(&task),
+                Arc::as_ptr(&self.shared),
+                self.idx,
+            )))
+        });
+        let r = task.resume();
+        CURRENT.with(|c| c.set(None));
+        match r {
+            CoroutineResult::Return(()) => {
+                if let Some(co) = task.take_finished() {
+                    self.shared.recycle(co.into_stack());
+                }
+                self.shared.live.fetch_sub(1, Ordering::AcqRel);
+            }
+            CoroutineResult::Yield(Suspend::Yield) => self.shared.queues[self.idx].push(task),
+            CoroutineResult::Yield(Suspend::Park(deadline)) => {
+                if task.try_park() {
+                    if let Some(at) = deadline {
+                        self.timers.add(at, task);
+                    }
+                } else {
+                    self.shared.queues[self.idx].push(task);
+                }
+            }
+            CoroutineResult::Yield(Suspend::Syscall(call)) => self.post(task, call),
+        }
+    }
+
+    /// A green thread's system call: post it and park the thread on its entry.
+    fn post(&mut self, task: Arc<Task>, call: Syscall) {
+        match self.poster.post(&call) {
+            Ok(t) => {
+                self.stats.posted += 1;
+                let slot = t.slot() as usize;
+                self.waiting[slot] = Some((t, task));
+            }
+            Err(PostError::Full) => self.overflow.push_back((task, call)),
+            Err(_) => {
+                // Thread-bound (runs here, on the carrier, which is this green thread's kernel
+                // thread), not a syscall number, or the registration is shutting down.
+                self.stats.local_calls += 1;
+                task.set_resume_value(self.poster.call(&call));
+                self.shared.queues[self.idx].push(task);
+            }
+        }
+    }
+
+    /// Takes completed entries; their green threads become ready. True if any.
+    fn harvest(&mut self) -> bool {
+        let (waiting, queue) = (&mut self.waiting, &self.shared.queues[self.idx]);
+        let n = self.poster.harvest(|ticket, ret| {
+            if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
+                task.set_resume_value(ret);
+                queue.push(task);
+            }
+        });
+        n > 0
+    }
+
+    fn fire_timers(&mut self) -> bool {
+        if self.timers.len() == 0 {
+            return false;
+        }
+        let shared = &self.shared;
+        let mut any = false;
+        self.timers.due(Instant::now(), |task| {
+            any = true;
+            if task.unpark() {
+                shared.schedule(task);
+            }
+        });
+        any
+    }
+
+    fn retry_overflow(&mut self) -> bool {
+        let mut any = false;
+        while self.poster.in_flight() < self.poster.capacity() {
+            let Some((task, call)) = self.overflow.pop_front() else {
+                break;
+            };
+            self.post(task, call);
+            any = true;
+        }
+        any
+    }
+
+    /// An idle carrier takes a queued green thread from another carrier.
+    fn steal(&mut self) -> Option<Arc<Task>> {
+        let n = self.shared.queues.len();
+        (1..n)
+            .find_map(|k| self.shared.queues[(self.idx + k) % n].steal())
+            .inspect(|_| {
+                self.stats.steals += 1;
+            })
+    }
+
+    fn publish_stats(&mut self) {
+        let p = self.poster.stats();
+        self.stats.batches = p.batches;
+        let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        all[self.idx] = self.stats;
+    }
+}

@@ -1,0 +1,461 @@
+//! The M:N runtime: carriers, green threads, and the API to start and join them.
+
+mod carrier;
+mod queue;
+mod task;
+mod timer;
+
+use std::any::Any;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, Yielder};
+use flexsc_kmod::{BackendKind, Config, Registration, Syscall};
+
+use crate::stack::{Stack, StackPool};
+pub use carrier::CarrierStats;
+use carrier::{Carrier, current};
+use queue::RunQueue;
+use task::{Suspend, Task};
+
+/// State shared by the carriers and every handle.
+pub(crate) struct Shared {
+    reg: Registration,
+    queues: Box<[RunQueue]>,
+    /// Per carrier: in (or entering) flexsc_wait, so a wake-up must ring it.
+    sleeping: Box<[AtomicBool]>,
+    /// Green threads spawned and not finished.
+    live: AtomicUsize,
+    shutdown: AtomicBool,
+    next_id: AtomicU64,
+    next_carrier: AtomicUsize,
+    stacks: Mutex<StackPool>,
+    stack_size: usize,
+    batch_limit: usize,
+    stats: Mutex<Vec<CarrierStats>>,
+}
+
+impl Shared {
+    /// Puts a woken green thread on its home carrier's queue, waking that carrier if it sleeps.
+    fn schedule(&self, task: Arc<Task>) {
+        let c = task.home.load(Ordering::Relaxed);
+        self.queues[c].push(task);
+        // Pairs with the carrier's store of `sleeping` before its idle check (Dekker).
+        fence(Ordering::SeqCst);
+        if self.sleeping[c].load(Ordering::SeqCst) {
+            self.reg.wake(c);
+        }
+    }
+
+    fn recycle(&self, stack: Stack) {
+        self.stacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(stack);
+    }
+
+    fn spawn<F, T>(self: &Arc<Self>, name: Option<String>, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(io::Error::other("the runtime is shutting down"));
+        }
+        let stack = self
+            .stacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(self.stack_size)?;
+        let join = Arc::new(JoinState::default());
+        let done = join.clone();
+        let co = Coroutine::with_stack(stack, move |y: &Yielder<i64, Suspend>, _: i64| {
+            if let Some((me, _, _)) = current() {
+                me.set_yielder(y);
+            }
+            done.complete(catch_unwind(AssertUnwindSafe(f)));
+        });
+        let home = match current() {
+            Some((_, _, c)) => c,
+            None => self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len(),
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let task = Arc::new(Task::new(id, name, home, co));
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.schedule(task);
+        Ok(JoinHandle { state: join })
+    }
+}
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cores: Option<usize>,
+    kmod: Config,
+    stack_size: usize,
+    batch_limit: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            cores: None,
+            kmod: Config::default(),
+            stack_size: 256 * 1024,
+            batch_limit: 64,
+        }
+    }
+}
+
+impl Builder {
+    /// Carriers (default: `FLEXSC_CORES`, else every online CPU). Carrier i is pinned to CPU i
+    /// when that CPU exists.
+    pub fn cores(mut self, n: usize) -> Self {
+        self.cores = Some(n);
+        self
+    }
+
+    /// The static list of syscall cores for the `threads` backend (core specialization); empty:
+    /// syscall threads float.
+    pub fn syscall_cores(mut self, cores: Vec<usize>) -> Self {
+        self.kmod.syscall_cores = cores;
+        self
+    }
+
+    /// Syscall pages per carrier (64 entries each).
+    pub fn pages(mut self, n: usize) -> Self {
+        self.kmod.pages_per_core = n;
+        self
+    }
+
+    /// The backend executing entries.
+    pub fn backend(mut self, b: BackendKind) -> Self {
+        self.kmod.backend = b;
+        self
+    }
+
+    /// Usable stack bytes per green thread.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// The batching policy: a carrier submits its batch after this many posted entries, or when
+    /// it runs out of ready green threads, whichever comes first.
+    pub fn batch_limit(mut self, n: usize) -> Self {
+        self.batch_limit = n.max(1);
+        self
+    }
+
+    /// Starts the carriers.
+    pub fn build(self) -> io::Result<Runtime> {
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = match (self.cores, std::env::var("FLEXSC_CORES").ok()) {
+            (Some(n), _) => n,
+            (None, Some(v)) => v.trim().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("FLEXSC_CORES={v:?} is not a number"),
+                )
+            })?,
+            (None, None) => online,
+        };
+        if cores == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a runtime needs at least one carrier",
+            ));
+        }
+        let reg = flexsc_kmod::register(Config { cores, ..self.kmod })?;
+        let shared = Arc::new(Shared {
+            reg,
+            queues: (0..cores).map(|_| RunQueue::default()).collect(),
+            sleeping: (0..cores).map(|_| AtomicBool::new(false)).collect(),
+            live: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            next_carrier: AtomicUsize::new(0),
+            stacks: Mutex::new(StackPool::new(1024)),
+            stack_size: self.stack_size,
+            batch_limit: self.batch_limit,
+            stats: Mutex::new(vec![CarrierStats::default(); cores]),
+        });
+        let mut carriers = Vec::with_capacity(cores);
+        for idx in 0..cores {
+            let sh = shared.clone();
+            let (ready, started) = std::sync::mpsc::channel();
+            let h = std::thread::Builder::new()
+                .name(format!("flexsc-carrier{idx}"))
+                .spawn(move || {
+                    if idx < online {
+                        // Pinning is locality, not correctness: carry on if it fails.
+                        let _ = flexsc_kmod::raw::pin_to_cpu(idx);
+                    }
+                    // The poster is made on the carrier's own thread (io_uring binds to it).
+                    match sh.reg.poster(idx) {
+                        Ok(p) => {
+                            let _ = ready.send(Ok(()));
+                            Carrier::new(idx, sh, p).run();
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                })?;
+            carriers.push(h);
+            started
+                .recv()
+                .map_err(|_| io::Error::other("carrier died starting"))??;
+        }
+        Ok(Runtime { shared, carriers })
+    }
+}
+
+/// The M:N runtime: carriers running green threads whose system calls are exception-less.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    carriers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("carriers", &self.carriers.len())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Starts a green thread.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.spawn(None, f).expect("spawn a green thread")
+    }
+
+    /// Runs `f` on a green thread and returns its result (re-raising its panic).
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn(f).join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// Green threads started and not yet finished.
+    pub fn live(&self) -> usize {
+        self.shared.live.load(Ordering::Acquire)
+    }
+
+    /// Stops the carriers and returns their counters. Green threads still parked are dropped
+    /// (their stacks unwound).
+    pub fn shutdown(mut self) -> Vec<CarrierStats> {
+        self.stop();
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn stop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for c in 0..self.shared.queues.len() {
+            self.shared.reg.wake(c);
+        }
+        for h in self.carriers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts a green thread on the current runtime (the caller must be a green thread).
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (_, shared, _) = current().expect("flexsc_threads::spawn outside a green thread");
+    // `current` borrows the runtime for as long as this green thread runs; Arc it for the call.
+    let shared = shared.arc();
+    shared.spawn(None, f).expect("spawn a green thread")
+}
+
+impl Shared {
+    /// An owning handle to this runtime, from a borrow obtained through `current`.
+    fn arc(&self) -> Arc<Shared> {
+        let p = self as *const Shared;
+        // SAFETY: every `Shared` lives in an `Arc` (built in `Builder::build`), and `current`
+        // only hands out borrows of it while a carrier holding that Arc runs; bumping the strong
+        // count before making a second Arc keeps the counts balanced.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+}
+
+/// Lets other green threads run; returns when this one is scheduled again. On an OS thread,
+/// `std::thread::yield_now`.
+pub fn yield_now() {
+    match current() {
+        Some((t, _, _)) => {
+            t.suspend(Suspend::Yield);
+        }
+        None => std::thread::yield_now(),
+    }
+}
+
+/// Sleeps the calling green thread (or OS thread) for at least `d`, without blocking its carrier.
+pub fn sleep(d: Duration) {
+    let until = Instant::now() + d;
+    if current().is_none() {
+        return std::thread::sleep(d);
+    }
+    while Instant::now() < until {
+        park_until(Some(until));
+    }
+}
+
+/// Parks the calling green thread until unparked (or until `deadline`); may return spuriously.
+pub(crate) fn park_until(deadline: Option<Instant>) {
+    match current() {
+        Some((t, _, _)) => {
+            if !t.take_notification() {
+                t.suspend(Suspend::Park(deadline));
+            }
+        }
+        None => match deadline {
+            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+            None => std::thread::park(),
+        },
+    }
+}
+
+/// Runs a system call: on a green thread it is posted to the carrier's syscall pages and the
+/// green thread parks until it completes (exception-less); elsewhere it traps as usual. Returns
+/// the raw result (negative errno on failure).
+///
+/// # Safety
+/// As for `syscall(2)` (see [`Syscall::new`]): the arguments must be valid for the call.
+pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
+    // SAFETY: forwarded to our caller.
+    let call = unsafe { Syscall::new(nr, args) };
+    match current() {
+        Some((t, _, _)) => t.suspend(Suspend::Syscall(call)),
+        None => {
+            let mut a = [0u64; 6];
+            a[..args.len()].copy_from_slice(args);
+            // SAFETY: forwarded to our caller.
+            unsafe { flexsc_kmod::raw::syscall6(nr as u64, &a) }
+        }
+    }
+}
+
+/// The running green thread's id, or None on an OS thread.
+pub fn current_id() -> Option<u64> {
+    current().map(|(t, _, _)| t.id())
+}
+
+/// The running green thread's name, if any.
+pub fn current_name() -> Option<String> {
+    current().and_then(|(t, _, _)| t.name().map(str::to_owned))
+}
+
+/// Who waits for a green thread to finish.
+enum Waiter {
+    Green(Arc<Task>, Arc<Shared>),
+    Os(std::thread::Thread),
+}
+
+struct JoinState<T> {
+    result: Mutex<Option<std::thread::Result<T>>>,
+    done: AtomicBool,
+    waiter: Mutex<Option<Waiter>>,
+}
+
+impl<T> Default for JoinState<T> {
+    fn default() -> Self {
+        Self {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            waiter: Mutex::new(None),
+        }
+    }
+}
+
+impl<T> JoinState<T> {
+    fn complete(&self, r: std::thread::Result<T>) {
+        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.done.store(true, Ordering::Release);
+        let w = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match w {
+            Some(Waiter::Green(task, shared)) if task.unpark() => shared.schedule(task),
+            Some(Waiter::Os(t)) => t.unpark(),
+            Some(Waiter::Green(..)) | None => {}
+        }
+    }
+}
+
+/// Owns a green thread's result; [`JoinHandle::join`] waits for it.
+pub struct JoinHandle<T> {
+    state: Arc<JoinState<T>>,
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the green thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.state.done.load(Ordering::Acquire)
+    }
+
+    /// Waits for the green thread (parking a green caller, blocking an OS thread) and returns its
+    /// result, or its panic.
+    pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
+        loop {
+            if self.state.done.load(Ordering::Acquire) {
+                let r = self
+                    .state
+                    .result
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                return r.expect("a finished green thread leaves its result");
+            }
+            let me = match current() {
+                Some((t, s, _)) => Waiter::Green(t.arc(), s.arc()),
+                None => Waiter::Os(std::thread::current()),
+            };
+            *self.state.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(me);
+            if !self.state.done.load(Ordering::Acquire) {
+                park_until(None);
+            }
+        }
+    }
+}

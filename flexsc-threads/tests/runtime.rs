@@ -1,0 +1,174 @@
+//! The M:N runtime end to end: green threads, exception-less blocking calls, timers, joins, on
+//! both backends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use flexsc_threads::kmod::BackendKind;
+use flexsc_threads::{Runtime, sleep, spawn, syscall, yield_now};
+
+fn runtimes() -> Vec<(&'static str, Runtime)> {
+    let mut v = vec![(
+        "threads",
+        Runtime::builder()
+            .cores(2)
+            .syscall_cores(vec![1])
+            .stack_size(64 * 1024)
+            .build()
+            .unwrap(),
+    )];
+    match Runtime::builder()
+        .cores(2)
+        .backend(BackendKind::Uring)
+        .stack_size(64 * 1024)
+        .build()
+    {
+        Ok(rt) => v.push(("uring", rt)),
+        Err(e) => panic!("io_uring runtime: {e}"),
+    }
+    v
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into our array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    (fds[0], fds[1])
+}
+
+fn close(fd: i32) {
+    // SAFETY: closes an fd this test owns.
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn block_on_returns_the_value() {
+    for (name, rt) in runtimes() {
+        assert_eq!(rt.block_on(|| 6 * 7), 42, "{name}");
+        let stats = rt.shutdown();
+        assert_eq!(stats.len(), 2);
+    }
+}
+
+#[test]
+fn join_returns_values_and_panics() {
+    for (name, rt) in runtimes() {
+        let total = rt.block_on(|| {
+            let hs: Vec<_> = (0..100u64).map(|i| spawn(move || i * i)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+        });
+        assert_eq!(total, (0..100u64).map(|i| i * i).sum::<u64>(), "{name}");
+        let r = rt.spawn(|| panic!("boom")).join();
+        let msg = r.unwrap_err();
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"boom"), "{name}");
+    }
+}
+
+/// Many green threads each doing blocking reads on their own pipe: every read is an
+/// exception-less call, every green thread parks on it, and all complete.
+#[test]
+fn many_green_threads_blocking_on_pipes() {
+    const PAIRS: usize = 2000;
+    const READS: usize = 10;
+    for (name, rt) in runtimes() {
+        let got = Arc::new(AtomicUsize::new(0));
+        let g = got.clone();
+        rt.block_on(move || {
+            let mut hs = Vec::new();
+            for i in 0..PAIRS {
+                let (r, w) = pipe();
+                let g = g.clone();
+                hs.push(spawn(move || {
+                    for k in 0..READS {
+                        let mut v = 0u64;
+                        // SAFETY: reads 8 bytes into a live local from our pipe.
+                        let n = unsafe {
+                            syscall(libc::SYS_read, &[r as u64, &mut v as *mut u64 as u64, 8])
+                        };
+                        assert_eq!(n, 8);
+                        assert_eq!(v, (i * READS + k) as u64);
+                        g.fetch_add(1, Ordering::Relaxed);
+                    }
+                    close(r);
+                }));
+                hs.push(spawn(move || {
+                    for k in 0..READS {
+                        let v = (i * READS + k) as u64;
+                        // SAFETY: writes 8 bytes from a live local to our pipe.
+                        let n = unsafe {
+                            syscall(libc::SYS_write, &[w as u64, &v as *const u64 as u64, 8])
+                        };
+                        assert_eq!(n, 8);
+                        yield_now();
+                    }
+                    close(w);
+                }));
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        assert_eq!(got.load(Ordering::Relaxed), PAIRS * READS, "{name}");
+    }
+}
+
+#[test]
+fn sleeping_green_threads_do_not_hold_their_carrier() {
+    for (name, rt) in runtimes() {
+        let t0 = Instant::now();
+        rt.block_on(|| {
+            let hs: Vec<_> = (0..200)
+                .map(|_| {
+                    spawn(|| {
+                        let t = Instant::now();
+                        sleep(Duration::from_millis(50));
+                        t.elapsed()
+                    })
+                })
+                .collect();
+            for h in hs {
+                let slept = h.join().unwrap();
+                assert!(slept >= Duration::from_millis(50), "woke early: {slept:?}");
+            }
+        });
+        // 200 sleeps of 50 ms on 2 carriers: concurrent, not serial (10 s). A generous bound:
+        // this is a hang guard, not a speed test.
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{name}: {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
+#[test]
+fn thread_bound_calls_run_on_the_carrier() {
+    for (name, rt) in runtimes() {
+        let (tid, carrier_tids) = rt.block_on(|| {
+            // SAFETY: gettid takes no arguments.
+            let tid = unsafe { syscall(libc::SYS_gettid, &[]) };
+            let tids: Vec<i64> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+                .collect();
+            (tid, tids)
+        });
+        assert!(
+            tid > 0 && carrier_tids.contains(&tid),
+            "{name}: gettid {tid}"
+        );
+    }
+}
+
+#[test]
+fn errors_come_back_as_negative_errno() {
+    for (name, rt) in runtimes() {
+        let r = rt.block_on(|| {
+            let mut b = [0u8; 4];
+            // SAFETY: a read from a bad fd into a live buffer.
+            unsafe { syscall(libc::SYS_read, &[9999, b.as_mut_ptr() as u64, 4]) }
+        });
+        assert_eq!(r, -(libc::EBADF as i64), "{name}");
+    }
+}
