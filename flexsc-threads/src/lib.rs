@@ -9,8 +9,8 @@ pub mod runtime;
 pub mod stack;
 
 pub use runtime::{
-    Builder, CarrierStats, JoinHandle, Runtime, current_id, current_name, sleep, spawn, syscall,
-    yield_now,
+    Builder, CarrierStats, JoinHandle, Runtime, Unparker, current_id, current_name, park,
+    park_deadline, sleep, spawn, syscall, yield_now,
 };
 
 pub use flexsc_kmod as kmod;

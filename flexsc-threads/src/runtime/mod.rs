@@ -337,7 +337,7 @@ pub fn sleep(d: Duration) {
 }
 
 /// Parks the calling green thread until unparked (or until `deadline`); may return spuriously.
-pub(crate) fn park_until(deadline: Option<Instant>) {
+fn park_until(deadline: Option<Instant>) {
     match current() {
         Some((t, _, _)) => {
             if !t.take_notification() {
@@ -381,10 +381,64 @@ pub fn current_name() -> Option<String> {
     current().and_then(|(t, _, _)| t.name().map(str::to_owned))
 }
 
+/// A handle that wakes one parked thread, green or OS: what sync primitives keep in their wait
+/// lists. Waking a thread that is not parked makes its next park return at once.
+#[derive(Clone)]
+pub struct Unparker(Waiter);
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Waiter::Green(t, _) => write!(f, "Unparker(green thread {})", t.id()),
+            Waiter::Os(t) => write!(f, "Unparker({:?})", t.id()),
+        }
+    }
+}
+
+impl Unparker {
+    /// The calling thread's unparker.
+    pub fn current() -> Self {
+        Self(match current() {
+            Some((t, s, _)) => Waiter::Green(t.arc(), s.arc()),
+            None => Waiter::Os(std::thread::current()),
+        })
+    }
+
+    /// Wakes the thread (see [`park`]).
+    pub fn unpark(&self) {
+        self.0.wake();
+    }
+}
+
+/// Parks the calling thread until its [`Unparker`] is used; may return spuriously (callers
+/// re-check their condition). A green thread gives its carrier to others meanwhile.
+pub fn park() {
+    park_until(None);
+}
+
+/// As [`park`], returning no later than `deadline`.
+pub fn park_deadline(deadline: Instant) {
+    park_until(Some(deadline));
+}
+
 /// Who waits for a green thread to finish.
+#[derive(Clone)]
 enum Waiter {
     Green(Arc<Task>, Arc<Shared>),
     Os(std::thread::Thread),
+}
+
+impl Waiter {
+    fn wake(&self) {
+        match self {
+            Waiter::Green(task, shared) => {
+                if task.unpark() {
+                    shared.schedule(task.clone());
+                }
+            }
+            Waiter::Os(t) => t.unpark(),
+        }
+    }
 }
 
 struct JoinState<T> {
@@ -407,11 +461,8 @@ impl<T> JoinState<T> {
     fn complete(&self, r: std::thread::Result<T>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         self.done.store(true, Ordering::Release);
-        let w = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match w {
-            Some(Waiter::Green(task, shared)) if task.unpark() => shared.schedule(task),
-            Some(Waiter::Os(t)) => t.unpark(),
-            Some(Waiter::Green(..)) | None => {}
+        if let Some(w) = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
         }
     }
 }
@@ -448,11 +499,8 @@ impl<T> JoinHandle<T> {
                     .take();
                 return r.expect("a finished green thread leaves its result");
             }
-            let me = match current() {
-                Some((t, s, _)) => Waiter::Green(t.arc(), s.arc()),
-                None => Waiter::Os(std::thread::current()),
-            };
-            *self.state.waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(me);
+            *self.state.waiter.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Unparker::current().0);
             if !self.state.done.load(Ordering::Acquire) {
                 park_until(None);
             }
