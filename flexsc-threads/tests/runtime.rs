@@ -172,3 +172,46 @@ fn errors_come_back_as_negative_errno() {
         assert_eq!(r, -(libc::EBADF as i64), "{name}");
     }
 }
+
+/// A green thread that overflows its stack is named on stderr, then the process aborts (run in a
+/// child process: this one must survive).
+#[test]
+fn stack_overflow_names_the_green_thread() {
+    if std::env::var("FLEXSC_TEST_CHILD").as_deref() == Ok("overflow") {
+        let rt = Runtime::builder()
+            .cores(1)
+            .stack_size(64 * 1024)
+            .build()
+            .unwrap();
+        rt.spawn_named("deep-diver", || {
+            fn recurse(n: u64) -> u64 {
+                if n == u64::MAX {
+                    return 0; // never: keeps the recursion conditional for the compiler
+                }
+                let pad = [n; 64];
+                std::hint::black_box(&pad);
+                recurse(n + 1) + pad[3]
+            }
+            recurse(0)
+        })
+        .join()
+        .ok();
+        unreachable!("the overflow aborts the process");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stack_overflow_names_the_green_thread",
+            "--nocapture",
+        ])
+        .env("FLEXSC_TEST_CHILD", "overflow")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(\"deep-diver\") overflowed its stack"),
+        "stderr: {err}"
+    );
+}

@@ -65,10 +65,17 @@ pub(crate) struct Carrier {
     overflow: VecDeque<(Arc<Task>, Syscall)>,
     timers: Timers,
     stats: CarrierStats,
+    /// Tells the overflow handler which green thread runs here.
+    guard_slot: crate::overflow::CarrierSlot,
 }
 
 impl Carrier {
-    pub(crate) fn new(idx: usize, shared: Arc<Shared>, poster: Poster) -> Self {
+    pub(crate) fn new(
+        idx: usize,
+        shared: Arc<Shared>,
+        poster: Poster,
+        guard_slot: crate::overflow::CarrierSlot,
+    ) -> Self {
         let slots = poster.capacity();
         Self {
             idx,
@@ -78,6 +85,7 @@ impl Carrier {
             overflow: VecDeque::new(),
             timers: Timers::default(),
             stats: CarrierStats::default(),
+            guard_slot,
         }
     }
 
@@ -135,7 +143,10 @@ impl Carrier {
                 self.idx,
             )))
         });
+        let name = task.name().unwrap_or("").as_bytes();
+        self.guard_slot.set_running(task.guard(), task.id(), name);
         let r = task.resume();
+        self.guard_slot.clear();
         CURRENT.with(|c| c.set(None));
         match r {
             CoroutineResult::Return(()) => {

@@ -70,6 +70,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(self.stack_size)?;
+        let guard = stack.guard();
         let join = Arc::new(JoinState::default());
         let done = join.clone();
         let co = Coroutine::with_stack(stack, move |y: &Yielder<i64, Suspend>, _: i64| {
@@ -83,7 +84,7 @@ impl Shared {
             None => self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len(),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let task = Arc::new(Task::new(id, name, home, co));
+        let task = Arc::new(Task::new(id, name, home, guard, co));
         self.live.fetch_add(1, Ordering::AcqRel);
         self.schedule(task);
         Ok(JoinHandle { state: join })
@@ -169,6 +170,7 @@ impl Builder {
                 "a runtime needs at least one carrier",
             ));
         }
+        crate::overflow::install()?;
         let reg = flexsc_kmod::register(Config { cores, ..self.kmod })?;
         let shared = Arc::new(Shared {
             reg,
@@ -194,11 +196,18 @@ impl Builder {
                         // Pinning is locality, not correctness: carry on if it fails.
                         let _ = flexsc_kmod::raw::pin_to_cpu(idx);
                     }
-                    // The poster is made on the carrier's own thread (io_uring binds to it).
-                    match sh.reg.poster(idx) {
-                        Ok(p) => {
+                    // The poster is made on the carrier's own thread (io_uring binds to it), and so
+                    // are the overflow handler's alternate stack and carrier slot.
+                    let started = sh.reg.poster(idx).and_then(|p| {
+                        let alt = crate::overflow::AltStack::new()?;
+                        let slot = crate::overflow::CarrierSlot::register()
+                            .ok_or_else(|| io::Error::other("overflow table full"))?;
+                        Ok((p, alt, slot))
+                    });
+                    match started {
+                        Ok((p, _alt, slot)) => {
                             let _ = ready.send(Ok(()));
-                            Carrier::new(idx, sh, p).run();
+                            Carrier::new(idx, sh, p, slot).run();
                         }
                         Err(e) => {
                             let _ = ready.send(Err(e));
@@ -241,6 +250,17 @@ impl Runtime {
         T: Send + 'static,
     {
         self.shared.spawn(None, f).expect("spawn a green thread")
+    }
+
+    /// Starts a named green thread (the name shows in diagnostics such as a stack overflow).
+    pub fn spawn_named<F, T>(&self, name: impl Into<String>, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared
+            .spawn(Some(name.into()), f)
+            .expect("spawn a green thread")
     }
 
     /// Runs `f` on a green thread and returns its result (re-raising its panic).

@@ -47,6 +47,8 @@ pub(crate) struct Task {
     yielder: AtomicU64,
     /// The value its next resume passes in (a syscall's result).
     resume_with: AtomicU64,
+    /// Its stack's guard page, for the overflow diagnostic.
+    guard: std::ops::Range<usize>,
 }
 
 // SAFETY: the coroutine cell is only touched by the one carrier the park protocol hands the task
@@ -66,8 +68,15 @@ impl std::fmt::Debug for Task {
 }
 
 impl Task {
-    pub(crate) fn new(id: u64, name: Option<String>, home: usize, co: GreenCoroutine) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<String>,
+        home: usize,
+        guard: std::ops::Range<usize>,
+        co: GreenCoroutine,
+    ) -> Self {
         Self {
+            guard,
             id,
             name,
             state: AtomicU32::new(RUNNING),
@@ -81,6 +90,11 @@ impl Task {
     /// The green thread's id (unique in the process).
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Its stack's guard page.
+    pub(crate) fn guard(&self) -> std::ops::Range<usize> {
+        self.guard.clone()
     }
 
     /// Its name, if it was given one.
