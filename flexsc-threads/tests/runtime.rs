@@ -110,6 +110,12 @@ fn many_green_threads_blocking_on_pipes() {
             }
         });
         assert_eq!(got.load(Ordering::Relaxed), PAIRS * READS, "{name}");
+        // Every read and write was an exception-less entry, batched.
+        let stats = rt.shutdown();
+        let posted: u64 = stats.iter().map(|s| s.posted).sum();
+        let batches: u64 = stats.iter().map(|s| s.batches).sum();
+        assert!(posted >= (2 * PAIRS * READS) as u64, "{name}: {stats:?}");
+        assert!(batches > 0 && batches < posted, "{name}: {stats:?}");
     }
 }
 

@@ -120,6 +120,8 @@ impl Carrier {
     /// flexsc_wait with the carrier's other reasons to wake: a green thread queued here from
     /// elsewhere, shutdown, the next timer.
     fn idle(&mut self) {
+        // Counters become visible to `Runtime::stats` whenever a carrier runs dry.
+        self.publish_stats();
         let me = self.idx;
         let shared = &self.shared;
         shared.sleeping[me].store(true, Ordering::SeqCst);

@@ -275,6 +275,15 @@ impl Runtime {
         }
     }
 
+    /// Per-carrier counters, as of each carrier's last idle moment (or exit).
+    pub fn stats(&self) -> Vec<CarrierStats> {
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Green threads started and not yet finished.
     pub fn live(&self) -> usize {
         self.shared.live.load(Ordering::Acquire)
