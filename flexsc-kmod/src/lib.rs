@@ -8,6 +8,8 @@
 //! - [`entry`]: the entry ABI and its status protocol (shared with `include/flexsc.h`).
 //! - [`page`]: syscall pages and the page lock.
 //! - [`doorbell`]: wait and wake without lost wake-ups.
+//! - `activity`: which syscall threads are active, and when an idle one must be woken (hidden:
+//!   public only for `loom-tests/`).
 //! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
 //! - [`backend`]: the executors: `threads` (syscall threads in user space) and `uring`.
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
@@ -15,6 +17,8 @@
 //!
 //! Under `--cfg loom` only the protocol modules are built, on loom's atomics, for `loom-tests/`.
 
+#[doc(hidden)]
+pub mod activity;
 pub mod doorbell;
 pub mod entry;
 pub mod page;

@@ -4,24 +4,19 @@ use std::io;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
+use crate::activity::Activity;
 use crate::area::SyscallArea;
 use crate::config::Config;
-use crate::doorbell::Doorbell;
-use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Ordering};
 
-/// One syscall core: its active flag and the doorbell its idle threads sleep on.
+/// One syscall core's threads (its active flag, idle doorbell and idle count are in
+/// [`Activity`]).
 #[derive(Debug, Default)]
 pub(crate) struct CoreSlot {
     /// The CPU (None: unpinned).
     pub(crate) cpu: Option<usize>,
-    /// Whether a thread is draining pages on this core (at most one: paper section 3.5).
-    active: AtomicBool,
-    /// Idle threads of this core sleep here.
-    pub(crate) idle: Doorbell,
     /// Threads of this core alive.
     threads: AtomicUsize,
-    /// Threads of this core sleeping (or about to) on `idle`.
-    pub(crate) idle_threads: AtomicUsize,
     /// Threads of this core inside a call that may block (between `hand_off` and `call_done`).
     in_call: AtomicUsize,
 }
@@ -31,8 +26,8 @@ pub(crate) struct CoreSlot {
 pub(crate) struct Scheduler {
     area: Arc<SyscallArea>,
     slots: Box<[CoreSlot]>,
-    /// Threads currently active, over all cores.
-    active: AtomicU32,
+    /// Which threads are active, and where idle ones sleep: the activation protocol.
+    activity: Activity,
     live: AtomicUsize,
     max_threads: usize,
     spins: u32,
@@ -53,6 +48,7 @@ impl Scheduler {
         // CPU to post. Spinning pays only when the syscall cores are someone else's.
         Ok(Arc::new(Self {
             area: area.clone(),
+            activity: Activity::new(cpus.len()),
             slots: cpus
                 .into_iter()
                 .map(|cpu| CoreSlot {
@@ -60,7 +56,6 @@ impl Scheduler {
                     ..CoreSlot::default()
                 })
                 .collect(),
-            active: AtomicU32::new(0),
             live: AtomicUsize::new(0),
             // Up to one per entry, as in the paper, within the configured cap.
             max_threads: config
@@ -121,48 +116,30 @@ impl Scheduler {
         self.kick();
     }
 
-    /// Wakes a syscall thread if none is active. Pairs with [`Self::deactivate`]: the poster
-    /// publishes work then reads `active`; the thread clears `active` then rereads the work, both
-    /// behind a SeqCst fence, so one of them always sees the other.
+    /// Wakes a syscall thread if none is active (see [`Activity::kick`]).
+    #[inline]
     pub(crate) fn kick(&self) {
-        fence(Ordering::SeqCst);
-        if self.active.load(Ordering::SeqCst) == 0 {
-            // Paper 3.6: the first core on the list not already running a syscall thread, among
-            // those with a thread free to answer: a core whose threads are all blocked in calls
-            // would swallow the ring while another core's idle thread slept on. (A thread about
-            // to sleep is counted in `idle_threads` before it rechecks for work, so either we see
-            // it here or it sees the work.)
-            let free = |s: &&CoreSlot| !s.active.load(Ordering::Relaxed);
-            let slot = self
-                .slots
-                .iter()
-                .filter(free)
-                .find(|s| s.idle_threads.load(Ordering::SeqCst) > 0)
-                .or_else(|| self.slots.iter().find(free))
-                .unwrap_or(&self.slots[0]);
-            slot.idle.ring_one();
-        }
+        self.activity.kick();
     }
 
     /// Tries to become the active thread of `core`.
+    #[inline]
     pub(crate) fn activate(&self, core: usize) -> bool {
-        let ok = self.slots[core]
-            .active
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok();
-        if ok {
-            self.active.fetch_add(1, Ordering::SeqCst);
-        }
-        ok
+        self.activity.activate(core)
     }
 
     /// Gives up the active role of `core`; returns whether work arrived meanwhile (then the
     /// caller must make sure someone drains it).
+    #[inline]
     pub(crate) fn deactivate(&self, core: usize) -> bool {
-        self.active.fetch_sub(1, Ordering::SeqCst);
-        self.slots[core].active.store(false, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        self.has_work()
+        self.activity.deactivate(core, || self.has_work())
+    }
+
+    /// Sleeps as an idle thread of `core` until the core is inactive and work is posted, or
+    /// shutdown.
+    pub(crate) fn sleep_idle(&self, core: usize) {
+        self.activity
+            .sleep_idle(core, || self.has_work(), || self.is_shut_down());
     }
 
     /// Whether any page may hold unclaimed work.
@@ -183,9 +160,9 @@ impl Scheduler {
     pub(crate) fn hand_off(this: &Arc<Self>, core: usize, work_waiting: bool) {
         let slot = &this.slots[core];
         let in_calls = slot.in_call.fetch_add(1, Ordering::SeqCst) + 1;
-        if slot.idle_threads.load(Ordering::SeqCst) > 0 {
+        if this.activity.has_idle_thread(core) {
             if work_waiting {
-                slot.idle.ring_one();
+                this.activity.wake_one_idle(core);
             }
             return;
         }
@@ -206,11 +183,6 @@ impl Scheduler {
     /// The call a [`Self::hand_off`] preceded has returned.
     pub(crate) fn call_done(&self, core: usize) {
         self.slots[core].in_call.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Whether `core` has an active thread.
-    pub(crate) fn is_active(&self, core: usize) -> bool {
-        self.slots[core].active.load(Ordering::SeqCst)
     }
 
     fn spawn(this: &Arc<Self>, core: usize) -> io::Result<()> {
@@ -249,9 +221,7 @@ impl Scheduler {
             return;
         }
         loop {
-            for s in self.slots.iter() {
-                s.idle.ring();
-            }
+            self.activity.wake_all_idle();
             let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
             let (done, running): (Vec<_>, Vec<_>) =
                 threads.drain(..).partition(|(h, _)| h.is_finished());

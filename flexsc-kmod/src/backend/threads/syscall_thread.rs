@@ -51,7 +51,7 @@ pub(crate) fn run(sched: Arc<Scheduler>, core: usize, st: Arc<ThreadState>) {
     let mut start = 0usize;
     'outer: while !sched.is_shut_down() {
         if !sched.activate(core) {
-            sleep_idle(&sched, core);
+            sched.sleep_idle(core);
             continue;
         }
         let mut empty_polls = 0;
@@ -71,21 +71,9 @@ pub(crate) fn run(sched: Arc<Scheduler>, core: usize, st: Arc<ThreadState>) {
         if sched.deactivate(core) && !sched.is_shut_down() {
             continue; // work raced in after the last scan
         }
-        sleep_idle(&sched, core);
+        sched.sleep_idle(core);
     }
     sched.thread_exited(core);
-}
-
-fn sleep_idle(sched: &Scheduler, core: usize) {
-    let slot = sched.slot(core);
-    slot.idle_threads.fetch_add(1, Ordering::SeqCst);
-    slot.idle.wait_until(
-        0,
-        0,
-        || !sched.is_active(core) && sched.has_work(),
-        || sched.is_shut_down(),
-    );
-    slot.idle_threads.fetch_sub(1, Ordering::SeqCst);
 }
 
 enum Drained {
