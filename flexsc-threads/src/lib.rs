@@ -4,6 +4,7 @@
 //! Being built (issue 3): [`Runtime`] (carriers, green threads, syscalls as switch points,
 //! batching, flexsc_wait when idle, timers, work stealing) and [`stack`].
 
+pub mod io;
 pub mod overflow;
 pub mod runtime;
 pub mod stack;

@@ -221,3 +221,43 @@ fn stack_overflow_names_the_green_thread() {
         "stderr: {err}"
     );
 }
+
+/// A parked green thread freed while another runs is unwound with no current green thread: a
+/// system call in its destructors traps normally instead of suspending the running one.
+#[test]
+fn dropping_a_parked_green_thread_unwinds_it_safely() {
+    struct CloseOnDrop(i32);
+    impl Drop for CloseOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: closes an fd this value owns.
+            let r = unsafe { syscall(libc::SYS_close, &[self.0 as u64]) };
+            assert_eq!(r, 0);
+        }
+    }
+    let rt = Runtime::builder()
+        .cores(1)
+        .stack_size(64 * 1024)
+        .build()
+        .unwrap();
+    let unparker = Arc::new(std::sync::Mutex::new(None));
+    let u = unparker.clone();
+    let (r, w) = pipe();
+    rt.spawn(move || {
+        let _guard = CloseOnDrop(r);
+        *u.lock().unwrap() = Some(flexsc_threads::Unparker::current());
+        loop {
+            flexsc_threads::park(); // never unparked
+        }
+    });
+    while unparker.lock().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20)); // let it park
+    rt.block_on(move || {
+        // Drops the last reference to the parked green thread, from inside this one.
+        drop(unparker.lock().unwrap().take());
+        // SAFETY: gettid takes no arguments; we are still ourselves.
+        (unsafe { syscall(libc::SYS_gettid, &[]) }) > 0
+    });
+    close(w);
+}

@@ -38,6 +38,16 @@ pub(crate) fn current() -> Option<(&'static Task, &'static Shared, usize)> {
     })
 }
 
+/// Runs `f` with no current green thread: code that runs outside any green thread's own resume
+/// (a parked green thread's stack unwound while another one runs) must trap its system calls
+/// normally rather than suspend someone else's coroutine.
+pub(crate) fn without_current<R>(f: impl FnOnce() -> R) -> R {
+    let saved = CURRENT.with(|c| c.take());
+    let r = f();
+    CURRENT.with(|c| c.set(saved));
+    r
+}
+
 /// Per-carrier counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CarrierStats {

@@ -194,3 +194,13 @@ impl Task {
         }
     }
 }
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        // Dropping a suspended coroutine unwinds its stack, running its destructors; they must
+        // not take whichever green thread is running here for their own.
+        if let Some(co) = self.co.get_mut().take() {
+            super::carrier::without_current(move || drop(co));
+        }
+    }
+}
