@@ -1,7 +1,9 @@
 //! Green-thread stacks: one anonymous mapping each, with a guard page below, reserved without
 //! commit (MAP_NORESERVE: only touched pages cost memory), transparent huge pages off (a 2 MiB
-//! page would commit a whole stack on first touch), and pooled: a released stack gives its pages
-//! back with MADV_DONTNEED and is kept for the next spawn of the same size.
+//! page would commit a whole stack on first touch), and pooled: a released stack is kept for the
+//! next spawn of the same size. The few most recently released keep their pages (reusing them
+//! costs no system call and no page fault: spawn + join in a loop never enters the kernel); the
+//! rest give their pages back with MADV_DONTNEED.
 //!
 //! A stack overflow runs into the guard page and faults (SIGSEGV) instead of silently writing over
 //! the neighbouring mapping; [`Stack::guard`] tells a fault handler whose guard was hit.
@@ -140,6 +142,9 @@ pub struct StackPool {
     max_cached: usize,
 }
 
+/// Cached stacks that keep their pages (the rest are released to the kernel).
+const WARM: usize = 16;
+
 impl StackPool {
     /// A pool keeping at most `max_cached` released stacks (the rest are unmapped).
     pub fn new(max_cached: usize) -> Self {
@@ -161,10 +166,13 @@ impl StackPool {
         }
     }
 
-    /// Takes back a stack nothing runs on any more: its pages are released, the mapping kept.
+    /// Takes back a stack nothing runs on any more: the mapping is kept; its pages too if few
+    /// stacks are cached, else they are released.
     pub fn put(&mut self, stack: Stack) {
         if self.free.len() < self.max_cached {
-            stack.release_memory();
+            if self.free.len() >= WARM {
+                stack.release_memory();
+            }
             self.free.push(stack);
         }
     }
@@ -209,22 +217,37 @@ mod tests {
     }
 
     #[test]
-    fn pooled_stacks_are_reused_and_come_back_zeroed() {
-        let mut pool = StackPool::new(4);
-        let s = pool.get(64 * 1024).unwrap();
-        let top = s.top();
-        let p = (s.top() - 8) as *mut u64;
-        // SAFETY: the last word of the stack's usable part, which nothing else uses.
-        unsafe { p.write(0xdead_beef) };
-        pool.put(s);
-        assert_eq!(pool.cached(), 1);
+    fn pooled_stacks_are_reused_warm_first_then_released() {
+        let mut pool = StackPool::new(64);
+        let stacks: Vec<Stack> = (0..=WARM).map(|_| pool.get(64 * 1024).unwrap()).collect();
+        let words: Vec<*mut u64> = stacks.iter().map(|s| (s.top() - 8) as *mut u64).collect();
+        for &p in &words {
+            // SAFETY: the last word of a stack's usable part, which nothing else uses.
+            unsafe { p.write(0xdead_beef) };
+        }
+        for s in stacks {
+            pool.put(s);
+        }
+        assert_eq!(pool.cached(), WARM + 1);
+        // Last in, first out: the one put beyond the warm set had its pages released...
         let s = pool.get(64 * 1024 - 100).unwrap(); // rounds up to the same size
-        assert_eq!(s.top(), top, "the cached mapping is reused");
+        assert_eq!(
+            s.top() - 8,
+            words[WARM] as usize,
+            "the cached mapping is reused"
+        );
         // SAFETY: as above; MADV_DONTNEED left the page mapped, reading as zero.
-        assert_eq!(unsafe { p.read() }, 0);
-        assert_eq!(pool.cached(), 0);
+        assert_eq!(unsafe { words[WARM].read() }, 0);
+        // ...the warm ones kept theirs.
+        let w = pool.get(64 * 1024).unwrap();
+        assert_eq!(w.top() - 8, words[WARM - 1] as usize);
+        // SAFETY: as above.
+        assert_eq!(unsafe { words[WARM - 1].read() }, 0xdead_beef);
         let other = pool.get(128 * 1024).unwrap();
-        assert_ne!(other.top(), top, "another size is a new mapping");
+        assert!(
+            words.iter().all(|&p| other.top() - 8 != p as usize),
+            "another size is new"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use corosensei::CoroutineResult;
 use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
+use super::queue::RunQueue;
 use super::task::{Suspend, Task};
 use super::timer::Timers;
 
@@ -69,6 +70,9 @@ pub(crate) struct Carrier {
     idx: usize,
     shared: Arc<Shared>,
     poster: Poster,
+    /// Ready green threads this carrier made ready itself (no lock: only it touches them); the
+    /// shared queue in `Shared::queues` takes wake-ups from elsewhere and work given away.
+    local: VecDeque<Arc<Task>>,
     /// The green thread parked on each entry slot, with its ticket.
     waiting: Vec<Option<(Ticket, Arc<Task>)>>,
     /// Calls that found every entry taken: posted once results free some.
@@ -91,6 +95,7 @@ impl Carrier {
             idx,
             shared,
             poster,
+            local: VecDeque::new(),
             waiting: (0..slots).map(|_| None).collect(),
             overflow: VecDeque::new(),
             timers: Timers::default(),
@@ -102,7 +107,7 @@ impl Carrier {
     pub(crate) fn run(mut self) {
         let batch_limit = self.shared.batch_limit;
         loop {
-            while let Some(t) = self.shared.queues[self.idx].pop() {
+            while let Some(t) = self.next_ready() {
                 self.run_task(t);
                 if self.poster.unsubmitted() >= batch_limit {
                     self.poster.submit();
@@ -112,7 +117,8 @@ impl Carrier {
             let mut progressed = self.harvest();
             progressed |= self.fire_timers();
             progressed |= self.retry_overflow();
-            if progressed || !self.shared.queues[self.idx].is_empty() {
+            if progressed || !self.local.is_empty() || !self.shared.queues[self.idx].is_empty() {
+                self.share_work();
                 continue;
             }
             if let Some(t) = self.steal() {
@@ -138,7 +144,11 @@ impl Carrier {
         std::sync::atomic::fence(Ordering::SeqCst);
         let before = self.poster.stats().waits;
         self.poster.wait_with(
-            || !shared.queues[me].is_empty() || shared.shutdown.load(Ordering::Acquire),
+            || {
+                !shared.queues[me].is_empty()
+                    || shared.queues.iter().any(RunQueue::has_spare)
+                    || shared.shutdown.load(Ordering::Acquire)
+            },
             self.timers.next(),
         );
         shared.sleeping[me].store(false, Ordering::SeqCst);
@@ -167,18 +177,46 @@ impl Carrier {
                 }
                 self.shared.live.fetch_sub(1, Ordering::AcqRel);
             }
-            CoroutineResult::Yield(Suspend::Yield) => self.shared.queues[self.idx].push(task),
+            CoroutineResult::Yield(Suspend::Yield) => self.local.push_back(task),
             CoroutineResult::Yield(Suspend::Park(deadline)) => {
                 if task.try_park() {
                     if let Some(at) = deadline {
                         self.timers.add(at, task);
                     }
                 } else {
-                    self.shared.queues[self.idx].push(task);
+                    self.local.push_back(task);
                 }
             }
             CoroutineResult::Yield(Suspend::Syscall(call)) => self.post(task, call),
         }
+    }
+
+    /// The next green thread to run: this carrier's own first, then those queued from elsewhere.
+    fn next_ready(&mut self) -> Option<Arc<Task>> {
+        self.local
+            .pop_front()
+            .or_else(|| self.shared.queues[self.idx].pop())
+    }
+
+    /// With ready work to spare while another carrier sleeps: move half of it to the shared
+    /// queue and wake that carrier, which steals it.
+    fn share_work(&mut self) {
+        if self.local.len() < 2 {
+            return;
+        }
+        let n = self.shared.queues.len();
+        let Some(idle) = (1..n)
+            .map(|k| (self.idx + k) % n)
+            .find(|&c| self.shared.sleeping[c].load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        for _ in 0..self.local.len() / 2 {
+            if let Some(t) = self.local.pop_back() {
+                self.shared.queues[self.idx].push(t);
+            }
+        }
+        self.shared.reg.wake(idle);
     }
 
     /// A green thread's system call: post it and park the thread on its entry.
@@ -195,18 +233,18 @@ impl Carrier {
                 // thread), not a syscall number, or the registration is shutting down.
                 self.stats.local_calls += 1;
                 task.set_resume_value(self.poster.call(&call));
-                self.shared.queues[self.idx].push(task);
+                self.local.push_back(task);
             }
         }
     }
 
     /// Takes completed entries; their green threads become ready. True if any.
     fn harvest(&mut self) -> bool {
-        let (waiting, queue) = (&mut self.waiting, &self.shared.queues[self.idx]);
+        let (waiting, queue) = (&mut self.waiting, &mut self.local);
         let n = self.poster.harvest(|ticket, ret| {
             if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
                 task.set_resume_value(ret);
-                queue.push(task);
+                queue.push_back(task);
             }
         });
         n > 0

@@ -43,16 +43,21 @@ impl RunQueue {
         t
     }
 
-    /// Takes the most recently queued task, for an idle carrier (the owner keeps the front,
-    /// whose caches are warmest).
+    /// Takes the most recently queued task, for an idle carrier (the owner keeps the front). A
+    /// carrier runs its own lock-free local queue first, so what waits here is fair game.
     pub(crate) fn steal(&self) -> Option<Arc<Task>> {
-        if self.len.load(Ordering::Relaxed) < 2 {
-            return None; // leave a lone task to its own carrier
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
         }
         let mut q = self.lock();
         let t = q.pop_back();
         self.len.store(q.len(), Ordering::SeqCst);
         t
+    }
+
+    /// Whether an idle carrier could steal from it (see [`Self::steal`]).
+    pub(crate) fn has_spare(&self) -> bool {
+        self.len.load(Ordering::SeqCst) > 0
     }
 
     /// Whether anything is queued (SeqCst: pairs with the idle check of a carrier going to sleep).
