@@ -3,15 +3,24 @@
 //!
 //! Being built (issue 3): [`Runtime`] (carriers, green threads, syscalls as switch points,
 //! batching, flexsc_wait when idle, timers, work stealing) and [`stack`].
+//!
+//! Under `--cfg loom` only [`park`] is built, for `loom-tests/`.
 
+#[cfg(not(loom))]
 pub mod io;
+#[cfg(not(loom))]
 pub mod overflow;
+pub mod park;
+#[cfg(not(loom))]
 pub mod runtime;
+#[cfg(not(loom))]
 pub mod stack;
 
+#[cfg(not(loom))]
 pub use runtime::{
     Builder, CarrierStats, JoinHandle, Runtime, Unparker, current_id, current_name, park,
     park_deadline, sleep, spawn, syscall, yield_now,
 };
 
+#[cfg(not(loom))]
 pub use flexsc_kmod as kmod;

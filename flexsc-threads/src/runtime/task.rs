@@ -1,16 +1,13 @@
 //! A green thread: its coroutine (stack and registers), its park state, and its identity.
 //!
-//! The park protocol (`state`): RUNNING (running, or queued to run), NOTIFIED (an unpark arrived
-//! while it was running: its next park returns at once), PARKED (suspended, in no queue). Only the
-//! transition PARKED -> RUNNING puts a task on a run queue, and only the carrier that suspended it
-//! can make RUNNING -> PARKED (after the coroutine has fully suspended), so a task is on at most
-//! one queue and resumed by one carrier at a time.
+//! Its park protocol is in [`crate::park`]: a task is on at most one queue and resumed by one
+//! carrier at a time.
 //!
 //! This is the runtime's context-switch module: the coroutine lives in an `UnsafeCell` that the
 //! protocol above hands to exactly one carrier at a time.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use flexsc_kmod::Syscall;
@@ -31,15 +28,11 @@ pub(crate) enum Suspend {
 /// The coroutine type of every green thread: resumed with a syscall result (0 otherwise).
 pub(crate) type GreenCoroutine = Coroutine<i64, Suspend, (), Stack>;
 
-const RUNNING: u32 = 0;
-const NOTIFIED: u32 = 1;
-const PARKED: u32 = 2;
-
 /// A green thread.
 pub(crate) struct Task {
     id: u64,
     name: Option<String>,
-    state: AtomicU32,
+    park: crate::park::ParkState,
     /// The carrier it last ran on (a wake-up goes back there, for locality).
     pub(crate) home: AtomicUsize,
     co: UnsafeCell<Option<GreenCoroutine>>,
@@ -79,7 +72,7 @@ impl Task {
             guard,
             id,
             name,
-            state: AtomicU32::new(RUNNING),
+            park: crate::park::ParkState::new(),
             home: AtomicUsize::new(home),
             co: UnsafeCell::new(Some(co)),
             yielder: AtomicU64::new(0),
@@ -151,47 +144,19 @@ impl Task {
         self.resume_with.store(v as u64, Ordering::Relaxed);
     }
 
-    /// Green side of park: consumes a pending notification. True if one was pending (do not
-    /// suspend).
+    /// Green side of park (see [`crate::park`]).
     pub(crate) fn take_notification(&self) -> bool {
-        self.state
-            .compare_exchange(NOTIFIED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.park.take_notification()
     }
 
-    /// Carrier side of park, after the coroutine suspended with `Park`: true if the task is now
-    /// parked; false if an unpark came first (then it must run again).
+    /// Carrier side of park (see [`crate::park`]).
     pub(crate) fn try_park(&self) -> bool {
-        match self
-            .state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(_) => {
-                // NOTIFIED: consume it and keep running.
-                self.state.store(RUNNING, Ordering::Relaxed);
-                false
-            }
-        }
+        self.park.try_park()
     }
 
-    /// Wakes the task: true if the caller must now schedule it (it was parked).
+    /// Wakes the task: true if the caller must now schedule it (see [`crate::park`]).
     pub(crate) fn unpark(&self) -> bool {
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            let next = match s {
-                NOTIFIED => return false,
-                RUNNING => NOTIFIED,
-                _ => RUNNING,
-            };
-            match self
-                .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return s == PARKED,
-                Err(now) => s = now,
-            }
-        }
+        self.park.unpark()
     }
 }
 
