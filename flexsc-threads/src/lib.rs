@@ -7,6 +7,8 @@
 //! Under `--cfg loom` only [`park`] is built, for `loom-tests/`.
 
 #[cfg(not(loom))]
+pub mod fpu;
+#[cfg(not(loom))]
 pub mod io;
 #[cfg(not(loom))]
 pub mod overflow;
@@ -15,6 +17,8 @@ pub mod park;
 pub mod runtime;
 #[cfg(not(loom))]
 pub mod stack;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use runtime::{
