@@ -18,6 +18,8 @@ pub mod runtime;
 #[cfg(not(loom))]
 pub mod stack;
 #[cfg(not(loom))]
+pub mod sync;
+#[cfg(not(loom))]
 pub mod tls;
 
 #[cfg(not(loom))]

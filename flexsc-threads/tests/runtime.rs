@@ -261,3 +261,37 @@ fn dropping_a_parked_green_thread_unwinds_it_safely() {
     });
     close(w);
 }
+
+/// Timers fire even while every carrier is busy with green threads that keep yielding.
+#[test]
+fn timers_fire_under_constant_yielding() {
+    let rt = Runtime::builder()
+        .cores(1)
+        .stack_size(64 * 1024)
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            rt.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    yield_now();
+                }
+            })
+        })
+        .collect();
+    let slept = rt.block_on(|| {
+        let t = Instant::now();
+        sleep(Duration::from_millis(20));
+        t.elapsed()
+    });
+    stop.store(true, Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    assert!(
+        slept >= Duration::from_millis(20) && slept < Duration::from_secs(5),
+        "{slept:?}"
+    );
+}

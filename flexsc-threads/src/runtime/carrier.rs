@@ -49,6 +49,9 @@ pub(crate) fn without_current<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Green threads run between two looks at completions and timers while the run queue stays busy.
+const FAIRNESS_ROUND: u32 = 64;
+
 /// Per-carrier counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CarrierStats {
@@ -107,10 +110,23 @@ impl Carrier {
     pub(crate) fn run(mut self) {
         let batch_limit = self.shared.batch_limit;
         loop {
+            let mut ran = 0u32;
             while let Some(t) = self.next_ready() {
                 self.run_task(t);
+                ran += 1;
                 if self.poster.unsubmitted() >= batch_limit {
                     self.poster.submit();
+                }
+                if ran % FAIRNESS_ROUND == 0 {
+                    // Green threads that keep yielding must not starve the ones whose calls
+                    // completed or whose timers are due.
+                    self.poster.submit();
+                    self.harvest();
+                    self.fire_timers();
+                    // Nor the ones woken from elsewhere, which wait in the shared queue.
+                    while let Some(t) = self.shared.queues[self.idx].pop() {
+                        self.local.push_back(t);
+                    }
                 }
             }
             self.poster.submit();

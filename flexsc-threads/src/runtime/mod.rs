@@ -21,6 +21,9 @@ use carrier::{Carrier, current};
 use queue::RunQueue;
 use task::{Suspend, Task};
 
+/// Green thread ids, unique in the process (owner checks of sync primitives rely on it).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// State shared by the carriers and every handle.
 pub(crate) struct Shared {
     reg: Registration,
@@ -30,7 +33,6 @@ pub(crate) struct Shared {
     /// Green threads spawned and not finished.
     live: AtomicUsize,
     shutdown: AtomicBool,
-    next_id: AtomicU64,
     next_carrier: AtomicUsize,
     stacks: Mutex<StackPool>,
     stack_size: usize,
@@ -83,7 +85,7 @@ impl Shared {
             Some((_, _, c)) => c,
             None => self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len(),
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let task = Arc::new(Task::new(id, name, home, guard, co));
         self.live.fetch_add(1, Ordering::AcqRel);
         self.schedule(task);
@@ -102,9 +104,17 @@ pub struct Builder {
 
 impl Default for Builder {
     fn default() -> Self {
+        // A green thread blocked in a call holds its entry (and, with the `threads` backend, a
+        // syscall thread) until the call returns: servers block many calls at once, so the
+        // runtime defaults to far more entries than the paper's 8 pages.
+        let kmod = Config {
+            pages_per_core: 64,
+            max_syscall_threads: 4096,
+            ..Config::default()
+        };
         Self {
             cores: None,
-            kmod: Config::default(),
+            kmod,
             stack_size: 256 * 1024,
             batch_limit: 64,
         }
@@ -126,9 +136,23 @@ impl Builder {
         self
     }
 
-    /// Syscall pages per carrier (64 entries each).
+    /// Syscall pages per carrier (64 entries each; default 64). Every call blocked at once on a
+    /// carrier holds one entry; calls beyond that wait for a free entry.
     pub fn pages(mut self, n: usize) -> Self {
         self.kmod.pages_per_core = n;
+        self
+    }
+
+    /// Cap on syscall threads (`threads` backend): each call blocked in the kernel holds one.
+    pub fn max_syscall_threads(mut self, n: usize) -> Self {
+        self.kmod.max_syscall_threads = n;
+        self
+    }
+
+    /// Polls an idle syscall thread spins before sleeping (0: sleep at once; right when syscall
+    /// threads share the carriers' CPUs).
+    pub fn executor_spins(mut self, n: u32) -> Self {
+        self.kmod.executor_spins = n;
         self
     }
 
@@ -178,7 +202,6 @@ impl Builder {
             sleeping: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             live: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
             next_carrier: AtomicUsize::new(0),
             stacks: Mutex::new(StackPool::new(1024)),
             stack_size: self.stack_size,

@@ -1,0 +1,107 @@
+//! The markdown for `docs/results.md`: per point, medians over the rounds with their spread
+//! (min - max), and the flexsc/baseline ratios taken within each round before their median.
+
+use std::fmt::Write as _;
+
+/// One server measured once at one connection count.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub msgs_per_s: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+}
+
+/// All rounds of one (connections, server) point: `None` where a round produced no numbers.
+#[derive(Debug)]
+pub struct Point {
+    pub conns: usize,
+    pub server: &'static str,
+    pub rounds: Vec<Option<Sample>>,
+    pub failed: u64,
+}
+
+/// `median (min - max)` of `v`, formatted by `f`; "-" when empty.
+fn spread(mut v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    if n == 1 {
+        f(med)
+    } else {
+        format!("{} ({} - {})", f(med), f(v[0]), f(v[n - 1]))
+    }
+}
+
+fn us(ns: f64) -> String {
+    format!("{:.1}", ns / 1000.0)
+}
+
+fn col(p: &Point, get: impl Fn(&Sample) -> f64, f: impl Fn(f64) -> String) -> String {
+    spread(p.rounds.iter().flatten().map(get).collect(), f)
+}
+
+/// The tables: one row per point, then the ratios of each flexsc server to each baseline.
+pub fn markdown(points: &[Point]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| connections | server | msgs/s | p50 us | p99 us | p99.9 us | failed requests |\n",
+    );
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+    for p in points {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            p.conns,
+            p.server,
+            col(p, |s| s.msgs_per_s, |v| format!("{v:.0}")),
+            col(p, |s| s.p50_ns as f64, us),
+            col(p, |s| s.p99_ns as f64, us),
+            col(p, |s| s.p999_ns as f64, us),
+            p.failed
+        );
+    }
+    out.push_str("\n| connections | ratio (same round) | msgs/s ratio | p99 ratio |\n");
+    out.push_str("|---:|---|---:|---:|\n");
+    for a in points.iter().filter(|p| p.server.starts_with("flexsc")) {
+        for b in points
+            .iter()
+            .filter(|b| b.conns == a.conns && !b.server.starts_with("flexsc"))
+        {
+            let pairs: Vec<_> = a
+                .rounds
+                .iter()
+                .zip(&b.rounds)
+                .filter_map(|(x, y)| Some(((*x)?, (*y)?)))
+                .collect();
+            let f = |v: f64| format!("{v:.2}x");
+            let tput = spread(
+                pairs
+                    .iter()
+                    .map(|(x, y)| x.msgs_per_s / y.msgs_per_s)
+                    .collect(),
+                f,
+            );
+            let p99 = spread(
+                pairs
+                    .iter()
+                    .map(|(x, y)| x.p99_ns as f64 / y.p99_ns.max(1) as f64)
+                    .collect(),
+                f,
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {} / {} | {} | {} |",
+                a.conns, a.server, b.server, tput, p99
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,207 @@
+//! The wait queue every primitive parks on: a FIFO of [`Unparker`]s, plus whatever state the
+//! primitive wants edited atomically with it, behind a std mutex that is held only for those edits
+//! (never across a park, and unparks happen after it is released).
+//!
+//! The protocol that makes wake-ups impossible to lose: a waiter is dequeued only by a waker, and
+//! the waker marks it `woken` *while holding the list lock*. So a waiter whose park times out
+//! takes the lock and tries to remove itself: if it is still queued, nobody woke it (it timed
+//! out, and no wake was spent on it); if it is gone, a waker took it and the wake is its own
+//! (it must act as woken, not as timed out, or the wake would be lost).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::runtime::{Unparker, park, park_deadline};
+
+/// One parked thread.
+struct Waiter {
+    /// Set under the list lock by the waker that dequeued it.
+    woken: AtomicBool,
+    /// What the primitive queued it for (reader or writer, for instance).
+    tag: u8,
+    unparker: Unparker,
+}
+
+/// A queued waiter's handle on its place in a [`WaitList`].
+pub(crate) struct Ticket(Arc<Waiter>);
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// The condition no longer held when checked under the lock: never parked.
+    Changed,
+    /// Dequeued by a waker.
+    Woken,
+    /// The deadline passed first (and no wake was spent on us).
+    TimedOut,
+}
+
+struct Inner<S> {
+    state: S,
+    queue: VecDeque<Arc<Waiter>>,
+}
+
+/// A FIFO of parked threads with state `S` edited under the same lock.
+pub(crate) struct WaitList<S = ()> {
+    inner: Mutex<Inner<S>>,
+}
+
+impl<S: Default> Default for WaitList<S> {
+    fn default() -> Self {
+        Self::new(S::default())
+    }
+}
+
+impl<S> WaitList<S> {
+    /// An empty list.
+    pub(crate) const fn new(state: S) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                state,
+                queue: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Takes the list lock (short: no parking while it is held).
+    pub(crate) fn lock(&self) -> Locked<'_, S> {
+        Locked {
+            // Every edit under this lock leaves the queue consistent, so a panic in a caller's
+            // closure does not make it unusable: ignore poisoning.
+            guard: Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())),
+            wake: Vec::new(),
+        }
+    }
+
+    /// Futex-style wait: under the lock, parks only if `still(state)` holds; then until a waker
+    /// dequeues us or `deadline` passes.
+    pub(crate) fn wait_if(
+        &self,
+        still: impl FnOnce(&mut S) -> bool,
+        deadline: Option<Instant>,
+    ) -> Wait {
+        // Made before locking: it clones Arcs, which need not lengthen the critical section.
+        let me = Unparker::current();
+        let ticket = {
+            let mut l = self.lock();
+            if !still(l.state()) {
+                return Wait::Changed;
+            }
+            l.enqueue(0, me)
+        };
+        self.park(&ticket, deadline)
+    }
+
+    /// Parks on `ticket` until woken or `deadline`: [`Wait::Woken`] or [`Wait::TimedOut`].
+    pub(crate) fn park(&self, ticket: &Ticket, deadline: Option<Instant>) -> Wait {
+        loop {
+            if ticket.0.woken.load(Ordering::Acquire) {
+                return Wait::Woken;
+            }
+            match deadline {
+                None => park(),
+                Some(d) if Instant::now() < d => park_deadline(d),
+                Some(_) => {
+                    // Timed out, unless a waker dequeued us meanwhile (module doc).
+                    return if self.lock().cancel(ticket) {
+                        Wait::TimedOut
+                    } else {
+                        Wait::Woken
+                    };
+                }
+            }
+            // park may return spuriously: loop to re-check `woken`.
+        }
+    }
+
+    /// Wakes the first waiter; false if none.
+    pub(crate) fn wake_one(&self) -> bool {
+        self.lock().wake_front()
+    }
+
+    /// Wakes every waiter; how many.
+    pub(crate) fn wake_all(&self) -> usize {
+        self.lock().wake_all()
+    }
+}
+
+/// The list, locked. Threads it wakes are unparked when it is dropped, after the lock is released.
+pub(crate) struct Locked<'a, S> {
+    guard: Option<MutexGuard<'a, Inner<S>>>,
+    wake: Vec<Arc<Waiter>>,
+}
+
+impl<S> Locked<'_, S> {
+    fn inner(&mut self) -> &mut Inner<S> {
+        self.guard
+            .as_mut()
+            .expect("the list is locked until dropped")
+    }
+
+    /// The primitive's state.
+    pub(crate) fn state(&mut self) -> &mut S {
+        &mut self.inner().state
+    }
+
+    /// Queues `unparker` at the back with `tag`.
+    pub(crate) fn enqueue(&mut self, tag: u8, unparker: Unparker) -> Ticket {
+        let w = Arc::new(Waiter {
+            woken: AtomicBool::new(false),
+            tag,
+            unparker,
+        });
+        self.inner().queue.push_back(w.clone());
+        Ticket(w)
+    }
+
+    /// The first waiter's tag.
+    pub(crate) fn front_tag(&mut self) -> Option<u8> {
+        self.inner().queue.front().map(|w| w.tag)
+    }
+
+    /// Dequeues the first waiter and wakes it (once the lock is released); false if none.
+    pub(crate) fn wake_front(&mut self) -> bool {
+        match self.inner().queue.pop_front() {
+            Some(w) => {
+                w.woken.store(true, Ordering::Release);
+                self.wake.push(w);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes every waiter; how many.
+    pub(crate) fn wake_all(&mut self) -> usize {
+        let mut n = 0;
+        while self.wake_front() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Removes a waiter that gives up: true if it was still queued (so nobody woke it).
+    pub(crate) fn cancel(&mut self, t: &Ticket) -> bool {
+        let q = &mut self.inner().queue;
+        match q.iter().position(|w| Arc::ptr_eq(w, &t.0)) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<S> Drop for Locked<'_, S> {
+    fn drop(&mut self) {
+        // Unlock first: an unpark may schedule a green thread (another lock), and the woken
+        // thread's first act is often to take this lock again.
+        drop(self.guard.take());
+        for w in self.wake.drain(..) {
+            w.unparker.unpark();
+        }
+    }
+}
