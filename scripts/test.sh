@@ -29,4 +29,7 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
 step "benchmarks, one iteration each (criterion --test)"
 cargo bench -p flexsc-bench -- --test
 
+step "echo benchmark harness smoke test (--quick: every server answers every request)"
+cargo run --release -p flexsc-bench --bin echo -- --quick
+
 step "all passed"
