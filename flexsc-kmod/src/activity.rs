@@ -121,7 +121,7 @@ impl Activity {
         let slot = &self.cores[core];
         slot.idle_threads.fetch_add(1, Ordering::SeqCst);
         slot.idle
-            .wait_until(0, 0, || !self.is_active(core) && has_work(), give_up);
+            .wait_until(0, None, || !self.is_active(core) && has_work(), give_up);
         slot.idle_threads.fetch_sub(1, Ordering::SeqCst);
     }
 

@@ -14,6 +14,8 @@
 //! loom (which models SeqCst accesses as AcqRel only) can check it. Anything else that sleeps on
 //! the word (an io_uring futex wait) must follow the same steps: register, fence, read, re-check.
 
+use std::time::Instant;
+
 use crate::sync::{AtomicU32, Futex, Ordering, fence, spin_hint};
 
 /// A futex doorbell.
@@ -90,15 +92,16 @@ impl Doorbell {
     /// Spinning watches the one doorbell word rather than calling `ready()`, because `ready()`
     /// typically reads cache lines the ringer is writing (entries' statuses): polling them would
     /// pull every line back and forth between the cores. A condition made true without a ring is
-    /// therefore seen only once the spin ends. `timeout_ns` (0: none) bounds each sleep; the
-    /// function still returns only when `ready()` holds or `give_up()` does.
+    /// therefore seen only once the spin ends. It also returns once `give_up()` holds or
+    /// `deadline` (if any) has passed; no sleep outlasts the deadline.
     pub fn wait_until(
         &self,
         spins: u32,
-        timeout_ns: u64,
+        deadline: Option<Instant>,
         mut ready: impl FnMut() -> bool,
         mut give_up: impl FnMut() -> bool,
     ) {
+        let mut give_up = move || give_up() || deadline.is_some_and(|d| Instant::now() >= d);
         if spins > 0 {
             let mut seen = self.rings.word().load(Ordering::Acquire);
             if ready() {
@@ -132,6 +135,11 @@ impl Doorbell {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
+            // The time left, at least 1 ns (0 means "no timeout" to the futex).
+            let timeout_ns = deadline.map_or(0, |d| {
+                let left = d.saturating_duration_since(Instant::now()).as_nanos();
+                u64::try_from(left).unwrap_or(u64::MAX).max(1)
+            });
             self.rings.wait(seen, timeout_ns);
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }

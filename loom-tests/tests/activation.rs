@@ -97,7 +97,7 @@ impl Shared {
         self.act.kick();
         self.completions.wait_until(
             0,
-            0,
+            None,
             || self.page.entries[0].status() == status::DONE,
             || false,
         );

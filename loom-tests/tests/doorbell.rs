@@ -42,7 +42,7 @@ fn completion_wakes_poster(name: &str, bound: usize, spins: u32, ring: Ring) {
         });
 
         entry.post(39, 0, [0; 6]);
-        bell.wait_until(spins, 0, || entry.status() == status::DONE, || false);
+        bell.wait_until(spins, None, || entry.status() == status::DONE, || false);
         // wait_until returns only once ready() held: the result is there now.
         assert_eq!(entry.take(), Some(7));
         executor.join().unwrap();
@@ -79,7 +79,7 @@ fn posted_work_wakes_idle_drainer() {
         let bell = Arc::new(Doorbell::new());
         let (p, c, b) = (page.clone(), ctl.clone(), bell.clone());
         let drainer = thread::spawn(move || {
-            b.wait_until(0, 0, || c.has_work(), || false);
+            b.wait_until(0, None, || c.has_work(), || false);
             let guard = c.try_lock().expect("the only drainer");
             guard.drain(&p, |claim| {
                 claim.complete(0);
@@ -111,7 +111,7 @@ fn ring_wakes_every_sleeper() {
             .map(|_| {
                 let (b, s) = (bell.clone(), shut.clone());
                 thread::spawn(move || {
-                    b.wait_until(0, 0, || false, || s.load(Ordering::Acquire));
+                    b.wait_until(0, None, || false, || s.load(Ordering::Acquire));
                 })
             })
             .collect();

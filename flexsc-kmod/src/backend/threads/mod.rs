@@ -91,17 +91,12 @@ impl CoreBackend for ThreadsCore {
         give_up: &mut dyn FnMut() -> bool,
         deadline: Option<Instant>,
     ) {
-        let bell = &self.sched.area().core(self.core).completions;
         // A short spin first: a remote syscall thread often answers within a few hundred ns.
-        let spins = self.sched.wait_spins();
-        match deadline {
-            None => bell.wait_until(spins, 0, ready, give_up),
-            Some(d) => {
-                // Each sleep is bounded by the time left; `give_up` ends the wait at the deadline.
-                let left = d.saturating_duration_since(Instant::now());
-                let ns = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX).max(1);
-                bell.wait_until(spins, ns, ready, || give_up() || Instant::now() >= d);
-            }
-        }
+        self.sched.area().core(self.core).completions.wait_until(
+            self.sched.wait_spins(),
+            deadline,
+            ready,
+            give_up,
+        );
     }
 }

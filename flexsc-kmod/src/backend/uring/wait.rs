@@ -82,14 +82,7 @@ impl UringCore {
                 // Only syscall threads can complete anything now; they ring the doorbell.
                 let spins = self.sched.wait_spins();
                 let bell = &self.area.core(self.core).completions;
-                let deadline = self.deadline;
-                let ns = deadline.map_or(0, |d| {
-                    let left = d.saturating_duration_since(Instant::now()).as_nanos();
-                    u64::try_from(left).unwrap_or(u64::MAX).max(1)
-                });
-                bell.wait_until(spins, ns, &mut *ready, || {
-                    give_up() || deadline.is_some_and(|d| Instant::now() >= d)
-                });
+                bell.wait_until(spins, self.deadline, &mut *ready, &mut *give_up);
                 return;
             } else {
                 self.sleep_bounded();
