@@ -55,6 +55,20 @@ fn wait_options(nr: c_long, args: &[u64; 6]) -> i32 {
 const SYS_LSM_GET_SELF_ATTR: c_long = 459;
 const SYS_LSM_SET_SELF_ATTR: c_long = 460;
 
+/// The answer to a libflexsc operation (numbers from `NR_FLEXSC_BASE` on), which no backend
+/// hands to the kernel: NOP is 0, every other reserved number `-ENOSYS`. None for a Linux
+/// syscall number.
+pub fn flexsc_op_result(nr: i64) -> Option<i64> {
+    use crate::entry::{NR_FLEXSC_BASE, NR_NOP};
+    if nr == NR_NOP as i64 {
+        Some(0)
+    } else if nr >= NR_FLEXSC_BASE as i64 {
+        Some(-(libc::ENOSYS as i64))
+    } else {
+        None
+    }
+}
+
 /// Why a call is thread-bound, for documentation and error messages.
 pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> {
     use libc::*;

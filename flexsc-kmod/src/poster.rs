@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::backend::CoreBackend;
 use crate::calls;
-use crate::entry::{NR_FLEXSC_BASE, NR_NOP, status};
+use crate::entry::{NR_NOP, status};
 use crate::page::ENTRIES_PER_PAGE;
 use crate::raw;
 use crate::register::Shared;
@@ -563,11 +563,11 @@ fn any_news(area: &crate::area::SyscallArea, core: usize, inflight: &[u64], seen
 
 /// Runs a call synchronously on the calling thread, with the raw instruction.
 pub(crate) fn run_local(call: &Syscall) -> i64 {
-    if call.nr == NR_NOP as i64 {
-        return 0;
-    }
-    if call.nr < 0 || call.nr >= NR_FLEXSC_BASE as i64 {
+    if call.nr < 0 {
         return -(libc::ENOSYS as i64);
+    }
+    if let Some(r) = calls::flexsc_op_result(call.nr) {
+        return r;
     }
     // SAFETY: the caller asked for exactly this call on its own thread, as `syscall(2)` would.
     unsafe { raw::syscall6(call.nr as u64, &call.args) }

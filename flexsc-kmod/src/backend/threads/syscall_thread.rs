@@ -2,7 +2,7 @@
 //! before a call that may block, spin, sleep.
 
 use crate::calls;
-use crate::entry::{Claim, NR_FLEXSC_BASE, NR_NOP};
+use crate::entry::{Claim, NR_FLEXSC_BASE};
 use crate::page::Step;
 use crate::raw;
 use crate::sync::{Arc, AtomicBool, Ordering, spin_hint};
@@ -137,11 +137,8 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
 
 /// Runs one entry's call on this thread: flexsc operations, refusals, or the raw instruction.
 fn execute(nr: u16, args: &[u64; 6]) -> i64 {
-    if nr == NR_NOP {
-        return 0;
-    }
-    if nr >= NR_FLEXSC_BASE {
-        return -(libc::ENOSYS as i64);
+    if let Some(r) = calls::flexsc_op_result(nr.into()) {
+        return r;
     }
     if calls::is_thread_bound(nr as libc::c_long, args) {
         return calls::REFUSED;
