@@ -105,8 +105,7 @@ impl Config {
         if self.max_syscall_threads == 0 {
             return Err(invalid("max_syscall_threads must be at least 1".into()));
         }
-        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpus = crate::raw::online_cpus().unwrap_or(online);
+        let cpus = online_cpus();
         if let Some(&bad) = self.syscall_cores.iter().find(|&&c| c >= cpus) {
             return Err(invalid(format!(
                 "syscall core {bad} does not exist ({cpus} CPUs online)"
@@ -128,6 +127,16 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> io::Result<T> {
     v.trim()
         .parse()
         .map_err(|_| invalid(format!("{name}={v:?} is not a valid number")))
+}
+
+/// CPUs the machine has online (`/sys/devices/system/cpu/online`: the machine's, not the calling
+/// thread's affinity mask, which a pinned thread's children inherit), else what std reports.
+pub fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()).ok())
+        .and_then(|cpus| cpus.iter().max().map(|m| m + 1))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Parses a CPU list such as `0,2-3` (the kernel's cpulist format), keeping its order.

@@ -130,14 +130,6 @@ pub(crate) fn getpid() -> i32 {
     unsafe { syscall(libc::SYS_getpid, [0; 3]) as i32 }
 }
 
-/// Number of CPUs the kernel reports online (`/sys/devices/system/cpu/online`).
-pub(crate) fn online_cpus() -> Option<usize> {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
-    crate::config::parse_cpu_list(s.trim())
-        .ok()
-        .and_then(|v| v.iter().max().map(|m| m + 1))
-}
-
 /// Installs `handler` for `sig` without SA_RESTART, so blocked calls return `-EINTR`.
 pub(crate) fn install_signal_handler(sig: i32, handler: extern "C" fn(i32)) -> std::io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.

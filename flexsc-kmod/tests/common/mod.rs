@@ -75,7 +75,9 @@ impl Kind {
     /// Why this configuration cannot run here, if it cannot.
     fn unavailable(self) -> Option<String> {
         match self {
-            Kind::ThreadsRemote if online_cpus() < 2 => Some("needs 2 CPUs".into()),
+            Kind::ThreadsRemote if flexsc_kmod::config::online_cpus() < 2 => {
+                Some("needs 2 CPUs".into())
+            }
             Kind::Uring => {
                 static PROBE: OnceLock<Option<String>> = OnceLock::new();
                 PROBE
@@ -90,16 +92,6 @@ impl Kind {
             _ => None,
         }
     }
-}
-
-/// CPUs online in the machine (not in our affinity mask: cases pin themselves, and child
-/// processes inherit the pin).
-fn online_cpus() -> usize {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| flexsc_kmod::config::parse_cpu_list(s.trim()).ok())
-        .and_then(|cpus| cpus.iter().max().map(|m| m + 1))
-        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// What a case gets: its backend configuration and its full test name.
