@@ -38,10 +38,7 @@ unsafe impl Send for Stack {}
 impl Stack {
     /// Maps a stack with at least `size` usable bytes (rounded up to whole pages).
     pub fn new(size: usize) -> io::Result<Self> {
-        let usable = size
-            .max(PAGE)
-            .checked_next_multiple_of(PAGE)
-            .ok_or_else(too_big)?;
+        let usable = usable_size(size)?;
         let len = usable.checked_add(GUARD_SIZE).ok_or_else(too_big)?;
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing: it
         // cannot alias any memory Rust knows about.
@@ -128,6 +125,13 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 }
 
+/// The usable size a request for `size` bytes gets: whole pages, at least one.
+fn usable_size(size: usize) -> io::Result<usize> {
+    size.max(PAGE)
+        .checked_next_multiple_of(PAGE)
+        .ok_or_else(too_big)
+}
+
 fn too_big() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -156,10 +160,7 @@ impl StackPool {
 
     /// A stack with at least `size` usable bytes: a cached one of the same rounded size if any.
     pub fn get(&mut self, size: usize) -> io::Result<Stack> {
-        let want = size
-            .max(PAGE)
-            .checked_next_multiple_of(PAGE)
-            .ok_or_else(too_big)?;
+        let want = usable_size(size)?;
         match self.free.iter().rposition(|s| s.size() == want) {
             Some(i) => Ok(self.free.swap_remove(i)),
             None => Stack::new(want),
