@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flexsc_kmod::doorbell::Doorbell;
 use flexsc_kmod::{BackendKind, Config, Poster, Syscall, raw, register};
+use io_uring::{IoUring, opcode};
 
 const BATCHES: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
@@ -220,8 +221,12 @@ fn wait_wake(c: &mut Criterion) {
         let _ = raw::pin_to_cpu(1);
         let mut seen = 0;
         loop {
-            peer.ping
-                .wait_until(0, 0, || peer.sent.load(Ordering::Acquire) != seen, || false);
+            peer.ping.wait_until(
+                0,
+                None,
+                || peer.sent.load(Ordering::Acquire) != seen,
+                || false,
+            );
             seen = peer.sent.load(Ordering::Acquire);
             if seen == u64::MAX {
                 return;
@@ -239,7 +244,7 @@ fn wait_wake(c: &mut Criterion) {
             pair.sent.store(n, Ordering::Release);
             pair.ping.ring();
             pair.pong
-                .wait_until(0, 0, || pair.back.load(Ordering::Acquire) == n, || false);
+                .wait_until(0, None, || pair.back.load(Ordering::Acquire) == n, || false);
         })
     });
     g.finish();
@@ -248,11 +253,53 @@ fn wait_wake(c: &mut Criterion) {
     echo.join().expect("echo thread");
 }
 
+/// The floor under the `uring` backend: IORING_OP_NOP batches straight through the `io-uring`
+/// crate (no syscall entries, no claims). The gap between this and `fig9_uring_same_core` is what
+/// libflexsc's entry layer costs; this group itself is what the kernel's io_uring costs per
+/// request on this machine.
+fn raw_nop(c: &mut Criterion) {
+    raw::pin_to_cpu(0).expect("pin to CPU 0");
+    let mut ring: IoUring = match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(256)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skipping raw io_uring: {e}");
+            return;
+        }
+    };
+    let mut g = c.benchmark_group("raw_uring_same_core");
+    sync_baseline(&mut g);
+    for &n in &BATCHES {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("nop", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    for i in 0..n {
+                        let sqe = opcode::Nop::new().build().user_data(i as u64);
+                        // SAFETY: a NOP references no memory.
+                        unsafe { ring.submission().push(&sqe).expect("SQ has room") };
+                    }
+                    ring.submit_and_wait(n).expect("io_uring_enter");
+                    for cqe in ring.completion() {
+                        black_box(cqe.result());
+                    }
+                }
+                t0.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = fig9_same_core, fig10_remote_core, post_one
+    targets = fig9_same_core, raw_nop, fig10_remote_core, post_one
 }
 criterion_main!(benches);

@@ -37,6 +37,22 @@ const SERVERS: [&str; 4] = ["flexsc-threads", "flexsc-uring", "std", "tokio"];
 /// else, and 10,000 connections of the default sizes would be 2.5 GB (flexsc) or 80 GB (std).
 const STACK: usize = 64 * 1024;
 
+/// Sends back everything read until the peer closes or an error: the body of every blocking
+/// server here.
+fn echo_until_closed(s: &mut (impl Read + Write)) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {

@@ -1,7 +1,7 @@
 //! (a) The echo server on flexsc-threads: a green thread per connection, blocking-style code on
 //! `flexsc_threads::io::{TcpListener, TcpStream}`, whose calls are exception-less.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 
 use flexsc_threads::Runtime;
@@ -41,15 +41,5 @@ pub fn serve(
 
 fn echo(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    crate::echo_until_closed(&mut s);
 }

@@ -1,6 +1,6 @@
 //! (b) The echo server on `std`: an OS thread per connection, `std::net`.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 /// Serves on 127.0.0.1 (port chosen by the kernel) until the process exits.
@@ -21,15 +21,5 @@ pub fn serve(stack: usize, ready: impl FnOnce(SocketAddr)) -> io::Result<()> {
 
 fn echo(mut s: TcpStream) {
     let _ = s.set_nodelay(true);
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    crate::echo_until_closed(&mut s);
 }
