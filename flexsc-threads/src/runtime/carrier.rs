@@ -84,6 +84,8 @@ pub(crate) struct Carrier {
     stats: CarrierStats,
     /// Tells the overflow handler which green thread runs here.
     guard_slot: crate::overflow::CarrierSlot,
+    /// The green thread `guard_slot` names (0: none; ids start at 1).
+    published: u64,
 }
 
 impl Carrier {
@@ -104,6 +106,7 @@ impl Carrier {
             timers: Timers::default(),
             stats: CarrierStats::default(),
             guard_slot,
+            published: 0,
         }
     }
 
@@ -181,10 +184,15 @@ impl Carrier {
                 self.idx,
             )))
         });
-        let name = task.name().unwrap_or("").as_bytes();
-        self.guard_slot.set_running(task.guard(), task.id(), name);
+        if self.published != task.id() {
+            // Republished only when another green thread runs: a stale entry is harmless (a
+            // suspended green thread's guard page is touched by nobody), and a yield or syscall
+            // round trip of the same thread then costs no stores here.
+            let name = task.name().unwrap_or("").as_bytes();
+            self.guard_slot.set_running(task.guard(), task.id(), name);
+            self.published = task.id();
+        }
         let r = task.resume();
-        self.guard_slot.clear();
         CURRENT.with(|c| c.set(None));
         match r {
             CoroutineResult::Return(()) => {
