@@ -20,23 +20,33 @@ use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
 use super::queue::RunQueue;
-use super::task::{Suspend, Task};
+use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
 use super::timer::Timers;
 
 thread_local! {
-    /// The green thread running on this carrier, and the carrier, while a coroutine runs.
-    static CURRENT: Cell<Option<(*const Task, *const Shared, usize)>> = const { Cell::new(None) };
+    /// The green thread running on this thread, and its runtime. A green thread with its own TLS
+    /// block sets its own copy once, when it starts (so its carrier never touches it); one
+    /// without has the carrier set and clear the carrier's copy around each resume.
+    static CURRENT: Cell<Option<(*const Task, *const Shared)>> = const { Cell::new(None) };
 }
 
 /// The green thread running on the calling thread, with its runtime and carrier index.
 pub(crate) fn current() -> Option<(&'static Task, &'static Shared, usize)> {
-    CURRENT.with(|c| c.get()).map(|(t, s, i)| {
-        // SAFETY: set by the carrier only while it resumes this task, which holds an Arc to the
-        // task and to the runtime for at least that long; the green code asking runs inside that
-        // resume, so both outlive the borrow (the 'static is never held across a suspend by our
-        // callers, which use it and drop it).
-        unsafe { (&*t, &*s, i) }
+    CURRENT.with(|c| c.get()).map(|(t, s)| {
+        // SAFETY: set only while a carrier resumes this task (the carrier's copy), or on the
+        // task's own TLS block, which is installed only while a carrier resumes it; that carrier
+        // holds an Arc to the task and to the runtime for at least that long. The green code
+        // asking runs inside that resume, so both outlive the borrow (the 'static is never held
+        // across a suspend by our callers, which use it and drop it).
+        let (t, s) = unsafe { (&*t, &*s) };
+        (t, s, t.home.load(Ordering::Relaxed))
     })
+}
+
+/// Makes `task` the current green thread of the TLS block the caller runs on: called once by a
+/// green thread with its own block, first thing on its own stack.
+pub(crate) fn set_current(task: &Task, shared: *const Shared) {
+    CURRENT.with(|c| c.set(Some((task, shared))));
 }
 
 /// Runs `f` with no current green thread: code that runs outside any green thread's own resume
@@ -47,6 +57,14 @@ pub(crate) fn without_current<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     CURRENT.with(|c| c.set(saved));
     r
+}
+
+/// Drops (unwinds) a suspended green thread's coroutine with no current green thread on the
+/// calling TLS block. Not inlined: [`super::task`] calls it right after pointing fs at the
+/// green thread's own block, so its thread-local addresses must be computed here.
+#[inline(never)]
+pub(crate) fn drop_unwinding(co: GreenCoroutine) {
+    without_current(move || drop(co));
 }
 
 /// Green threads run between two looks at completions and timers while the run queue stays busy.
@@ -86,6 +104,8 @@ pub(crate) struct Carrier {
     guard_slot: crate::overflow::CarrierSlot,
     /// The green thread `guard_slot` names (0: none; ids start at 1).
     published: u64,
+    /// The carrier's own TCB and tid, restored after each green thread.
+    cpu: CarrierCpu,
 }
 
 impl Carrier {
@@ -107,6 +127,7 @@ impl Carrier {
             stats: CarrierStats::default(),
             guard_slot,
             published: 0,
+            cpu: CarrierCpu::current(),
         }
     }
 
@@ -177,13 +198,11 @@ impl Carrier {
     fn run_task(&mut self, task: Arc<Task>) {
         task.home.store(self.idx, Ordering::Relaxed);
         self.stats.switches += 1;
-        CURRENT.with(|c| {
-            c.set(Some((
-                Arc::as_ptr(&task),
-                Arc::as_ptr(&self.shared),
-                self.idx,
-            )))
-        });
+        // Without a TLS block of its own, the green thread finds itself in the carrier's.
+        let shares_tls = task.thread_pointer().is_none();
+        if shares_tls {
+            CURRENT.with(|c| c.set(Some((Arc::as_ptr(&task), Arc::as_ptr(&self.shared)))));
+        }
         if self.published != task.id() {
             // Republished only when another green thread runs: a stale entry is harmless (a
             // suspended green thread's guard page is touched by nobody), and a yield or syscall
@@ -192,12 +211,17 @@ impl Carrier {
             self.guard_slot.set_running(task.guard(), task.id(), name);
             self.published = task.id();
         }
-        let r = task.resume();
-        CURRENT.with(|c| c.set(None));
+        let r = task.resume(self.cpu);
+        if shares_tls {
+            CURRENT.with(|c| c.set(None));
+        }
         match r {
             CoroutineResult::Return(()) => {
                 if let Some(co) = task.take_finished() {
                     self.shared.recycle(co.into_stack());
+                }
+                if let Some(block) = task.take_tls() {
+                    self.shared.recycle_tls(block);
                 }
                 self.shared.live.fetch_sub(1, Ordering::AcqRel);
             }

@@ -3,8 +3,12 @@
 //! Its park protocol is in [`crate::park`]: a task is on at most one queue and resumed by one
 //! carrier at a time.
 //!
-//! This is the runtime's context-switch module: the coroutine lives in an `UnsafeCell` that the
-//! protocol above hands to exactly one carrier at a time.
+//! This is the runtime's context-switch module: the coroutine, the green thread's glibc TLS block
+//! and its floating-point control state live in `UnsafeCell`s that the protocol above hands to
+//! exactly one carrier at a time. A switch in (see [`Task::resume`]) writes the carrier's tid into
+//! the green thread's TCB, loads its MXCSR and x87 control word if they differ from the defaults,
+//! points fs at its TLS block (`wrfsbase`), and jumps to its stack; the switch out undoes that in
+//! reverse, so the carrier's own code always runs on the carrier's own TCB.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,7 +16,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use flexsc_kmod::Syscall;
 
+use crate::fpu::FpuControl;
 use crate::stack::Stack;
+use crate::tls::{self, TlsBlock};
 
 /// Why a green thread gave its carrier back.
 #[derive(Debug)]
@@ -28,6 +34,26 @@ pub(crate) enum Suspend {
 /// The coroutine type of every green thread: resumed with a syscall result (0 otherwise).
 pub(crate) type GreenCoroutine = Coroutine<i64, Suspend, (), Stack>;
 
+/// What a switch restores for the carrier: its own thread pointer and kernel tid.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CarrierCpu {
+    /// The carrier's own fs base (its glibc TCB).
+    pub(crate) tp: usize,
+    /// The carrier's kernel tid, written into each green thread's TCB at switch-in.
+    pub(crate) tid: libc::pid_t,
+}
+
+impl CarrierCpu {
+    /// The calling thread's: call it on the carrier, on its own TCB.
+    pub(crate) fn current() -> Self {
+        Self {
+            tp: tls::read_fs_base(),
+            // SAFETY: gettid has no preconditions and cannot fail.
+            tid: unsafe { libc::gettid() },
+        }
+    }
+}
+
 /// A green thread.
 pub(crate) struct Task {
     id: u64,
@@ -36,6 +62,10 @@ pub(crate) struct Task {
     /// The carrier it last ran on (a wake-up goes back there, for locality).
     pub(crate) home: AtomicUsize,
     co: UnsafeCell<Option<GreenCoroutine>>,
+    /// Its own glibc TLS block and TCB (None: it runs on its carrier's).
+    tls: UnsafeCell<Option<TlsBlock>>,
+    /// Its MXCSR and x87 control word while it is switched out.
+    fpu: UnsafeCell<FpuControl>,
     /// Its yielder, valid while the coroutine has started and not finished.
     yielder: AtomicU64,
     /// The value its next resume passes in (a syscall's result).
@@ -44,8 +74,9 @@ pub(crate) struct Task {
     guard: std::ops::Range<usize>,
 }
 
-// SAFETY: the coroutine cell is only touched by the one carrier the park protocol hands the task
-// to (see the module doc); every other field is atomic or immutable.
+// SAFETY: the coroutine, TLS and FPU cells are only touched by the one carrier the park protocol
+// hands the task to (see the module doc), or before the task is published; every other field is
+// atomic or immutable.
 unsafe impl Sync for Task {}
 // SAFETY: as above; a suspended coroutine may be resumed on another carrier (its stack and
 // registers move with it, and nothing in it is tied to the OS thread it last ran on).
@@ -61,12 +92,13 @@ impl std::fmt::Debug for Task {
 }
 
 impl Task {
+    /// A task without its coroutine yet ([`Task::install`] adds it, before the task is shared).
     pub(crate) fn new(
         id: u64,
         name: Option<String>,
         home: usize,
         guard: std::ops::Range<usize>,
-        co: GreenCoroutine,
+        tls: Option<TlsBlock>,
     ) -> Self {
         Self {
             guard,
@@ -74,10 +106,34 @@ impl Task {
             name,
             park: crate::park::ParkState::new(),
             home: AtomicUsize::new(home),
-            co: UnsafeCell::new(Some(co)),
+            co: UnsafeCell::new(None),
+            tls: UnsafeCell::new(tls),
+            fpu: UnsafeCell::new(FpuControl::DEFAULT),
             yielder: AtomicU64::new(0),
             resume_with: AtomicU64::new(0),
         }
+    }
+
+    /// Gives the task its coroutine. Call it once, before the task is on any queue: the
+    /// coroutine needs the task's address, so it is made after the task.
+    pub(crate) fn install(&self, co: GreenCoroutine) {
+        // SAFETY: nobody else has seen the task yet (the caller's contract, checked below).
+        let cell = unsafe { &mut *self.co.get() };
+        assert!(cell.is_none(), "a green thread's coroutine installed twice");
+        *cell = Some(co);
+    }
+
+    /// Its TLS block's thread pointer, if it has its own.
+    pub(crate) fn thread_pointer(&self) -> Option<usize> {
+        // SAFETY: the block is only replaced by `take_tls`, after the coroutine finished; the
+        // callers run on the green thread itself or on the carrier that resumes it.
+        unsafe { (*self.tls.get()).as_ref().map(TlsBlock::thread_pointer) }
+    }
+
+    /// Its TLS block, for the green thread's own first and last steps (first_entry, dtors).
+    pub(crate) fn tls(&self) -> Option<&TlsBlock> {
+        // SAFETY: as for `thread_pointer`.
+        unsafe { (*self.tls.get()).as_ref() }
     }
 
     /// The green thread's id (unique in the process).
@@ -120,16 +176,50 @@ impl Task {
         unsafe { (*y).suspend(why) }
     }
 
-    /// Carrier: resumes the coroutine until it suspends or returns. Only the carrier that took
-    /// the task from a run queue (or created it) may call this.
-    pub(crate) fn resume(&self) -> CoroutineResult<Suspend, ()> {
+    /// Carrier: switches to the green thread until it suspends or returns. Only the carrier that
+    /// took the task from a run queue (or created it) may call this, on its own TCB (`cpu`).
+    ///
+    /// Not inlined: fs changes only inside this function, so no caller can keep a thread-local
+    /// address computed on one TCB and use it on the other.
+    #[inline(never)]
+    pub(crate) fn resume(&self, cpu: CarrierCpu) -> CoroutineResult<Suspend, ()> {
         let input = self.resume_with.swap(0, Ordering::Relaxed) as i64;
-        // SAFETY: the park protocol gives this carrier exclusive use of the coroutine until the
-        // task suspends again (module doc).
-        let co = unsafe { &mut *self.co.get() };
-        co.as_mut()
-            .expect("resumed a finished green thread")
-            .resume(input)
+        // SAFETY: the park protocol gives this carrier exclusive use of the coroutine, the TLS
+        // block and the FPU state until the task suspends again (module doc).
+        let (co, tls, fpu) = unsafe {
+            (
+                (*self.co.get())
+                    .as_mut()
+                    .expect("resumed a finished green thread"),
+                (*self.tls.get()).as_ref(),
+                &mut *self.fpu.get(),
+            )
+        };
+        // Rust code on the carrier runs with the default FPU state, so loading and restoring it
+        // is skipped unless the green thread changed it (only C code does).
+        if *fpu != FpuControl::DEFAULT {
+            fpu.restore();
+        }
+        let r = match tls {
+            None => co.resume(input),
+            Some(block) => {
+                block.set_tid(cpu.tid);
+                // SAFETY: the block lives as long as the task, and this carrier is the only
+                // thread running on it; nothing between here and the restore below touches a
+                // thread-local (the coroutine's code runs on its own block, as it should).
+                unsafe { tls::write_fs_base(block.thread_pointer()) };
+                let r = co.resume(input);
+                // SAFETY: the carrier's own TCB, live for as long as the carrier thread.
+                unsafe { tls::write_fs_base(cpu.tp) };
+                r
+            }
+        };
+        let now = FpuControl::save();
+        if now != FpuControl::DEFAULT {
+            FpuControl::DEFAULT.restore();
+        }
+        *fpu = now;
+        r
     }
 
     /// Carrier: takes the finished coroutine out (to recycle its stack).
@@ -137,6 +227,12 @@ impl Task {
         // SAFETY: called by the carrier that just saw the coroutine return: nobody else can
         // resume it any more.
         unsafe { (*self.co.get()).take() }
+    }
+
+    /// Carrier: takes the finished green thread's TLS block out (to reuse it).
+    pub(crate) fn take_tls(&self) -> Option<TlsBlock> {
+        // SAFETY: as for `take_finished`: the green thread has returned and runs no more.
+        unsafe { (*self.tls.get()).take() }
     }
 
     /// Carrier: sets the value the next resume passes in.
@@ -162,10 +258,33 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        // Dropping a suspended coroutine unwinds its stack, running its destructors; they must
-        // not take whichever green thread is running here for their own.
-        if let Some(co) = self.co.get_mut().take() {
-            super::carrier::without_current(move || drop(co));
+        // Dropping a suspended coroutine unwinds its stack, running its destructors: on its own
+        // TLS block (they may use its thread-locals), and without a current green thread (they
+        // must not suspend; with a block of its own, the block's CURRENT is cleared; without, the
+        // running thread's own is hidden meanwhile).
+        let Some(co) = self.co.get_mut().take() else {
+            return;
+        };
+        match self.tls.get_mut().as_ref() {
+            None => super::carrier::drop_unwinding(co),
+            // SAFETY: nobody runs on the block (the task is being dropped, so no carrier resumes
+            // it), and `unwind_on` restores the caller's fs before returning.
+            Some(block) => unsafe { unwind_on(block.thread_pointer(), co) },
         }
     }
+}
+
+/// Drops a suspended coroutine with fs pointing at its own TLS block, then restores the caller's.
+///
+/// # Safety
+/// `tp` must be the coroutine's live TLS block, not in use by any thread.
+#[inline(never)]
+unsafe fn unwind_on(tp: usize, co: GreenCoroutine) {
+    let saved = tls::read_fs_base();
+    // SAFETY: the caller's contract; thread-locals are touched only inside `drop_unwinding`,
+    // which is not inlined, so it computes their addresses on this block.
+    unsafe { tls::write_fs_base(tp) };
+    super::carrier::drop_unwinding(co);
+    // SAFETY: the caller's own TCB, read above.
+    unsafe { tls::write_fs_base(saved) };
 }
