@@ -183,7 +183,9 @@ impl Task {
     /// address computed on one TCB and use it on the other.
     #[inline(never)]
     pub(crate) fn resume(&self, cpu: CarrierCpu) -> CoroutineResult<Suspend, ()> {
-        let input = self.resume_with.swap(0, Ordering::Relaxed) as i64;
+        // Only the carrier holding the task reads or writes it: no read-modify-write needed.
+        let input = self.resume_with.load(Ordering::Relaxed) as i64;
+        self.resume_with.store(0, Ordering::Relaxed);
         // SAFETY: the park protocol gives this carrier exclusive use of the coroutine, the TLS
         // block and the FPU state until the task suspends again (module doc).
         let (co, tls, fpu) = unsafe {
