@@ -10,6 +10,7 @@
 pub mod fpu;
 #[cfg(not(loom))]
 pub mod io;
+pub mod join;
 #[cfg(not(loom))]
 pub mod overflow;
 pub mod park;

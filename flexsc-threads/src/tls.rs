@@ -1087,7 +1087,15 @@ impl TlsBlock {
         self.assert_not_installed("reused");
         let l = self.layout;
         let libc_tls = self.tp.wrapping_add_signed(l.libc_tls) as *mut u8;
-        let mut saved = vec![0u8; l.libc_tls_len];
+        // libc's TLS is 144 bytes on glibc 2.36: saved on the stack, not with malloc.
+        let mut on_stack = [0u8; 512];
+        let mut on_heap = Vec::new();
+        let saved: &mut [u8] = if l.libc_tls_len <= on_stack.len() {
+            &mut on_stack[..l.libc_tls_len]
+        } else {
+            on_heap.resize(l.libc_tls_len, 0);
+            &mut on_heap
+        };
         // SAFETY: libc's TLS block lies inside our static TLS (validated offset and length).
         unsafe { ptr::copy_nonoverlapping(libc_tls, saved.as_mut_ptr(), saved.len()) };
         // SAFETY: the DTV installed at tp + dtv by _dl_allocate_tls (or resized by glibc since):

@@ -19,6 +19,7 @@ use corosensei::CoroutineResult;
 use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
+use super::local::LocalState;
 use super::queue::RunQueue;
 use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
 use super::timer::Timers;
@@ -91,9 +92,6 @@ pub(crate) struct Carrier {
     idx: usize,
     shared: Arc<Shared>,
     poster: Poster,
-    /// Ready green threads this carrier made ready itself (no lock: only it touches them); the
-    /// shared queue in `Shared::queues` takes wake-ups from elsewhere and work given away.
-    local: VecDeque<Arc<Task>>,
     /// The green thread parked on each entry slot, with its ticket.
     waiting: Vec<Option<(Ticket, Arc<Task>)>>,
     /// Calls that found every entry taken: posted once results free some.
@@ -120,7 +118,6 @@ impl Carrier {
             idx,
             shared,
             poster,
-            local: VecDeque::new(),
             waiting: (0..slots).map(|_| None).collect(),
             overflow: VecDeque::new(),
             timers: Timers::default(),
@@ -149,7 +146,7 @@ impl Carrier {
                     self.fire_timers();
                     // Nor the ones woken from elsewhere, which wait in the shared queue.
                     while let Some(t) = self.shared.queues[self.idx].pop() {
-                        self.local.push_back(t);
+                        self.push_ready(t);
                     }
                 }
             }
@@ -157,7 +154,7 @@ impl Carrier {
             let mut progressed = self.harvest();
             progressed |= self.fire_timers();
             progressed |= self.retry_overflow();
-            if progressed || !self.local.is_empty() || !self.shared.queues[self.idx].is_empty() {
+            if progressed || self.ready_len() > 0 || !self.shared.queues[self.idx].is_empty() {
                 self.share_work();
                 continue;
             }
@@ -217,39 +214,63 @@ impl Carrier {
         }
         match r {
             CoroutineResult::Return(()) => {
-                if let Some(co) = task.take_finished() {
-                    self.shared.recycle(co.into_stack());
-                }
-                if let Some(block) = task.take_tls() {
-                    self.shared.recycle_tls(block);
-                }
-                self.shared.live.fetch_sub(1, Ordering::AcqRel);
+                self.recycle(task);
+                self.shared.locals[self.idx].count_finish();
             }
-            CoroutineResult::Yield(Suspend::Yield) => self.local.push_back(task),
+            CoroutineResult::Yield(Suspend::Yield) => self.push_ready(task),
             CoroutineResult::Yield(Suspend::Park(deadline)) => {
                 if task.try_park() {
                     if let Some(at) = deadline {
                         self.timers.add(at, task);
                     }
                 } else {
-                    self.local.push_back(task);
+                    self.push_ready(task);
                 }
             }
             CoroutineResult::Yield(Suspend::Syscall(call)) => self.post(task, call),
         }
     }
 
+    /// Runs `f` on this carrier's local state (its ready queue and pools).
+    fn local<R>(&self, f: impl FnOnce(&mut LocalState) -> R) -> R {
+        // SAFETY: carrier code, on the carrier's own thread, between resumes; `f` is one of the
+        // short closures below, which neither resume nor re-enter.
+        unsafe { self.shared.locals[self.idx].with(f) }
+    }
+
+    fn push_ready(&self, task: Arc<Task>) {
+        self.local(|l| l.ready.push_back(task));
+    }
+
+    fn ready_len(&self) -> usize {
+        self.local(|l| l.ready.len())
+    }
+
     /// The next green thread to run: this carrier's own first, then those queued from elsewhere.
     fn next_ready(&mut self) -> Option<Arc<Task>> {
-        self.local
-            .pop_front()
+        self.local(|l| l.ready.pop_front())
             .or_else(|| self.shared.queues[self.idx].pop())
     }
 
-    /// With ready work to spare while another carrier sleeps: move half of it to the shared
-    /// queue and wake that carrier, which steals it.
+    /// Keeps a finished green thread's stack and TLS block (reset) for the next spawns: in this
+    /// carrier's cache, else in the runtime's shared pools.
+    /// The task itself is kept too when nothing else refers to it (no unparker left anywhere):
+    /// the next spawn here rewrites it in place instead of allocating.
+    fn recycle(&self, task: Arc<Task>) {
+        let stack = task.take_finished().map(|co| co.into_stack());
+        // Reset on the carrier's own TCB, as glibc resets a cached thread stack.
+        let tls = task.take_tls().and_then(|mut b| b.reuse().ok().map(|()| b));
+        // Held once, by us, and never weakly: nobody can clone it any more.
+        let task = (Arc::strong_count(&task) == 1 && Arc::weak_count(&task) == 0).then_some(task);
+        let (stack, tls) = self.local(|l| l.keep(task, stack, tls));
+        if stack.is_some() || tls.is_some() {
+            self.shared.spill(stack, tls);
+        }
+    }
+
     fn share_work(&mut self) {
-        if self.local.len() < 2 {
+        let ready = self.ready_len();
+        if ready < 2 {
             return;
         }
         let n = self.shared.queues.len();
@@ -259,8 +280,8 @@ impl Carrier {
         else {
             return;
         };
-        for _ in 0..self.local.len() / 2 {
-            if let Some(t) = self.local.pop_back() {
+        for _ in 0..ready / 2 {
+            if let Some(t) = self.local(|l| l.ready.pop_back()) {
                 self.shared.queues[self.idx].push(t);
             }
         }
@@ -281,18 +302,20 @@ impl Carrier {
                 // thread), not a syscall number, or the registration is shutting down.
                 self.stats.local_calls += 1;
                 task.set_resume_value(self.poster.call(&call));
-                self.local.push_back(task);
+                self.push_ready(task);
             }
         }
     }
 
     /// Takes completed entries; their green threads become ready. True if any.
     fn harvest(&mut self) -> bool {
-        let (waiting, queue) = (&mut self.waiting, &mut self.local);
+        let waiting = &mut self.waiting;
+        let local = &self.shared.locals[self.idx];
         let n = self.poster.harvest(|ticket, ret| {
             if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
                 task.set_resume_value(ret);
-                queue.push_back(task);
+                // SAFETY: as in `Carrier::local`.
+                unsafe { local.with(|l| l.ready.push_back(task)) };
             }
         });
         n > 0

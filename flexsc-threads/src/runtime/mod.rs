@@ -1,6 +1,7 @@
 //! The M:N runtime: carriers, green threads, and the API to start and join them.
 
 mod carrier;
+mod local;
 mod queue;
 mod task;
 mod timer;
@@ -15,14 +16,16 @@ use std::time::{Duration, Instant};
 use corosensei::{Coroutine, Yielder};
 use flexsc_kmod::{BackendKind, Config, Registration, Syscall};
 
+use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 pub use carrier::CarrierStats;
 use carrier::{Carrier, current};
+use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
 use task::{Suspend, Task};
 
-/// Finished green threads' TLS blocks kept for reuse (about 4.5 KiB each).
+/// TLS blocks (about 4.5 KiB each) kept in the shared pool.
 const TLS_POOL_MAX: usize = 1024;
 
 /// Green thread ids, unique in the process (owner checks of sync primitives rely on it).
@@ -32,26 +35,54 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Shared {
     reg: Registration,
     queues: Box<[RunQueue]>,
+    /// Per carrier: its own ready queue and pools, reached by its green threads too.
+    locals: Box<[CarrierLocal]>,
     /// Per carrier: in (or entering) flexsc_wait, so a wake-up must ring it.
     sleeping: Box<[AtomicBool]>,
-    /// Green threads spawned and not finished.
-    live: AtomicUsize,
+    /// Green threads spawned from outside the runtime (the carriers count the rest).
+    spawned_outside: AtomicU64,
     shutdown: AtomicBool,
     next_carrier: AtomicUsize,
+    /// Stacks released beyond the carriers' caches.
     stacks: Mutex<StackPool>,
+    /// TLS blocks (reset) released beyond the carriers' caches.
+    tls_pool: Mutex<Vec<TlsBlock>>,
     /// Whether each green thread gets its own glibc TLS block and TCB.
     tls: bool,
-    /// Finished green threads' TLS blocks, reset for the next ones.
-    tls_pool: Mutex<Vec<TlsBlock>>,
     stack_size: usize,
     batch_limit: usize,
     stats: Mutex<Vec<CarrierStats>>,
 }
 
 impl Shared {
-    /// Puts a woken green thread on its home carrier's queue, waking that carrier if it sleeps.
+    /// The carrier the caller runs on, if it is a green thread of this runtime.
+    fn here(&self) -> Option<usize> {
+        current()
+            .filter(|(_, s, _)| std::ptr::eq(*s, self))
+            .map(|(_, _, c)| c)
+    }
+
+    /// Runs `f` on carrier `c`'s local state.
+    ///
+    /// # Safety
+    /// As [`CarrierLocal::with`]: the caller runs on carrier `c`'s kernel thread and does not
+    /// resume a green thread or re-enter inside `f`.
+    unsafe fn local<R>(&self, c: usize, f: impl FnOnce(&mut LocalState) -> R) -> R {
+        // SAFETY: the caller's contract.
+        unsafe { self.locals[c].with(f) }
+    }
+
+    /// Puts a woken green thread on its home carrier's queue: its local one when the waker is a
+    /// green thread of that carrier (no lock, and no wake-up: the carrier is running the waker),
+    /// else the shared one, waking the carrier if it sleeps.
     fn schedule(&self, task: Arc<Task>) {
         let c = task.home.load(Ordering::Relaxed);
+        if self.here() == Some(c) {
+            // SAFETY: a green thread of carrier c runs on c's kernel thread, and pushing neither
+            // resumes nor re-enters.
+            unsafe { self.local(c, |l| l.ready.push_back(task)) };
+            return;
+        }
         self.queues[c].push(task);
         // Pairs with the carrier's store of `sleeping` before its idle check (Dekker).
         fence(Ordering::SeqCst);
@@ -60,42 +91,60 @@ impl Shared {
         }
     }
 
-    fn recycle(&self, stack: Stack) {
-        self.stacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(stack);
-    }
-
-    /// Resets a finished green thread's TLS block for the next one (on the carrier's own TCB).
-    fn recycle_tls(&self, mut block: TlsBlock) {
-        if block.reuse().is_err() {
-            return; // out of memory for its DTV: let it go
+    /// Takes what the carriers' caches did not keep.
+    fn spill(&self, stack: Option<Stack>, tls: Option<TlsBlock>) {
+        if let Some(s) = stack {
+            self.stacks.lock().unwrap_or_else(|e| e.into_inner()).put(s);
         }
-        let mut pool = self.tls_pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < TLS_POOL_MAX {
-            pool.push(block);
+        if let Some(b) = tls {
+            let mut pool = self.tls_pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < TLS_POOL_MAX {
+                pool.push(b);
+            }
         }
     }
 
-    /// A TLS block for a green thread on `stack`: a pooled one, or a new one.
-    fn tls_block(&self, stack: &Stack) -> io::Result<TlsBlock> {
-        let pooled = self
-            .tls_pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+    /// A stack and (with TLS on) a TLS block for a new green thread: from the spawning carrier's
+    /// cache when a green thread spawns, else from the shared pools, else new.
+    fn resources(&self, here: Option<usize>) -> io::Result<(Stack, Option<TlsBlock>)> {
+        let (stack, tls) = match here {
+            // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither
+            // resumes nor re-enters.
+            Some(c) => unsafe { self.local(c, |l| (l.stacks.pop(), l.tls.pop())) },
+            None => (None, None),
+        };
+        let stack = match stack {
+            Some(s) => s,
+            None => self
+                .stacks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(self.stack_size)?,
+        };
+        let tls = match tls {
+            Some(b) => Some(b),
+            None if self.tls => self
+                .tls_pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop(),
+            None => None,
+        };
         let range = stack.bottom()..stack.top();
-        match pooled {
+        let tls = match tls {
             Some(b) => {
                 b.set_stack(range);
-                Ok(b)
+                Some(b)
             }
-            None => TlsBlock::new(range).map_err(|e| io::Error::other(e.to_string())),
-        }
+            None if self.tls => {
+                Some(TlsBlock::new(range).map_err(|e| io::Error::other(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok((stack, tls))
     }
 
-    fn spawn<F, T>(self: &Arc<Self>, name: Option<String>, f: F) -> io::Result<JoinHandle<T>>
+    fn spawn<F, T>(&self, name: Option<String>, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -103,27 +152,33 @@ impl Shared {
         if self.shutdown.load(Ordering::Acquire) {
             return Err(io::Error::other("the runtime is shutting down"));
         }
-        let stack = self
-            .stacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(self.stack_size)?;
+        let here = self.here();
+        let (stack, tls) = self.resources(here)?;
         let guard = stack.guard();
-        let tls = if self.tls {
-            Some(self.tls_block(&stack)?)
-        } else {
-            None
+        let home = here.unwrap_or_else(|| {
+            self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len()
+        });
+        let id = match here {
+            // SAFETY: a green thread of carrier c runs on c's kernel thread; taking an id
+            // neither resumes nor re-enters.
+            Some(c) => unsafe { self.local(c, |l| l.next_id(&NEXT_ID)) },
+            None => NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let home = match current() {
-            Some((_, _, c)) => c,
-            None => self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len(),
+        let fresh = Task::new(id, name, home, guard, tls);
+        // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither resumes
+        // nor re-enters.
+        let task = match here.and_then(|c| unsafe { self.local(c, |l| l.tasks.pop()) }) {
+            Some(mut cached) => {
+                // Unshared when cached, and nobody could have cloned it since.
+                *Arc::get_mut(&mut cached).expect("a cached task is unshared") = fresh;
+                cached
+            }
+            None => Arc::new(fresh),
         };
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let task = Arc::new(Task::new(id, name, home, guard, tls));
-        let join = Arc::new(JoinState::default());
+        let join = Arc::new(JoinCell::<_, Waiter>::new());
         let done = join.clone();
         let me = Arc::as_ptr(&task) as usize;
-        let shared = Arc::as_ptr(self) as usize;
+        let shared = self as *const Shared as usize;
         let co = Coroutine::with_stack(stack, move |y: &Yielder<i64, Suspend>, _: i64| {
             // SAFETY: the task owns this coroutine, so it outlives every run of it.
             let me = unsafe { &*(me as *const Task) };
@@ -139,12 +194,19 @@ impl Shared {
                 // SAFETY: we run on this block.
                 unsafe { block.run_tls_dtors() };
             }
-            done.complete(r);
+            if let Some(w) = done.complete(r) {
+                w.wake();
+            }
         });
         task.install(co);
-        self.live.fetch_add(1, Ordering::AcqRel);
+        match here {
+            Some(c) => self.locals[c].count_spawn(),
+            None => {
+                self.spawned_outside.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.schedule(task);
-        Ok(JoinHandle { state: join })
+        Ok(JoinHandle { cell: join })
     }
 }
 
@@ -293,13 +355,14 @@ impl Builder {
         let shared = Arc::new(Shared {
             reg,
             queues: (0..cores).map(|_| RunQueue::default()).collect(),
+            locals: (0..cores).map(|_| CarrierLocal::new()).collect(),
             sleeping: (0..cores).map(|_| AtomicBool::new(false)).collect(),
-            live: AtomicUsize::new(0),
+            spawned_outside: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             next_carrier: AtomicUsize::new(0),
             stacks: Mutex::new(StackPool::new(1024)),
-            tls,
             tls_pool: Mutex::new(Vec::new()),
+            tls,
             stack_size: self.stack_size,
             batch_limit: self.batch_limit,
             stats: Mutex::new(vec![CarrierStats::default(); cores]),
@@ -405,7 +468,12 @@ impl Runtime {
 
     /// Green threads started and not yet finished.
     pub fn live(&self) -> usize {
-        self.shared.live.load(Ordering::Acquire)
+        let sh = &self.shared;
+        // Finishes first: every green thread counted finished was counted spawned before.
+        let finished: u64 = sh.locals.iter().map(CarrierLocal::finished).sum();
+        let spawned: u64 = sh.locals.iter().map(CarrierLocal::spawned).sum::<u64>()
+            + sh.spawned_outside.load(Ordering::SeqCst);
+        spawned.saturating_sub(finished) as usize
     }
 
     /// Stops the carriers and returns their counters. Green threads still parked are dropped
@@ -443,8 +511,6 @@ where
     T: Send + 'static,
 {
     let (_, shared, _) = current().expect("flexsc_threads::spawn outside a green thread");
-    // `current` borrows the runtime for as long as this green thread runs; Arc it for the call.
-    let shared = shared.arc();
     shared.spawn(None, f).expect("spawn a green thread")
 }
 
@@ -589,35 +655,9 @@ impl Waiter {
     }
 }
 
-struct JoinState<T> {
-    result: Mutex<Option<std::thread::Result<T>>>,
-    done: AtomicBool,
-    waiter: Mutex<Option<Waiter>>,
-}
-
-impl<T> Default for JoinState<T> {
-    fn default() -> Self {
-        Self {
-            result: Mutex::new(None),
-            done: AtomicBool::new(false),
-            waiter: Mutex::new(None),
-        }
-    }
-}
-
-impl<T> JoinState<T> {
-    fn complete(&self, r: std::thread::Result<T>) {
-        *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        self.done.store(true, Ordering::Release);
-        if let Some(w) = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            w.wake();
-        }
-    }
-}
-
 /// Owns a green thread's result; [`JoinHandle::join`] waits for it.
 pub struct JoinHandle<T> {
-    state: Arc<JoinState<T>>,
+    cell: Arc<JoinCell<std::thread::Result<T>, Waiter>>,
 }
 
 impl<T> std::fmt::Debug for JoinHandle<T> {
@@ -631,27 +671,19 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// Whether the green thread has finished.
     pub fn is_finished(&self) -> bool {
-        self.state.done.load(Ordering::Acquire)
+        self.cell.is_done()
     }
 
     /// Waits for the green thread (parking a green caller, blocking an OS thread) and returns its
     /// result, or its panic.
     pub fn join(self) -> Result<T, Box<dyn Any + Send + 'static>> {
-        loop {
-            if self.state.done.load(Ordering::Acquire) {
-                let r = self
-                    .state
-                    .result
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                return r.expect("a finished green thread leaves its result");
-            }
-            *self.state.waiter.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Unparker::current().0);
-            if !self.state.done.load(Ordering::Acquire) {
+        if self.cell.wait_with(Unparker::current().0) {
+            while !self.cell.is_done() {
                 park_until(None);
             }
         }
+        self.cell
+            .take()
+            .expect("a finished green thread leaves its result")
     }
 }
