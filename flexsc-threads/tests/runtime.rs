@@ -295,3 +295,64 @@ fn timers_fire_under_constant_yielding() {
         "{slept:?}"
     );
 }
+
+#[test]
+fn stats_count_switches_entries_and_batches() {
+    for (name, rt) in runtimes() {
+        let n = rt.block_on(|| {
+            let hs: Vec<_> = (0..32)
+                .map(|_| {
+                    spawn(|| {
+                        for _ in 0..10 {
+                            // SAFETY: getppid takes no arguments.
+                            let r = unsafe { syscall(libc::SYS_getppid, &[]) };
+                            assert!(r > 0);
+                        }
+                    })
+                })
+                .collect();
+            hs.len()
+        });
+        assert_eq!(n, 32);
+        // The counters are published at least when a carrier goes idle, which it does now.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let total = loop {
+            let t = flexsc_threads::CarrierStats::total(&rt.stats());
+            if t.posted >= 320 || Instant::now() > deadline {
+                break t;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(total.posted >= 320, "{name}: {total:?}");
+        assert!(total.batches >= 1 && total.batched == total.posted, "{name}: {total:?}");
+        assert_eq!(total.batch_hist.iter().sum::<u64>(), total.batches, "{name}");
+        assert!(total.switches >= 320, "{name}: {total:?}");
+        assert!(total.finished >= 33, "{name}: {total:?}");
+    }
+}
+
+#[test]
+fn flexsc_stats_prints_the_table_at_exit() {
+    if std::env::var_os("FLEXSC_STATS_CHILD").is_some() {
+        let rt = Runtime::builder().cores(2).build().unwrap();
+        rt.block_on(|| {
+            // SAFETY: getppid takes no arguments.
+            unsafe { syscall(libc::SYS_getppid, &[]) }
+        });
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("flexsc-stats-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "flexsc_stats_prints_the_table_at_exit", "--nocapture"])
+        .env("FLEXSC_STATS_CHILD", "1")
+        .env("FLEXSC_STATS", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&path).expect("the statistics file");
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.contains("flexsc-threads statistics"), "{text}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("all")), "{text}");
+    assert!(text.contains("batch sizes"), "{text}");
+}

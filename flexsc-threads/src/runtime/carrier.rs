@@ -19,6 +19,7 @@ use corosensei::CoroutineResult;
 use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
+use super::stats::CarrierStats;
 use super::local::LocalState;
 use super::queue::RunQueue;
 use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
@@ -71,23 +72,6 @@ pub(crate) fn drop_unwinding(co: GreenCoroutine) {
 /// Green threads run between two looks at completions and timers while the run queue stays busy.
 const FAIRNESS_ROUND: u32 = 64;
 
-/// Per-carrier counters.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CarrierStats {
-    /// Green thread resumes.
-    pub switches: u64,
-    /// Green threads taken from another carrier's queue.
-    pub steals: u64,
-    /// System calls posted as entries.
-    pub posted: u64,
-    /// Batches submitted.
-    pub batches: u64,
-    /// flexsc_wait calls that slept or spun.
-    pub waits: u64,
-    /// Calls run synchronously (thread-bound ones).
-    pub local_calls: u64,
-}
-
 pub(crate) struct Carrier {
     idx: usize,
     shared: Arc<Shared>,
@@ -136,21 +120,22 @@ impl Carrier {
                 self.run_task(t);
                 ran += 1;
                 if self.poster.unsubmitted() >= batch_limit {
-                    self.poster.submit();
+                    self.submit();
                 }
                 if ran % FAIRNESS_ROUND == 0 {
                     // Green threads that keep yielding must not starve the ones whose calls
                     // completed or whose timers are due.
-                    self.poster.submit();
+                    self.submit();
                     self.harvest();
                     self.fire_timers();
                     // Nor the ones woken from elsewhere, which wait in the shared queue.
                     while let Some(t) = self.shared.queues[self.idx].pop() {
                         self.push_ready(t);
                     }
+                    self.publish_stats();
                 }
             }
-            self.poster.submit();
+            self.submit();
             let mut progressed = self.harvest();
             progressed |= self.fire_timers();
             progressed |= self.retry_overflow();
@@ -358,9 +343,19 @@ impl Carrier {
             })
     }
 
+    /// Hands the batch to the backend (the batching policy decides when), counting its size.
+    fn submit(&mut self) {
+        let n = self.poster.unsubmitted();
+        if n > 0 {
+            self.poster.submit();
+            self.stats.record_batch(n);
+        }
+    }
+
     fn publish_stats(&mut self) {
-        let p = self.poster.stats();
-        self.stats.batches = p.batches;
+        let local = &self.shared.locals[self.idx];
+        self.stats.spawned = local.spawned();
+        self.stats.finished = local.finished();
         let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         all[self.idx] = self.stats;
     }

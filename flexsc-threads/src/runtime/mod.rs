@@ -3,6 +3,7 @@
 mod carrier;
 mod local;
 mod queue;
+mod stats;
 mod task;
 mod timer;
 
@@ -19,7 +20,7 @@ use flexsc_kmod::{BackendKind, Config, Registration, Syscall};
 use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
-pub use carrier::CarrierStats;
+pub use stats::{BATCH_BUCKETS, CarrierStats, StatsTable};
 use carrier::{Carrier, current};
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
@@ -218,6 +219,7 @@ pub struct Builder {
     stack_size: usize,
     batch_limit: usize,
     tls: Option<bool>,
+    stats_at_exit: Option<StatsSink>,
 }
 
 impl Default for Builder {
@@ -236,6 +238,7 @@ impl Default for Builder {
             stack_size: 256 * 1024,
             batch_limit: 64,
             tls: None,
+            stats_at_exit: None,
         }
     }
 }
@@ -305,6 +308,14 @@ impl Builder {
         self
     }
 
+    /// Prints the per-carrier statistics table ([`StatsTable`]) to stderr when the runtime shuts
+    /// down. `FLEXSC_STATS` does the same without code: `1` (or `stderr`) for stderr, `0` for
+    /// nothing, anything else is a file the table is appended to.
+    pub fn stats_at_exit(mut self, on: bool) -> Self {
+        self.stats_at_exit = on.then_some(StatsSink::Stderr);
+        self
+    }
+
     /// Starts the carriers.
     pub fn build(self) -> io::Result<Runtime> {
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -350,6 +361,13 @@ impl Builder {
                 )
             })?;
         }
+        let stats_at_exit = match (self.stats_at_exit, std::env::var_os("FLEXSC_STATS")) {
+            (Some(s), _) => Some(s),
+            (None, Some(v)) if v == "0" || v.is_empty() => None,
+            (None, Some(v)) if v == "1" || v == "stderr" => Some(StatsSink::Stderr),
+            (None, Some(v)) => Some(StatsSink::File(v.into())),
+            (None, None) => None,
+        };
         crate::overflow::install()?;
         let reg = flexsc_kmod::register(Config { cores, ..self.kmod })?;
         let shared = Arc::new(Shared {
@@ -401,7 +419,37 @@ impl Builder {
                 .recv()
                 .map_err(|_| io::Error::other("carrier died starting"))??;
         }
-        Ok(Runtime { shared, carriers })
+        Ok(Runtime {
+            shared,
+            carriers,
+            stats_at_exit,
+        })
+    }
+}
+
+/// Where the statistics table goes at exit.
+#[derive(Debug, Clone)]
+enum StatsSink {
+    Stderr,
+    File(std::path::PathBuf),
+}
+
+impl StatsSink {
+    fn print(&self, stats: &[CarrierStats]) {
+        let text = format!("flexsc-threads statistics\n{}", StatsTable(stats));
+        match self {
+            StatsSink::Stderr => eprint!("{text}"),
+            StatsSink::File(path) => {
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+                if let Err(e) = written {
+                    eprintln!("flexsc-threads: FLEXSC_STATS={}: {e}", path.display());
+                }
+            }
+        }
     }
 }
 
@@ -409,6 +457,7 @@ impl Builder {
 pub struct Runtime {
     shared: Arc<Shared>,
     carriers: Vec<std::thread::JoinHandle<()>>,
+    stats_at_exit: Option<StatsSink>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -488,12 +537,18 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
+        if self.carriers.is_empty() {
+            return;
+        }
         self.shared.shutdown.store(true, Ordering::Release);
         for c in 0..self.shared.queues.len() {
             self.shared.reg.wake(c);
         }
         for h in self.carriers.drain(..) {
             let _ = h.join();
+        }
+        if let Some(sink) = &self.stats_at_exit {
+            sink.print(&self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
 }
