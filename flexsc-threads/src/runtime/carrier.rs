@@ -19,9 +19,9 @@ use corosensei::CoroutineResult;
 use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
-use super::stats::CarrierStats;
 use super::local::LocalState;
 use super::queue::RunQueue;
+use super::stats::CarrierStats;
 use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
 use super::timer::Timers;
 
