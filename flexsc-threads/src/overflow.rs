@@ -295,9 +295,17 @@ impl Slot {
         self.guard_start.store(guard.start, Ordering::Relaxed);
         self.guard_end.store(guard.end, Ordering::Relaxed);
         self.id.store(id, Ordering::Relaxed);
+        // Most green threads have no name: replacing one empty name by another writes nothing.
+        let was_unnamed = self.name_len.load(Ordering::Relaxed) == 0;
         self.name_len.store(name.len(), Ordering::Relaxed);
         let kept = &name[..name.len().min(NAME_MAX)];
-        for (i, word) in self.name.iter().enumerate() {
+        // (An empty name's words are all zero.)
+        let words = if was_unnamed && kept.is_empty() {
+            0
+        } else {
+            NAME_MAX / 8
+        };
+        for (i, word) in self.name.iter().enumerate().take(words) {
             let mut bytes = [0u8; 8];
             if let Some(chunk) = kept.get(i * 8..) {
                 let n = chunk.len().min(8);
