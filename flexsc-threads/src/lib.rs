@@ -4,21 +4,28 @@
 //! Being built (issue 3): [`Runtime`] (carriers, green threads, syscalls as switch points,
 //! batching, flexsc_wait when idle, timers, work stealing) and [`stack`].
 //!
-//! Under `--cfg loom` only [`park`] is built, for `loom-tests/`.
+//! Under `--cfg loom` only the concurrency protocols are built, for `loom-tests/`: [`park`],
+//! the run queue (as `queue`), [`sync`] and [`futex`], all on the loom types of the shim
+//! (`shim.rs`).
 
 #[cfg(not(loom))]
 pub mod fpu;
+pub mod futex;
 #[cfg(not(loom))]
 pub mod io;
 pub mod join;
 #[cfg(not(loom))]
 pub mod overflow;
 pub mod park;
+/// A carrier's run queue, on its own under loom (for real it is private to `runtime`).
+#[cfg(loom)]
+#[path = "runtime/queue.rs"]
+pub mod queue;
 #[cfg(not(loom))]
 pub mod runtime;
+mod shim;
 #[cfg(not(loom))]
 pub mod stack;
-#[cfg(not(loom))]
 pub mod sync;
 #[cfg(not(loom))]
 pub mod tls;

@@ -1,8 +1,10 @@
 //! Loom models of libflexsc's protocols live in `tests/`; run them with
 //! `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`.
 //!
-//! Each model drives the real `flexsc_kmod` code (built on loom's atomics, cells and futex
-//! stand-in under `--cfg loom`). This library only holds the shared model runner.
+//! Each model drives the real code: `flexsc_kmod`'s (built on loom's atomics, cells and futex
+//! stand-in under `--cfg loom`) and `flexsc_threads`' park protocol, run queue, sync primitives
+//! and futex table (built on loom's atomics, mutex and thread park, with loom threads as the
+//! waiters). This library only holds the shared model runner.
 //!
 //! `LOOM_MAX_PREEMPTIONS` overrides a model's preemption bound, for a deeper run by hand.
 

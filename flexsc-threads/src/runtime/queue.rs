@@ -3,37 +3,55 @@
 //!
 //! A mutex around a deque: uncontended, as it is almost always, that is two atomic operations per
 //! push or pop. The length is mirrored in an atomic so idle carriers and sleep checks look without
-//! locking.
+//! locking; it is only written under the lock, so its stores follow the lock's order and the last
+//! one is always the deque's length.
+//!
+//! Generic over what it holds so that, under `--cfg loom`, this file is built on its own (as
+//! `flexsc_threads::queue`, holding plain numbers) and model-checked in
+//! `loom-tests/tests/run_queue.rs`.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::task::Task;
-use std::sync::Arc;
+use crate::shim::{AtomicUsize, Mutex, MutexGuard, Ordering};
+
+/// What a run queue holds: a green thread.
+#[cfg(not(loom))]
+type Runnable = std::sync::Arc<super::task::Task>;
+/// What a run queue holds in the loom models: a number standing for a green thread.
+#[cfg(loom)]
+type Runnable = usize;
 
 /// Runnable green threads of one carrier.
-#[derive(Debug, Default)]
-pub(crate) struct RunQueue {
-    q: Mutex<VecDeque<Arc<Task>>>,
+#[derive(Debug)]
+pub struct RunQueue<T = Runnable> {
+    q: Mutex<VecDeque<T>>,
     len: AtomicUsize,
 }
 
-impl RunQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Task>>> {
+impl<T> Default for RunQueue<T> {
+    fn default() -> Self {
+        Self {
+            q: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<T> RunQueue<T> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
         // A panic while holding this lock cannot leave the deque inconsistent: keep going.
         self.q.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends a runnable task.
-    pub(crate) fn push(&self, t: Arc<Task>) {
+    pub fn push(&self, t: T) {
         let mut q = self.lock();
         q.push_back(t);
         self.len.store(q.len(), Ordering::SeqCst);
     }
 
     /// The next task to run.
-    pub(crate) fn pop(&self) -> Option<Arc<Task>> {
+    pub fn pop(&self) -> Option<T> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -45,7 +63,7 @@ impl RunQueue {
 
     /// Takes the most recently queued task, for an idle carrier (the owner keeps the front). A
     /// carrier runs its own lock-free local queue first, so what waits here is fair game.
-    pub(crate) fn steal(&self) -> Option<Arc<Task>> {
+    pub fn steal(&self) -> Option<T> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -56,12 +74,12 @@ impl RunQueue {
     }
 
     /// Whether an idle carrier could steal from it (see [`Self::steal`]).
-    pub(crate) fn has_spare(&self) -> bool {
+    pub fn has_spare(&self) -> bool {
         self.len.load(Ordering::SeqCst) > 0
     }
 
     /// Whether anything is queued (SeqCst: pairs with the idle check of a carrier going to sleep).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len.load(Ordering::SeqCst) == 0
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::{Condvar, Mutex};
+use crate::shim::const_fn;
 
 /// Lets `n` threads (green or OS) wait until all of them have arrived.
 pub struct Barrier {
@@ -30,12 +31,14 @@ impl fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// A barrier for `n` threads (0 and 1 never block).
-    pub const fn new(n: usize) -> Self {
-        Self {
-            state: Mutex::new((0, 0)),
-            cv: Condvar::new(),
-            n,
+    const_fn! {
+        /// A barrier for `n` threads (0 and 1 never block).
+        pub fn new(n: usize) -> Self {
+            Self {
+                state: Mutex::new((0, 0)),
+                cv: Condvar::new(),
+                n,
+            }
         }
     }
 

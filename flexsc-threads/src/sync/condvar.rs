@@ -14,11 +14,11 @@
 //! list), so `notify_one` is never spent on a waiter that then claims it timed out.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::mutex::{MutexGuard, RawMutex};
 use super::waitlist::{Wait, WaitList};
+use crate::shim::{AtomicU64, Ordering, const_fn};
 
 /// A condition variable for [`Mutex`](super::Mutex) (and [`RawMutex`]) that parks green
 /// threads. Spurious wake-ups are possible, lost notifications are not.
@@ -51,11 +51,13 @@ impl Default for Condvar {
 }
 
 impl Condvar {
-    /// A condvar nobody waits on.
-    pub const fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            waiters: WaitList::new(()),
+    const_fn! {
+        /// A condvar nobody waits on.
+        pub fn new() -> Self {
+            Self {
+                seq: AtomicU64::new(0),
+                waiters: WaitList::new(()),
+            }
         }
     }
 

@@ -5,6 +5,10 @@
 //! All of them park through the runtime's [`park`](crate::park) protocol on a shared FIFO wait
 //! list (see `waitlist.rs`), whose internal lock is held only to edit the list, never across a
 //! park. Park may return spuriously, so every wait re-checks its condition.
+//!
+//! Their atomics, locks and parking come from the crate's concurrency shim, so under
+//! `--cfg loom` this module is built on loom's types, with loom threads as the waiters, and
+//! `loom-tests/` checks the mutex and condvar wake paths on this very code.
 
 mod barrier;
 mod condvar;
@@ -13,9 +17,12 @@ mod once;
 mod rwlock;
 mod semaphore;
 mod spin;
-mod waitlist;
+pub(crate) mod waitlist;
 
+// Not the shim's: a process-wide counter outside any loom model (it only hands out distinct tags).
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shim::{current_id, thread_local};
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
@@ -35,7 +42,7 @@ pub(crate) fn owner_tag() -> u64 {
     thread_local! {
         static TAG: u64 = OS_TAG | NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    match crate::runtime::current_id() {
+    match current_id() {
         Some(id) => id,
         None => TAG.with(|t| *t),
     }

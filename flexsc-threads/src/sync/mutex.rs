@@ -23,11 +23,11 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::owner_tag;
 use super::waitlist::{Wait, WaitList};
+use crate::shim::{AtomicU32, AtomicU64, Ordering, const_fn, expired, spin_hint};
 
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
@@ -43,10 +43,12 @@ pub(crate) struct LockCore {
 }
 
 impl LockCore {
-    pub(crate) const fn new() -> Self {
-        Self {
-            state: AtomicU32::new(UNLOCKED),
-            waiters: WaitList::new(()),
+    const_fn! {
+        pub(crate) fn new() -> Self {
+            Self {
+                state: AtomicU32::new(UNLOCKED),
+                waiters: WaitList::new(()),
+            }
         }
     }
 
@@ -70,7 +72,7 @@ impl LockCore {
         for _ in 0..SPINS {
             match self.state.load(Ordering::Relaxed) {
                 UNLOCKED if self.try_lock() => return true,
-                LOCKED => std::hint::spin_loop(),
+                LOCKED => spin_hint(),
                 _ => break,
             }
         }
@@ -80,7 +82,7 @@ impl LockCore {
             }
             // The word is 2 now: whoever holds the lock will wake a waiter, so giving up here
             // strands nobody.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(expired) {
                 return false;
             }
             let w = self.waiters.wait_if(
@@ -121,11 +123,13 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    /// An unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Self {
-        Self {
-            core: LockCore::new(),
-            data: UnsafeCell::new(value),
+    const_fn! {
+        /// An unlocked mutex holding `value`.
+        pub fn new(value: T) -> Self {
+            Self {
+                core: LockCore::new(),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 
@@ -283,13 +287,15 @@ impl Default for RawMutex {
 }
 
 impl RawMutex {
-    /// An unlocked mutex of `kind`.
-    pub const fn new(kind: MutexKind) -> Self {
-        Self {
-            core: LockCore::new(),
-            kind,
-            owner: AtomicU64::new(0),
-            count: AtomicU32::new(0),
+    const_fn! {
+        /// An unlocked mutex of `kind`.
+        pub fn new(kind: MutexKind) -> Self {
+            Self {
+                core: LockCore::new(),
+                kind,
+                owner: AtomicU64::new(0),
+                count: AtomicU32::new(0),
+            }
         }
     }
 

@@ -4,9 +4,9 @@
 //! caller misses the end.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::waitlist::WaitList;
+use crate::shim::{AtomicU8, Ordering, const_fn};
 
 const INCOMPLETE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -46,11 +46,13 @@ impl Drop for Reset<'_> {
 }
 
 impl Once {
-    /// A `Once` that has not run.
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicU8::new(INCOMPLETE),
-            waiters: WaitList::new(()),
+    const_fn! {
+        /// A `Once` that has not run.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicU8::new(INCOMPLETE),
+                waiters: WaitList::new(()),
+            }
         }
     }
 

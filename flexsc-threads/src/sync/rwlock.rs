@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use super::waitlist::WaitList;
-use crate::runtime::Unparker;
+use crate::shim::{Unparker, const_fn};
 
 const READ: u8 = 0;
 const WRITE: u8 = 1;
@@ -41,15 +41,17 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
 impl<T> RwLock<T> {
-    /// An unlocked lock holding `value`.
-    pub const fn new(value: T) -> Self {
-        Self {
-            q: WaitList::new(State {
-                readers: 0,
-                writer: false,
-                writers_waiting: 0,
-            }),
-            data: UnsafeCell::new(value),
+    const_fn! {
+        /// An unlocked lock holding `value`.
+        pub fn new(value: T) -> Self {
+            Self {
+                q: WaitList::new(State {
+                    readers: 0,
+                    writer: false,
+                    writers_waiting: 0,
+                }),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 

@@ -7,10 +7,10 @@
 //! order).
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::waitlist::{Wait, WaitList};
+use crate::shim::{AtomicUsize, Ordering, const_fn, expired};
 
 /// A counting semaphore whose waiters park.
 pub struct Semaphore {
@@ -27,11 +27,13 @@ impl fmt::Debug for Semaphore {
 }
 
 impl Semaphore {
-    /// A semaphore with `permits` available.
-    pub const fn new(permits: usize) -> Self {
-        Self {
-            permits: AtomicUsize::new(permits),
-            waiters: WaitList::new(()),
+    const_fn! {
+        /// A semaphore with `permits` available.
+        pub fn new(permits: usize) -> Self {
+            Self {
+                permits: AtomicUsize::new(permits),
+                waiters: WaitList::new(()),
+            }
         }
     }
 
@@ -67,7 +69,7 @@ impl Semaphore {
             if self.try_acquire() {
                 return true;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(expired) {
                 return false;
             }
             let w = self

@@ -6,9 +6,8 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::runtime::yield_now;
+use crate::shim::{AtomicBool, Ordering, const_fn, spin_hint, yield_now};
 
 /// Spins before each yield.
 const SPINS: u32 = 100;
@@ -25,11 +24,13 @@ unsafe impl<T: ?Sized + Send> Send for Spin<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Spin<T> {}
 
 impl<T> Spin<T> {
-    /// An unlocked spin lock holding `value`.
-    pub const fn new(value: T) -> Self {
-        Self {
-            locked: AtomicBool::new(false),
-            data: UnsafeCell::new(value),
+    const_fn! {
+        /// An unlocked spin lock holding `value`.
+        pub fn new(value: T) -> Self {
+            Self {
+                locked: AtomicBool::new(false),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 
@@ -69,7 +70,7 @@ impl<T: ?Sized> Spin<T> {
                 if !self.locked.load(Ordering::Relaxed) {
                     break;
                 }
-                std::hint::spin_loop();
+                spin_hint();
             }
             if self.locked.load(Ordering::Relaxed) {
                 yield_now();

@@ -1,31 +1,35 @@
-//! The wait queue every primitive parks on: a FIFO of [`Unparker`]s, plus whatever state the
-//! primitive wants edited atomically with it, behind a std mutex that is held only for those edits
-//! (never across a park, and unparks happen after it is released).
+//! The wait queue every primitive (and each bucket of the futex table) parks on: a FIFO of
+//! [`Unparker`]s, each with a tag saying what it waits for, plus whatever state the primitive
+//! wants edited atomically with it, behind a std mutex that is held only for those edits (never
+//! across a park, and unparks happen after it is released).
 //!
 //! The protocol that makes wake-ups impossible to lose: a waiter is dequeued only by a waker, and
 //! the waker marks it `woken` *while holding the list lock*. So a waiter whose park times out
 //! takes the lock and tries to remove itself: if it is still queued, nobody woke it (it timed
 //! out, and no wake was spent on it); if it is gone, a waker took it and the wake is its own
 //! (it must act as woken, not as timed out, or the wake would be lost).
+//!
+//! Model-checked through the primitives built on it, under loom (`loom-tests/tests/mutex.rs`,
+//! `condvar.rs`, `futex.rs`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::runtime::{Unparker, park, park_deadline};
+use crate::shim::{
+    Arc, AtomicBool, Mutex, MutexGuard, Ordering, Unparker, const_fn, expired, park, park_deadline,
+};
 
 /// One parked thread.
-struct Waiter {
+struct Waiter<K> {
     /// Set under the list lock by the waker that dequeued it.
     woken: AtomicBool,
-    /// What the primitive queued it for (reader or writer, for instance).
-    tag: u8,
+    /// What the primitive queued it for (reader or writer, an address and bitset...).
+    tag: K,
     unparker: Unparker,
 }
 
 /// A queued waiter's handle on its place in a [`WaitList`].
-pub(crate) struct Ticket(Arc<Waiter>);
+pub(crate) struct Ticket<K = u8>(Arc<Waiter<K>>);
 
 /// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,35 +42,37 @@ pub(crate) enum Wait {
     TimedOut,
 }
 
-struct Inner<S> {
+struct Inner<S, K> {
     state: S,
-    queue: VecDeque<Arc<Waiter>>,
+    queue: VecDeque<Arc<Waiter<K>>>,
 }
 
-/// A FIFO of parked threads with state `S` edited under the same lock.
-pub(crate) struct WaitList<S = ()> {
-    inner: Mutex<Inner<S>>,
+/// A FIFO of parked threads, each tagged with a `K`, with state `S` edited under the same lock.
+pub(crate) struct WaitList<S = (), K = u8> {
+    inner: Mutex<Inner<S, K>>,
 }
 
-impl<S: Default> Default for WaitList<S> {
+impl<S: Default, K> Default for WaitList<S, K> {
     fn default() -> Self {
         Self::new(S::default())
     }
 }
 
-impl<S> WaitList<S> {
-    /// An empty list.
-    pub(crate) const fn new(state: S) -> Self {
-        Self {
-            inner: Mutex::new(Inner {
-                state,
-                queue: VecDeque::new(),
-            }),
+impl<S, K> WaitList<S, K> {
+    const_fn! {
+        /// An empty list.
+        pub(crate) fn new(state: S) -> Self {
+            Self {
+                inner: Mutex::new(Inner {
+                    state,
+                    queue: VecDeque::new(),
+                }),
+            }
         }
     }
 
     /// Takes the list lock (short: no parking while it is held).
-    pub(crate) fn lock(&self) -> Locked<'_, S> {
+    pub(crate) fn lock(&self) -> Locked<'_, S, K> {
         Locked {
             // Every edit under this lock leaves the queue consistent, so a panic in a caller's
             // closure does not make it unusable: ignore poisoning.
@@ -75,10 +81,10 @@ impl<S> WaitList<S> {
         }
     }
 
-    /// Futex-style wait: under the lock, parks only if `still(state)` holds; then until a waker
-    /// dequeues us or `deadline` passes.
-    pub(crate) fn wait_if(
+    /// [`wait_if`](WaitList::wait_if), queued with `tag`.
+    pub(crate) fn wait_tagged(
         &self,
+        tag: K,
         still: impl FnOnce(&mut S) -> bool,
         deadline: Option<Instant>,
     ) -> Wait {
@@ -89,20 +95,20 @@ impl<S> WaitList<S> {
             if !still(l.state()) {
                 return Wait::Changed;
             }
-            l.enqueue(0, me)
+            l.enqueue(tag, me)
         };
         self.park(&ticket, deadline)
     }
 
     /// Parks on `ticket` until woken or `deadline`: [`Wait::Woken`] or [`Wait::TimedOut`].
-    pub(crate) fn park(&self, ticket: &Ticket, deadline: Option<Instant>) -> Wait {
+    pub(crate) fn park(&self, ticket: &Ticket<K>, deadline: Option<Instant>) -> Wait {
         loop {
             if ticket.0.woken.load(Ordering::Acquire) {
                 return Wait::Woken;
             }
             match deadline {
                 None => park(),
-                Some(d) if Instant::now() < d => park_deadline(d),
+                Some(d) if !expired(d) => park_deadline(d),
                 Some(_) => {
                     // Timed out, unless a waker dequeued us meanwhile (module doc).
                     return if self.lock().cancel(ticket) {
@@ -127,14 +133,26 @@ impl<S> WaitList<S> {
     }
 }
 
-/// The list, locked. Threads it wakes are unparked when it is dropped, after the lock is released.
-pub(crate) struct Locked<'a, S> {
-    guard: Option<MutexGuard<'a, Inner<S>>>,
-    wake: Vec<Arc<Waiter>>,
+impl<S> WaitList<S> {
+    /// Futex-style wait: under the lock, parks only if `still(state)` holds; then until a waker
+    /// dequeues us or `deadline` passes.
+    pub(crate) fn wait_if(
+        &self,
+        still: impl FnOnce(&mut S) -> bool,
+        deadline: Option<Instant>,
+    ) -> Wait {
+        self.wait_tagged(0, still, deadline)
+    }
 }
 
-impl<S> Locked<'_, S> {
-    fn inner(&mut self) -> &mut Inner<S> {
+/// The list, locked. Threads it wakes are unparked when it is dropped, after the lock is released.
+pub(crate) struct Locked<'a, S, K = u8> {
+    guard: Option<MutexGuard<'a, Inner<S, K>>>,
+    wake: Vec<Arc<Waiter<K>>>,
+}
+
+impl<S, K> Locked<'_, S, K> {
+    fn inner(&mut self) -> &mut Inner<S, K> {
         self.guard
             .as_mut()
             .expect("the list is locked until dropped")
@@ -146,7 +164,7 @@ impl<S> Locked<'_, S> {
     }
 
     /// Queues `unparker` at the back with `tag`.
-    pub(crate) fn enqueue(&mut self, tag: u8, unparker: Unparker) -> Ticket {
+    pub(crate) fn enqueue(&mut self, tag: K, unparker: Unparker) -> Ticket<K> {
         let w = Arc::new(Waiter {
             woken: AtomicBool::new(false),
             tag,
@@ -157,7 +175,10 @@ impl<S> Locked<'_, S> {
     }
 
     /// The first waiter's tag.
-    pub(crate) fn front_tag(&mut self) -> Option<u8> {
+    pub(crate) fn front_tag(&mut self) -> Option<K>
+    where
+        K: Copy,
+    {
         self.inner().queue.front().map(|w| w.tag)
     }
 
@@ -182,8 +203,33 @@ impl<S> Locked<'_, S> {
         n
     }
 
+    /// Dequeues, front first, up to `max` waiters whose tag satisfies `wanted`, and wakes them
+    /// (once the lock is released); how many.
+    pub(crate) fn wake_matching(
+        &mut self,
+        max: usize,
+        mut wanted: impl FnMut(&K) -> bool,
+    ) -> usize {
+        let Self { guard, wake } = self;
+        let q = &mut guard
+            .as_mut()
+            .expect("the list is locked until dropped")
+            .queue;
+        let mut n = 0;
+        q.retain(|w| {
+            if n == max || !wanted(&w.tag) {
+                return true;
+            }
+            w.woken.store(true, Ordering::Release);
+            wake.push(w.clone());
+            n += 1;
+            false
+        });
+        n
+    }
+
     /// Removes a waiter that gives up: true if it was still queued (so nobody woke it).
-    pub(crate) fn cancel(&mut self, t: &Ticket) -> bool {
+    pub(crate) fn cancel(&mut self, t: &Ticket<K>) -> bool {
         let q = &mut self.inner().queue;
         match q.iter().position(|w| Arc::ptr_eq(w, &t.0)) {
             Some(i) => {
@@ -195,7 +241,7 @@ impl<S> Locked<'_, S> {
     }
 }
 
-impl<S> Drop for Locked<'_, S> {
+impl<S, K> Drop for Locked<'_, S, K> {
     fn drop(&mut self) {
         // Unlock first: an unpark may schedule a green thread (another lock), and the woken
         // thread's first act is often to take this lock again.
