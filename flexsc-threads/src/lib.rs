@@ -12,6 +12,8 @@
 pub mod fpu;
 pub mod futex;
 #[cfg(not(loom))]
+pub mod hybrid;
+#[cfg(not(loom))]
 pub mod io;
 pub mod join;
 #[cfg(not(loom))]
