@@ -93,7 +93,10 @@ fn full_pages_refuse_and_thread_bound_calls_run_directly() {
         }
         // SAFETY: gettid takes no arguments.
         let gettid = unsafe { Syscall::new(libc::SYS_gettid, &[]) };
-        assert!(matches!(h.post(&gettid), Err(PostError::ThreadBound { .. })));
+        assert!(matches!(
+            h.post(&gettid),
+            Err(PostError::ThreadBound { .. })
+        ));
         // SAFETY: gettid has no preconditions.
         assert_eq!(h.call(&gettid), unsafe { libc::gettid() } as i64);
     }
