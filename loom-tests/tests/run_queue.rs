@@ -6,7 +6,7 @@
 
 use flexsc_threads::queue::RunQueue;
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use loom_tests::check;
 
@@ -55,37 +55,28 @@ fn pushes_are_taken_exactly_once() {
     });
 }
 
-/// The idle handshake between a waker and the carrier: the waker pushes, fences, and rings the
-/// carrier only if it sees it sleeping (`Shared::schedule`); the carrier, finding nothing to pop,
-/// marks itself sleeping, fences, and sleeps only if `is_empty` (`Carrier::idle`; the two
-/// callers' steps are mirrored here, the queue is the real one). Either the waker rings or the
-/// carrier sees the push, and a carrier that saw it finds it with its next `pop` (whose fast
-/// path is a relaxed load).
+/// The idle handshake between a waker and the carrier (`RunQueue::push_and_check` in
+/// `Shared::schedule`, `RunQueue::sleep_begin` in `Carrier::idle`): either the waker is told to
+/// ring the carrier, or the carrier's last look sees the push, and a carrier that saw it finds it
+/// with its next `pop` (whose fast path is a relaxed load).
 #[test]
 fn idle_carrier_never_misses_a_push() {
     check("run queue: push vs idle check", 3, || {
         let q: Arc<RunQueue> = Arc::new(RunQueue::default());
-        let sleeping = Arc::new(AtomicBool::new(false));
-        let (q2, s2) = (q.clone(), sleeping.clone());
-        let waker = thread::spawn(move || {
-            q2.push(7);
-            fence(Ordering::SeqCst);
-            // True: the waker rings the carrier's doorbell.
-            s2.load(Ordering::SeqCst)
-        });
+        let q2 = q.clone();
+        // True: the waker rings the carrier's doorbell.
+        let waker = thread::spawn(move || q2.push_and_check(7));
         let mut waker = Some(waker);
         let got = match q.pop() {
             Some(t) => t,
             None => {
-                sleeping.store(true, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
-                if q.is_empty() {
+                if q.sleep_begin() {
                     // Asleep until rung: the waker's ring happens before the carrier wakes (the
                     // doorbell orders them), which the join stands for.
                     let rang = waker.take().unwrap().join().unwrap();
                     assert!(rang, "the carrier sleeps and the waker does not ring it");
                 }
-                sleeping.store(false, Ordering::SeqCst);
+                q.sleep_end();
                 q.pop()
                     .expect("the idle check saw the push (or was rung), so pop must find it")
             }

@@ -162,18 +162,19 @@ impl Carrier {
         self.publish_stats();
         let me = self.idx;
         let shared = &self.shared;
-        shared.sleeping[me].store(true, Ordering::SeqCst);
-        std::sync::atomic::fence(Ordering::SeqCst);
         let before = self.poster.stats().waits;
-        self.poster.wait_with(
-            || {
-                !shared.queues[me].is_empty()
-                    || shared.queues.iter().any(RunQueue::has_spare)
-                    || shared.shutdown.load(Ordering::Acquire)
-            },
-            self.timers.next(),
-        );
-        shared.sleeping[me].store(false, Ordering::SeqCst);
+        // The idle handshake (queue.rs): once marked sleeping, every later push rings us.
+        if shared.queues[me].sleep_begin() {
+            self.poster.wait_with(
+                || {
+                    !shared.queues[me].is_empty()
+                        || shared.queues.iter().any(RunQueue::has_spare)
+                        || shared.shutdown.load(Ordering::Acquire)
+                },
+                self.timers.next(),
+            );
+        }
+        shared.queues[me].sleep_end();
         self.stats.waits += self.poster.stats().waits - before;
     }
 
@@ -261,7 +262,7 @@ impl Carrier {
         let n = self.shared.queues.len();
         let Some(idle) = (1..n)
             .map(|k| (self.idx + k) % n)
-            .find(|&c| self.shared.sleeping[c].load(Ordering::Relaxed))
+            .find(|&c| self.shared.queues[c].is_sleeping())
         else {
             return;
         };

@@ -10,7 +10,7 @@ mod timer;
 use std::any::Any;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,6 @@ pub(crate) struct Shared {
     queues: Box<[RunQueue]>,
     /// Per carrier: its own ready queue and pools, reached by its green threads too.
     locals: Box<[CarrierLocal]>,
-    /// Per carrier: in (or entering) flexsc_wait, so a wake-up must ring it.
-    sleeping: Box<[AtomicBool]>,
     /// Green threads spawned from outside the runtime (the carriers count the rest).
     spawned_outside: AtomicU64,
     shutdown: AtomicBool,
@@ -84,10 +82,7 @@ impl Shared {
             unsafe { self.local(c, |l| l.ready.push_back(task)) };
             return;
         }
-        self.queues[c].push(task);
-        // Pairs with the carrier's store of `sleeping` before its idle check (Dekker).
-        fence(Ordering::SeqCst);
-        if self.sleeping[c].load(Ordering::SeqCst) {
+        if self.queues[c].push_and_check(task) {
             self.reg.wake(c);
         }
     }
@@ -374,7 +369,6 @@ impl Builder {
             reg,
             queues: (0..cores).map(|_| RunQueue::default()).collect(),
             locals: (0..cores).map(|_| CarrierLocal::new()).collect(),
-            sleeping: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             spawned_outside: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             next_carrier: AtomicUsize::new(0),

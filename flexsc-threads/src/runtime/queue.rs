@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 
-use crate::shim::{AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::shim::{AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, fence};
 
 /// What a run queue holds: a green thread.
 #[cfg(not(loom))]
@@ -26,6 +26,8 @@ type Runnable = usize;
 pub struct RunQueue<T = Runnable> {
     q: Mutex<VecDeque<T>>,
     len: AtomicUsize,
+    /// The owning carrier is in (or entering) flexsc_wait: a push must ring it.
+    sleeping: AtomicBool,
 }
 
 impl<T> Default for RunQueue<T> {
@@ -33,6 +35,7 @@ impl<T> Default for RunQueue<T> {
         Self {
             q: Mutex::new(VecDeque::new()),
             len: AtomicUsize::new(0),
+            sleeping: AtomicBool::new(false),
         }
     }
 }
@@ -81,5 +84,34 @@ impl<T> RunQueue<T> {
     /// Whether anything is queued (SeqCst: pairs with the idle check of a carrier going to sleep).
     pub fn is_empty(&self) -> bool {
         self.len.load(Ordering::SeqCst) == 0
+    }
+
+    /// A waker's half of the idle handshake: queues `t` and tells whether the owning carrier is
+    /// (or is about to be) asleep, so the caller must ring its doorbell. Pairs with
+    /// [`Self::sleep_begin`] (Dekker): either the waker sees the carrier sleeping, or the carrier's
+    /// idle check sees the task.
+    pub fn push_and_check(&self, t: T) -> bool {
+        self.push(t);
+        fence(Ordering::SeqCst);
+        self.sleeping.load(Ordering::SeqCst)
+    }
+
+    /// The carrier's half: marks it sleeping before its last look at the queue. True if the
+    /// queue is still empty, so it may sleep (until rung); call [`Self::sleep_end`] after either
+    /// way.
+    pub fn sleep_begin(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.is_empty()
+    }
+
+    /// The carrier is awake again.
+    pub fn sleep_end(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the owning carrier is idle (a hint, for sharing work with it).
+    pub fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
     }
 }
