@@ -295,6 +295,9 @@ impl Carrier {
 
     /// Takes completed entries; their green threads become ready. True if any.
     fn harvest(&mut self) -> bool {
+        if self.poster.in_flight() == 0 {
+            return false; // nothing posted: skip the scan of every page's completion count
+        }
         let waiting = &mut self.waiting;
         let local = &self.shared.locals[self.idx];
         let n = self.poster.harvest(|ticket, ret| {
