@@ -318,7 +318,7 @@ fn stats_count_switches_entries_and_batches() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let total = loop {
             let t = flexsc_threads::CarrierStats::total(&rt.stats());
-            if t.posted >= 320 || Instant::now() > deadline {
+            if (t.posted >= 320 && t.finished >= 33) || Instant::now() > deadline {
                 break t;
             }
             std::thread::sleep(Duration::from_millis(5));
