@@ -20,10 +20,11 @@ use flexsc_kmod::{BackendKind, Config, Registration, Syscall};
 use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
-pub use stats::{BATCH_BUCKETS, CarrierStats, StatsTable};
 use carrier::{Carrier, current};
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
+use stats::StatsSink;
+pub use stats::{BATCH_BUCKETS, CarrierStats, StatsTable};
 use task::{Suspend, Task};
 
 /// TLS blocks (about 4.5 KiB each) kept in the shared pool.
@@ -50,7 +51,8 @@ pub(crate) struct Shared {
     tls: bool,
     stack_size: usize,
     batch_limit: usize,
-    stats: Mutex<Vec<CarrierStats>>,
+    /// Each carrier's counters as last published (shared with the exit printer).
+    stats: Arc<Mutex<Vec<CarrierStats>>>,
 }
 
 impl Shared {
@@ -377,7 +379,7 @@ impl Builder {
             tls,
             stack_size: self.stack_size,
             batch_limit: self.batch_limit,
-            stats: Mutex::new(vec![CarrierStats::default(); cores]),
+            stats: Arc::new(Mutex::new(vec![CarrierStats::default(); cores])),
         });
         let mut carriers = Vec::with_capacity(cores);
         for idx in 0..cores {
@@ -413,37 +415,10 @@ impl Builder {
                 .recv()
                 .map_err(|_| io::Error::other("carrier died starting"))??;
         }
-        Ok(Runtime {
-            shared,
-            carriers,
-            stats_at_exit,
-        })
-    }
-}
-
-/// Where the statistics table goes at exit.
-#[derive(Debug, Clone)]
-enum StatsSink {
-    Stderr,
-    File(std::path::PathBuf),
-}
-
-impl StatsSink {
-    fn print(&self, stats: &[CarrierStats]) {
-        let text = format!("flexsc-threads statistics\n{}", StatsTable(stats));
-        match self {
-            StatsSink::Stderr => eprint!("{text}"),
-            StatsSink::File(path) => {
-                let written = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
-                if let Err(e) = written {
-                    eprintln!("flexsc-threads: FLEXSC_STATS={}: {e}", path.display());
-                }
-            }
+        if let Some(sink) = &stats_at_exit {
+            stats::print_at_exit(&shared.stats, sink.clone());
         }
+        Ok(Runtime { shared, carriers })
     }
 }
 
@@ -451,7 +426,6 @@ impl StatsSink {
 pub struct Runtime {
     shared: Arc<Shared>,
     carriers: Vec<std::thread::JoinHandle<()>>,
-    stats_at_exit: Option<StatsSink>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -541,9 +515,8 @@ impl Runtime {
         for h in self.carriers.drain(..) {
             let _ = h.join();
         }
-        if let Some(sink) = &self.stats_at_exit {
-            sink.print(&self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()));
-        }
+        // The table, if one was asked for and not yet printed.
+        stats::print_now(&self.shared.stats);
     }
 }
 

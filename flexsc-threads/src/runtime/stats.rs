@@ -1,12 +1,17 @@
 //! Per-carrier statistics: what each carrier did (switches, steals, entries posted, batches and
 //! their sizes, flexsc_waits), readable while the runtime runs ([`crate::Runtime::stats`]) and
-//! printed as a table at exit when asked (`Builder::stats_at_exit`, `FLEXSC_STATS=1`).
+//! printed as a table when asked (`Builder::stats_at_exit`, `FLEXSC_STATS=1`): when the runtime
+//! shuts down, or when the process exits with it still running (an `atexit` handler: servers
+//! rarely shut their runtime down).
 //!
 //! Each carrier counts into its own copy and publishes it whenever it looks at completions (at
 //! least every [`super::carrier`] fairness round) and before it sleeps, so a reader sees numbers at
 //! most one round old and the switch path pays no atomic operation.
 
 use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Once, Weak};
 
 /// Batch size histogram buckets: 1, 2-3, 4-7, ..., 128-255, 256 and more.
 pub const BATCH_BUCKETS: usize = 9;
@@ -129,6 +134,74 @@ impl fmt::Display for StatsTable<'_> {
         }
         writeln!(f)
     }
+}
+
+/// Where the table goes.
+#[derive(Debug, Clone)]
+pub(crate) enum StatsSink {
+    Stderr,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+impl StatsSink {
+    fn print(&self, stats: &[CarrierStats]) {
+        let text = format!("flexsc-threads statistics\n{}", StatsTable(stats));
+        match self {
+            StatsSink::Stderr => eprint!("{text}"),
+            StatsSink::File(path) => {
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+                if let Err(e) = written {
+                    eprintln!("flexsc-threads: FLEXSC_STATS={}: {e}", path.display());
+                }
+            }
+        }
+    }
+}
+
+type Published = Mutex<Vec<CarrierStats>>;
+
+/// Runtimes whose table is still to be printed.
+static PENDING: Mutex<Vec<(Weak<Published>, StatsSink)>> = Mutex::new(Vec::new());
+
+/// Prints `stats` at shutdown ([`print_now`]) or, if the process exits first, from `atexit`.
+pub(crate) fn print_at_exit(stats: &Arc<Published>, sink: StatsSink) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // SAFETY: registers a plain function with no preconditions; if registration fails the
+        // table is still printed at shutdown.
+        unsafe { libc::atexit(print_pending) };
+    });
+    lock(&PENDING).push((Arc::downgrade(stats), sink));
+}
+
+/// Prints `stats` now (the runtime shut down) and forgets them.
+pub(crate) fn print_now(stats: &Arc<Published>) {
+    let mut pending = lock(&PENDING);
+    if let Some(i) = pending
+        .iter()
+        .position(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(stats)))
+    {
+        let (_, sink) = pending.swap_remove(i);
+        drop(pending);
+        sink.print(&lock(stats));
+    }
+}
+
+extern "C" fn print_pending() {
+    for (stats, sink) in std::mem::take(&mut *lock(&PENDING)) {
+        if let Some(stats) = stats.upgrade() {
+            sink.print(&lock(&stats));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
