@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flexsc_kmod::doorbell::Doorbell;
-use flexsc_kmod::{BackendKind, Config, Poster, Syscall, raw, register};
+use flexsc_kmod::{BackendKind, Config, Poster, Specialization, Syscall, raw, register};
 use io_uring::{IoUring, opcode};
 
 const BATCHES: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -117,7 +117,7 @@ fn fig9_same_core(c: &mut Criterion) {
         c,
         "fig9_threads_same_core",
         Config {
-            syscall_cores: vec![0],
+            specialization: Specialization::Static(vec![0]),
             executor_spins: 0,
             ..Config::default()
         },
@@ -141,7 +141,7 @@ fn fig10_remote_core(c: &mut Criterion) {
         c,
         "fig10_threads_remote_core",
         Config {
-            syscall_cores: vec![1],
+            specialization: Specialization::Static(vec![1]),
             ..Config::default()
         },
         getppid(),
@@ -164,7 +164,7 @@ fn fig10_remote_core(c: &mut Criterion) {
 fn post_one(c: &mut Criterion) {
     raw::pin_to_cpu(0).expect("pin the poster to CPU 0");
     let reg = register(Config {
-        syscall_cores: vec![1],
+        specialization: Specialization::Static(vec![1]),
         ..Config::default()
     })
     .expect("register");

@@ -1,6 +1,7 @@
 //! What `register` is asked to set up, from code or from `FLEXSC_*` environment variables.
 
 use std::io;
+use std::time::Duration;
 
 /// Which backend executes the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,77 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// Core specialization (paper sections 3.6 and 5): on which cores system calls execute.
+///
+/// With the `threads` backend:
+///
+/// - [`PerCore`](Self::PerCore): each posting core has its own syscall threads, pinned to the CPUs
+///   its poster runs on (the poster thread's affinity, read when it attaches) and draining only
+///   that core's pages: the paper's single-core mode, batching on every core. They never spin
+///   (the poster needs the CPU), whatever `executor_spins` says. Pin the posters (FlexSC-Threads
+///   pins carrier i to CPU i) for true per-core execution; an unpinned poster's syscall threads
+///   float over the same CPUs.
+/// - [`Static`](Self::Static): user cores plus a static list of syscall cores (paper 3.6): one
+///   pool of syscall threads for every posting core, pinned to the listed CPUs, a submit waking
+///   the first listed core not already running one. An empty list (the default) leaves the
+///   syscall threads unpinned.
+/// - [`Dynamic`](Self::Dynamic): syscall threads per posting core as in `PerCore`, and a
+///   controller that every `period` measures the CPU time of the posting threads (user work)
+///   and of the syscall threads (kernel work) and moves the split: with C online CPUs it keeps
+///   k syscall cores (the highest-numbered k CPUs, k at most min(C - 1, cores)) in proportion to
+///   the kernel share, k = 0 meaning per-core execution, with hysteresis. The split in force is
+///   [`Registration::split`](crate::Registration::split). See
+///   `backend/threads/specialization.rs`.
+///
+/// With the `uring` backend, `PerCore` is inline submission on the poster's thread (and per-core
+/// fallback syscall threads), `Static(list)` runs each ring's SQPOLL kernel thread on a listed
+/// CPU (ring of core c on `list[c % len]`, unless `sqpoll_cpu` names one) with the fallback
+/// syscall threads pinned to the list, and `Dynamic` is rejected (`InvalidInput`): io_uring runs
+/// a request inline on the posting thread or on io-wq workers the kernel places, so there is no
+/// executor whose CPU the controller could move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Specialization {
+    /// Syscall threads run on the posting core itself (the paper's single-core mode).
+    PerCore,
+    /// User cores plus this static list of syscall cores, in preference order (empty: syscall
+    /// threads float).
+    Static(Vec<usize>),
+    /// The split between user and syscall cores follows the measured user/kernel CPU time.
+    Dynamic {
+        /// How often the controller measures and decides (1 ms ..= 10 s; default 20 ms).
+        period: Duration,
+    },
+}
+
+impl Specialization {
+    /// `Dynamic` with the default period (20 ms).
+    pub const fn dynamic() -> Self {
+        Self::Dynamic {
+            period: DEFAULT_DYNAMIC_PERIOD,
+        }
+    }
+
+    /// The name `FLEXSC_SPECIALIZATION` uses for this mode.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PerCore => "percore",
+            Self::Static(_) => "static",
+            Self::Dynamic { .. } => "dynamic",
+        }
+    }
+}
+
+impl Default for Specialization {
+    /// `Static` with an empty list: syscall threads float (the behaviour before specialization
+    /// was selectable).
+    fn default() -> Self {
+        Self::Static(Vec::new())
+    }
+}
+
+/// The default measurement period of [`Specialization::Dynamic`].
+pub const DEFAULT_DYNAMIC_PERIOD: Duration = Duration::from_millis(20);
+
 /// The registration request (flexsc_register's arguments).
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -33,16 +105,23 @@ pub struct Config {
     pub pages_per_core: usize,
     /// The backend.
     pub backend: BackendKind,
-    /// The static list of syscall cores, in preference order (paper section 3.6). Empty: no
-    /// pinning, syscall threads float.
+    /// Core specialization: where system calls execute (default: `Static(vec![])`, unpinned).
+    pub specialization: Specialization,
+    /// The older spelling of `specialization: Specialization::Static(list)`, kept so that
+    /// existing users keep working: a non-empty list here stands for `Static(list)` when
+    /// `specialization` is left at its default (or names the same list); with any other
+    /// `specialization` it is an error. Prefer `specialization`.
     pub syscall_cores: Vec<usize>,
     /// How long an idle syscall thread spins before sleeping, in polls (0: sleep at once, the
-    /// right choice when syscall threads share the posters' cores).
+    /// right choice when syscall threads share the posters' cores). `PerCore` syscall threads
+    /// never spin; `Dynamic` ones only on a syscall core that is theirs alone.
     pub executor_spins: u32,
     /// Upper bound on syscall threads (blocked ones included); default one per entry, as in the
-    /// paper, capped at 1024.
+    /// paper, capped at 1024. `PerCore` and `Dynamic` need at least `cores` (a thread per
+    /// posting core).
     pub max_syscall_threads: usize,
-    /// uring: run a SQPOLL kernel thread pinned to this CPU.
+    /// uring: run a SQPOLL kernel thread pinned to this CPU (for every ring; overrides the
+    /// CPUs a `Static` list would give them; an error with `PerCore`).
     pub sqpoll_cpu: Option<usize>,
     /// uring: the cap on io-wq workers per ring, bounded and unbounded.
     pub iowq_max_workers: [u32; 2],
@@ -54,6 +133,7 @@ impl Default for Config {
             cores: 1,
             pages_per_core: 8,
             backend: BackendKind::Threads,
+            specialization: Specialization::default(),
             syscall_cores: Vec::new(),
             executor_spins: 20_000,
             max_syscall_threads: 1024,
@@ -64,9 +144,19 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `FLEXSC_BACKEND`, `FLEXSC_PAGES`, `FLEXSC_SYSCALL_CORES`
-    /// (e.g. `1,3-5`), `FLEXSC_SPINS`, `FLEXSC_MAX_SYSCALL_THREADS` and `FLEXSC_SQPOLL_CPU`.
-    /// A malformed value is an error naming the variable, never silently ignored.
+    /// The defaults, overridden by these environment variables (empty means unset):
+    ///
+    /// - `FLEXSC_BACKEND`: `threads` or `uring`;
+    /// - `FLEXSC_PAGES`: syscall pages per posting core;
+    /// - `FLEXSC_SPECIALIZATION`: `percore`, `static` or `dynamic` (see [`Specialization`];
+    ///   `dynamic` uses the default period);
+    /// - `FLEXSC_SYSCALL_CORES`: the syscall-core list of `static`, in the kernel's cpulist
+    ///   format (e.g. `1,3-5`); alone it means `static` with that list; with `percore` or
+    ///   `dynamic` it is an error;
+    /// - `FLEXSC_SPINS`, `FLEXSC_MAX_SYSCALL_THREADS`, `FLEXSC_SQPOLL_CPU`: the fields of the same
+    ///   names.
+    ///
+    /// A malformed value is an `InvalidInput` error naming the variable, never silently ignored.
     pub fn from_env() -> io::Result<Self> {
         let mut c = Self::default();
         if let Some(v) = var("FLEXSC_BACKEND") {
@@ -75,10 +165,10 @@ impl Config {
         if let Some(v) = var("FLEXSC_PAGES") {
             c.pages_per_core = parse_num("FLEXSC_PAGES", &v)?;
         }
-        if let Some(v) = var("FLEXSC_SYSCALL_CORES") {
-            c.syscall_cores = parse_cpu_list(&v)
-                .map_err(|e| invalid(format!("FLEXSC_SYSCALL_CORES={v:?}: {e}")))?;
-        }
+        c.specialization = specialization_from(
+            var("FLEXSC_SPECIALIZATION").as_deref(),
+            var("FLEXSC_SYSCALL_CORES").as_deref(),
+        )?;
         if let Some(v) = var("FLEXSC_SPINS") {
             c.executor_spins = parse_num("FLEXSC_SPINS", &v)?;
         }
@@ -89,6 +179,24 @@ impl Config {
             c.sqpoll_cpu = Some(parse_num("FLEXSC_SQPOLL_CPU", &v)?);
         }
         Ok(c)
+    }
+
+    /// The specialization in force: `specialization`, or `Static(syscall_cores)` when only the
+    /// older field is set. An error if the two disagree.
+    pub fn effective_specialization(&self) -> io::Result<Specialization> {
+        if self.syscall_cores.is_empty() {
+            return Ok(self.specialization.clone());
+        }
+        match &self.specialization {
+            Specialization::Static(list) if list.is_empty() || *list == self.syscall_cores => {
+                Ok(Specialization::Static(self.syscall_cores.clone()))
+            }
+            other => Err(invalid(format!(
+                "syscall_cores {:?} conflicts with specialization {other:?}: set only \
+                 `specialization` (Static(list) replaces syscall_cores)",
+                self.syscall_cores
+            ))),
+        }
     }
 
     /// Checks the request; the error says what is wrong.
@@ -106,12 +214,72 @@ impl Config {
             return Err(invalid("max_syscall_threads must be at least 1".into()));
         }
         let cpus = online_cpus();
-        if let Some(&bad) = self.syscall_cores.iter().find(|&&c| c >= cpus) {
-            return Err(invalid(format!(
-                "syscall core {bad} does not exist ({cpus} CPUs online)"
-            )));
+        match self.effective_specialization()? {
+            Specialization::Static(list) => {
+                if let Some(&bad) = list.iter().find(|&&c| c >= cpus) {
+                    return Err(invalid(format!(
+                        "syscall core {bad} does not exist ({cpus} CPUs online)"
+                    )));
+                }
+            }
+            spec => {
+                if let Specialization::Dynamic { period } = spec {
+                    if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&period) {
+                        return Err(invalid(format!(
+                            "the dynamic specialization period must be 1 ms ..= 10 s, got \
+                             {period:?}"
+                        )));
+                    }
+                }
+                if self.max_syscall_threads < self.cores {
+                    return Err(invalid(format!(
+                        "max_syscall_threads ({}) must be at least cores ({}) with the {} \
+                         specialization: every posting core has its own syscall threads",
+                        self.max_syscall_threads,
+                        self.cores,
+                        spec.name()
+                    )));
+                }
+                match (self.backend, &spec, self.sqpoll_cpu) {
+                    (BackendKind::Uring, Specialization::Dynamic { .. }, _) => {
+                        return Err(invalid(
+                            "the dynamic specialization needs the threads backend: io_uring runs \
+                             requests inline on the posting thread or on io-wq workers the kernel \
+                             places, so there is no executor to move (use percore or static)"
+                                .into(),
+                        ));
+                    }
+                    (BackendKind::Uring, _, Some(cpu)) => {
+                        return Err(invalid(format!(
+                            "sqpoll_cpu {cpu} conflicts with the percore specialization (inline \
+                             submission on the posting thread); use static for a SQPOLL thread"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// `FLEXSC_SPECIALIZATION` and `FLEXSC_SYSCALL_CORES` (either may be unset) as a
+/// [`Specialization`].
+fn specialization_from(mode: Option<&str>, cores: Option<&str>) -> io::Result<Specialization> {
+    let list = cores
+        .map(|v| parse_cpu_list(v).map_err(|e| invalid(format!("FLEXSC_SYSCALL_CORES={v:?}: {e}"))))
+        .transpose()?;
+    match (mode.map(str::trim), list) {
+        (None | Some("static"), list) => Ok(Specialization::Static(list.unwrap_or_default())),
+        (Some(m @ ("percore" | "dynamic")), Some(_)) => Err(invalid(format!(
+            "FLEXSC_SYSCALL_CORES applies to FLEXSC_SPECIALIZATION=static only, not {m:?} \
+             (unset one of them)"
+        ))),
+        (Some("percore"), None) => Ok(Specialization::PerCore),
+        (Some("dynamic"), None) => Ok(Specialization::dynamic()),
+        (Some(other), _) => Err(invalid(format!(
+            "FLEXSC_SPECIALIZATION={other:?}: expected `percore`, `static` or `dynamic`"
+        ))),
     }
 }
 
@@ -202,5 +370,52 @@ mod tests {
                 .to_string()
                 .contains("does not exist")
         );
+    }
+
+    #[test]
+    fn specialization_from_the_environment() {
+        let ok = |mode, cores| specialization_from(mode, cores).unwrap();
+        assert_eq!(ok(None, None), Specialization::Static(vec![]));
+        assert_eq!(ok(None, Some("2,0")), Specialization::Static(vec![2, 0]));
+        assert_eq!(
+            ok(Some("static"), Some("1")),
+            Specialization::Static(vec![1])
+        );
+        assert_eq!(ok(Some("static"), None), Specialization::Static(vec![]));
+        assert_eq!(ok(Some("percore"), None), Specialization::PerCore);
+        assert_eq!(ok(Some(" dynamic "), None), Specialization::dynamic());
+        let err = |mode, cores| specialization_from(mode, cores).unwrap_err().to_string();
+        assert!(err(Some("percore"), Some("1")).contains("FLEXSC_SYSCALL_CORES applies"));
+        assert!(err(Some("dynamic"), Some("1")).contains("\"dynamic\""));
+        assert!(err(Some("Dynamic"), None).contains("FLEXSC_SPECIALIZATION=\"Dynamic\""));
+        assert!(err(None, Some("x")).contains("FLEXSC_SYSCALL_CORES=\"x\""));
+    }
+
+    #[test]
+    fn the_older_syscall_cores_field_is_static() {
+        let legacy = |spec| Config {
+            syscall_cores: vec![1, 0],
+            specialization: spec,
+            ..Config::default()
+        };
+        let want = Specialization::Static(vec![1, 0]);
+        assert_eq!(
+            legacy(Specialization::default())
+                .effective_specialization()
+                .unwrap(),
+            want
+        );
+        assert_eq!(
+            legacy(want.clone()).effective_specialization().unwrap(),
+            want
+        );
+        for other in [
+            Specialization::PerCore,
+            Specialization::dynamic(),
+            Specialization::Static(vec![1]),
+        ] {
+            let e = legacy(other).effective_specialization().unwrap_err();
+            assert!(e.to_string().contains("conflicts"), "{e}");
+        }
     }
 }

@@ -43,7 +43,9 @@ pub use entry::SyscallEntry;
 pub use page::SyscallPage;
 
 #[cfg(not(loom))]
-pub use config::{BackendKind, Config};
+pub use backend::SplitStats;
+#[cfg(not(loom))]
+pub use config::{BackendKind, Config, Specialization};
 #[cfg(not(loom))]
 pub use poster::{PostError, Poster, PosterStats, Syscall, Ticket};
 #[cfg(not(loom))]

@@ -3,7 +3,7 @@
 use std::io;
 
 use crate::area::SyscallArea;
-use crate::backend::{Backend, threads::ThreadsBackend, uring::UringBackend};
+use crate::backend::{Backend, SplitStats, threads::ThreadsBackend, uring::UringBackend};
 use crate::config::{BackendKind, Config};
 use crate::poster::Poster;
 use crate::sync::{Arc, AtomicBool, Ordering};
@@ -42,7 +42,8 @@ impl std::fmt::Debug for Registration {
 }
 
 /// flexsc_register: maps `config.pages_per_core` syscall pages for each of `config.cores`
-/// posting cores and starts the chosen backend.
+/// posting cores and starts the chosen backend, its executors placed as
+/// `config.specialization` says.
 pub fn register(config: Config) -> io::Result<Registration> {
     config.validate()?;
     let area = Arc::new(SyscallArea::new(config.cores, config.pages_per_core));
@@ -90,6 +91,12 @@ impl Registration {
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.shared.backend.name()
+    }
+
+    /// Where system calls execute now: the core split of `config().specialization` (with
+    /// `Dynamic`, as the controller last set it, and what it measured).
+    pub fn split(&self) -> SplitStats {
+        self.shared.backend.split()
     }
 
     /// Stops the backend: new posts fail with `ShutDown`, calls already claimed finish (blocked

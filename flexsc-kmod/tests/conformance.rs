@@ -6,8 +6,12 @@
 //! - `threads_local`: syscall threads pinned to the posters' CPU (0), never spinning;
 //! - `threads_remote`: syscall threads pinned to CPU 1, posters on CPU 0;
 //! - `threads_unpinned`: the defaults;
+//! - `threads_percore`: `Specialization::PerCore`, posters on CPU 0;
+//! - `threads_dynamic`: `Specialization::Dynamic` (2 ms period), posters on CPU 0;
 //! - `uring`: the io_uring backend (skipped, loudly, while `register` answers Unsupported; set
-//!   `FLEXSC_CONFORMANCE_REQUIRE_ALL=1` to make that a failure).
+//!   `FLEXSC_CONFORMANCE_REQUIRE_ALL=1` to make that a failure);
+//! - `uring_percore`: io_uring with `Specialization::PerCore`, posters on CPU 0;
+//! - `uring_static`: io_uring with `Specialization::Static([1])` (a SQPOLL thread on CPU 1).
 //!
 //! What must hold for each: an exception-less call (through `Poster::call`, through
 //! post + submit + take, and through post + wait + harvest) returns what the same call made
@@ -30,7 +34,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use flexsc_kmod::entry::{NR_NOP, status};
-use flexsc_kmod::{Config, PostError, Registration, Syscall, calls, config, register};
+use flexsc_kmod::{
+    Config, PostError, Registration, Specialization, Syscall, calls, config, register,
+};
 use libc::*;
 
 /// Generates one module per backend configuration with one test per case.
@@ -59,7 +65,11 @@ conformance! {
         threads_local = crate::common::Kind::ThreadsLocal,
         threads_remote = crate::common::Kind::ThreadsRemote,
         threads_unpinned = crate::common::Kind::ThreadsUnpinned,
+        threads_percore = crate::common::Kind::ThreadsPerCore,
+        threads_dynamic = crate::common::Kind::ThreadsDynamic,
         uring = crate::common::Kind::Uring,
+        uring_percore = crate::common::Kind::UringPerCore,
+        uring_static = crate::common::Kind::UringStatic,
     ];
     cases: [
         // Equal results, file, socket, pipe, time, identity and memory calls.
@@ -406,7 +416,7 @@ fn pread_pwrite(c: &Case) {
     let mut buf = [0u8; 16];
     let (r, w) = new_pipe(O_NONBLOCK);
     x.errs(SYS_pread64, &[r.a(), addr_mut(&mut buf), 8, 0], ESPIPE);
-    if c.kind == Kind::Uring {
+    if c.kind.is_uring() {
         // The one documented divergence of the uring backend (backend/uring/opcode.rs): io_uring
         // ignores the offset on a pipe with room and writes, where pwrite(2) fails with ESPIPE.
         // Telling them apart would cost an fstat on every positional call.
@@ -1783,8 +1793,10 @@ fn blocking_call_at_thread_cap(c: &Case) {
     // blocks in a read, the other, idle, must still be found for the rest.
     let mut cfg = c.kind.config(1, 1);
     cfg.max_syscall_threads = 2;
-    if let [only] = cfg.syscall_cores[..] {
-        cfg.syscall_cores.push(if only == 0 { 1 } else { 0 });
+    if let Specialization::Static(list) = &mut cfg.specialization {
+        if let [only] = list[..] {
+            list.push(if only == 0 { 1 } else { 0 });
+        }
     }
     let mut buf = [0u8; 8]; // before the registration: it is shut down first
     let reg = register(cfg).unwrap();
@@ -2204,10 +2216,15 @@ fn thread_bound_calls(c: &Case) {
 }
 
 fn hand_written_thread_bound_entry(c: &Case) {
-    // Core 1 has no poster: its page is written by hand, as C code or the kernel module would.
+    // Core 1's page is written by hand, as C code or the kernel module would.
     let reg = c.register(2, 1);
     let mut p = reg.poster(0).unwrap();
     let area = reg.area();
+    // With per-core executors (woken only by their own core's submits) core 1 gets a poster,
+    // made before the entries are written so it leaves them alone; they go in the last slots
+    // of its page, away from the one it uses for its call (its first free one, slot 0).
+    let mut p1 = c.kind.per_core_executors().then(|| reg.poster(1).unwrap());
+    let base = if p1.is_some() { 56 } else { 0 };
     let marker = b"flexsc-pwned\0";
     let mut cpu1 = [0u64; 16];
     cpu1[0] = 0b10;
@@ -2231,21 +2248,26 @@ fn hand_written_thread_bound_entry(c: &Case) {
     ];
     for (i, (nr, args)) in entries.iter().enumerate() {
         assert!(calls::is_thread_bound(*nr, args));
-        let e = area.entry(1, i as u32);
+        let e = area.entry(1, base + i as u32);
         assert_eq!(e.status(), status::FREE);
         e.post(*nr as u16, 6, *args);
     }
-    area.control_of(1, 0).note_posted();
-    // Kick the executors through core 0's poster.
+    area.control_of(1, base).note_posted();
+    // Kick the executors through core 0's poster, or core 1's when only its own submits reach
+    // its executors.
     let ppid = sys(SYS_getppid, &[]);
     assert_eq!(p.call(&req(SYS_getppid, &[])), ppid);
-    let all_done = || (0..entries.len()).all(|i| area.entry(1, i as u32).status() == status::DONE);
+    if let Some(p1) = &mut p1 {
+        assert_eq!(p1.call(&req(SYS_getppid, &[])), ppid);
+    }
+    let all_done =
+        || (0..entries.len()).all(|i| area.entry(1, base + i as u32).status() == status::DONE);
     let deadline = Instant::now() + Duration::from_secs(20);
     area.core(1)
         .completions
         .wait_until(0, Some(deadline), all_done, || false);
     for (i, (nr, _)) in entries.iter().enumerate() {
-        let e = area.entry(1, i as u32);
+        let e = area.entry(1, base + i as u32);
         assert_eq!(
             e.status(),
             status::DONE,
@@ -2287,7 +2309,7 @@ fn poster_handover(c: &Case) {
         p.submit();
     } // dropped with its calls in flight
     let mut p = reg.poster(0).unwrap();
-    if c.kind == Kind::Uring {
+    if c.kind.is_uring() {
         // A ring lives and dies with its poster's thread: dropping the poster cancels what it
         // had on the ring (the read answers -ECANCELED and takes nothing from the pipe), while
         // entries held by syscall threads (getppid here) still run and are inherited.
@@ -2379,6 +2401,22 @@ fn bad_configs(c: &Case) {
     );
     rejected(
         Config {
+            specialization: Specialization::Static(vec![999]),
+            ..base.clone()
+        },
+        "syscall core 999",
+    );
+    rejected(
+        Config {
+            specialization: Specialization::Static(vec![0, 4095]),
+            ..base.clone()
+        },
+        "4095",
+    );
+    // The older field: the same check, and never silently overridden.
+    rejected(
+        Config {
+            specialization: Specialization::default(),
             syscall_cores: vec![999],
             ..base.clone()
         },
@@ -2386,10 +2424,50 @@ fn bad_configs(c: &Case) {
     );
     rejected(
         Config {
-            syscall_cores: vec![0, 4095],
+            specialization: Specialization::PerCore,
+            syscall_cores: vec![0],
             ..base.clone()
         },
-        "4095",
+        "conflicts with specialization",
+    );
+    for spec in [Specialization::PerCore, Specialization::dynamic()] {
+        rejected(
+            Config {
+                cores: 4,
+                specialization: spec,
+                max_syscall_threads: 3,
+                ..base.clone()
+            },
+            "every posting core has its own syscall threads",
+        );
+    }
+    for period in [Duration::ZERO, Duration::from_secs(60)] {
+        rejected(
+            Config {
+                specialization: Specialization::Dynamic { period },
+                ..base.clone()
+            },
+            "period",
+        );
+    }
+    let uring = Config {
+        backend: flexsc_kmod::BackendKind::Uring,
+        ..base.clone()
+    };
+    rejected(
+        Config {
+            specialization: Specialization::dynamic(),
+            ..uring.clone()
+        },
+        "needs the threads backend",
+    );
+    rejected(
+        Config {
+            specialization: Specialization::PerCore,
+            sqpoll_cpu: Some(0),
+            ..uring.clone()
+        },
+        "conflicts with the percore specialization",
     );
     rejected(
         Config {
@@ -2413,6 +2491,8 @@ fn bad_configs(c: &Case) {
         ("pages", "FLEXSC_PAGES", "many"),
         ("backend", "FLEXSC_BACKEND", "kernel"),
         ("spins", "FLEXSC_SPINS", "-5"),
+        ("specialization", "FLEXSC_SPECIALIZATION", "everywhere"),
+        ("specialization-case", "FLEXSC_SPECIALIZATION", "PerCore"),
     ];
     for (key, var, value) in garbage {
         isolated(c, key, &[(var, value)], || {
@@ -2425,6 +2505,22 @@ fn bad_configs(c: &Case) {
             );
         });
     }
+    // A syscall-core list with a mode that has none is an error that names both variables.
+    for mode in ["percore", "dynamic"] {
+        let vars = [
+            ("FLEXSC_SPECIALIZATION", mode),
+            ("FLEXSC_SYSCALL_CORES", "1"),
+        ];
+        isolated(c, &format!("list-with-{mode}"), &vars, || {
+            let e = Config::from_env().expect_err("a list with a mode that has none");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            let msg = e.to_string();
+            assert!(
+                msg.contains("FLEXSC_SYSCALL_CORES") && msg.contains(mode),
+                "{msg}"
+            );
+        });
+    }
     let backend = c.kind.backend_name();
     let good = [
         ("FLEXSC_SYSCALL_CORES", "1,0"),
@@ -2434,15 +2530,41 @@ fn bad_configs(c: &Case) {
     isolated(c, "good", &good, || {
         let cfg = Config::from_env().unwrap();
         assert_eq!(
-            (cfg.syscall_cores.as_slice(), cfg.pages_per_core),
-            (&[1, 0][..], 2)
+            (&cfg.specialization, cfg.pages_per_core),
+            (&Specialization::Static(vec![1, 0]), 2)
         );
         let reg = register(cfg).unwrap();
         assert_eq!(reg.backend_name(), backend);
+        assert_eq!(reg.split().syscall_cores, [1, 0]);
         let mut p = reg.poster(0).unwrap();
         assert_eq!(p.capacity(), 128);
         assert_eq!(p.call(&req(SYS_getppid, &[])), sys(SYS_getppid, &[]));
     });
+    let modes: &[(&str, Specialization)] = if c.kind.is_uring() {
+        &[("percore", Specialization::PerCore)]
+    } else {
+        &[
+            ("percore", Specialization::PerCore),
+            ("static", Specialization::Static(Vec::new())),
+            ("dynamic", Specialization::dynamic()),
+        ]
+    };
+    for (mode, want) in modes {
+        let vars = [
+            ("FLEXSC_SPECIALIZATION", *mode),
+            ("FLEXSC_BACKEND", backend),
+        ];
+        isolated(c, &format!("good-{mode}"), &vars, || {
+            let cfg = Config::from_env().unwrap();
+            assert_eq!(&cfg.specialization, want);
+            let reg = register(cfg).unwrap();
+            let split = reg.split();
+            assert_eq!(split.mode, *mode);
+            assert_eq!(split.per_core, *mode != "static", "{split:?}");
+            let mut p = reg.poster(0).unwrap();
+            assert_eq!(p.call(&req(SYS_getppid, &[])), sys(SYS_getppid, &[]));
+        });
+    }
     isolated(
         c,
         "missing-core",

@@ -23,6 +23,32 @@ pub trait Backend: Send + Sync + Debug {
     /// Stops every executor. Entries already claimed complete with their result (or `-EINTR` if
     /// their call had to be interrupted); returns once every executor thread has exited.
     fn shutdown(&self);
+
+    /// The core split in force now (see [`crate::config::Specialization`]).
+    fn split(&self) -> SplitStats;
+}
+
+/// Where system calls execute now, and (for `Dynamic`) what the controller measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SplitStats {
+    /// The mode: `percore`, `static` or `dynamic`.
+    pub mode: &'static str,
+    /// The CPUs set aside for system calls now (syscall threads, or SQPOLL threads), in the
+    /// order posting cores are assigned to them. Empty: per-core execution, or an empty static
+    /// list (unpinned syscall threads).
+    pub syscall_cores: Vec<usize>,
+    /// Whether each posting core's calls run on that core's own CPUs (`PerCore`, or `Dynamic`
+    /// with no syscall core).
+    pub per_core: bool,
+    /// Dynamic: measurement periods completed.
+    pub ticks: u64,
+    /// Dynamic: times the split changed.
+    pub changes: u64,
+    /// Dynamic: CPU time of the posting threads measured so far (user work), in nanoseconds.
+    pub user_ns: u64,
+    /// Dynamic: CPU time of the syscall threads measured so far, without their idle spinning
+    /// (kernel work), in nanoseconds.
+    pub kernel_ns: u64,
 }
 
 /// The carrier half of a backend, owned by one poster.

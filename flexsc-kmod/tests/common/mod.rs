@@ -12,7 +12,7 @@ use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flexsc_kmod::{BackendKind, Config, Poster, Registration, Syscall, register};
+use flexsc_kmod::{BackendKind, Config, Poster, Registration, Specialization, Syscall, register};
 
 /// Longest a single case may run before it counts as hung (a hang guard, never a speed check).
 pub const CASE_LIMIT: Duration = Duration::from_secs(45);
@@ -34,6 +34,15 @@ pub enum Kind {
     ThreadsUnpinned,
     /// io_uring (syscall threads for calls without an opcode), defaults otherwise.
     Uring,
+    /// `Specialization::PerCore`: each posting core's syscall threads on its poster's CPU (0).
+    ThreadsPerCore,
+    /// `Specialization::Dynamic` with a 2 ms period, posters on CPU 0: the split moves while
+    /// the cases run.
+    ThreadsDynamic,
+    /// io_uring with `Specialization::PerCore` (inline submission), posters on CPU 0.
+    UringPerCore,
+    /// io_uring with `Specialization::Static([1])`: a SQPOLL thread on CPU 1, posters on CPU 0.
+    UringStatic,
 }
 
 impl Kind {
@@ -44,48 +53,84 @@ impl Kind {
             pages_per_core: pages,
             ..Config::default()
         };
+        if self.is_uring() {
+            c.backend = BackendKind::Uring;
+        }
         match self {
             Kind::ThreadsLocal => {
-                c.syscall_cores = vec![0];
+                c.specialization = Specialization::Static(vec![0]);
                 c.executor_spins = 0;
             }
-            Kind::ThreadsRemote => c.syscall_cores = vec![1],
-            Kind::ThreadsUnpinned => {}
-            Kind::Uring => c.backend = BackendKind::Uring,
+            Kind::ThreadsRemote => c.specialization = Specialization::Static(vec![1]),
+            Kind::ThreadsUnpinned | Kind::Uring => {}
+            Kind::ThreadsPerCore | Kind::UringPerCore => {
+                c.specialization = Specialization::PerCore;
+            }
+            Kind::ThreadsDynamic => {
+                c.specialization = Specialization::Dynamic {
+                    period: Duration::from_millis(2),
+                };
+            }
+            Kind::UringStatic => c.specialization = Specialization::Static(vec![1]),
         }
         c
     }
 
+    /// Whether this is the io_uring backend.
+    pub fn is_uring(self) -> bool {
+        matches!(self, Kind::Uring | Kind::UringPerCore | Kind::UringStatic)
+    }
+
+    /// Whether each posting core has executors of its own, woken only by its own submits.
+    pub fn per_core_executors(self) -> bool {
+        matches!(
+            self,
+            Kind::ThreadsPerCore | Kind::ThreadsDynamic | Kind::UringPerCore
+        )
+    }
+
     /// The name `Registration::backend_name` gives.
     pub fn backend_name(self) -> &'static str {
-        match self {
-            Kind::Uring => "uring",
-            _ => "threads",
-        }
+        if self.is_uring() { "uring" } else { "threads" }
     }
 
     /// The CPU the posting threads run on, if pinned.
     pub fn poster_cpu(self) -> Option<usize> {
         match self {
-            Kind::ThreadsLocal | Kind::ThreadsRemote => Some(0),
             Kind::ThreadsUnpinned | Kind::Uring => None,
+            _ => Some(0),
         }
     }
 
     /// Why this configuration cannot run here, if it cannot.
     fn unavailable(self) -> Option<String> {
+        static PROBES: OnceLock<std::sync::Mutex<BTreeMap<String, Option<String>>>> =
+            OnceLock::new();
         match self {
-            Kind::ThreadsRemote if flexsc_kmod::config::online_cpus() < 2 => {
+            Kind::ThreadsRemote | Kind::UringStatic if flexsc_kmod::config::online_cpus() < 2 => {
                 Some("needs 2 CPUs".into())
             }
-            Kind::Uring => {
-                static PROBE: OnceLock<Option<String>> = OnceLock::new();
-                PROBE
-                    .get_or_init(|| match register(self.config(1, 1)) {
-                        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                            Some(format!("register: {e}"))
+            // A child process runs a case its parent found available; probing again would
+            // leave a SQPOLL thread exiting while the child counts its threads.
+            _ if std::env::var_os(CHILD).is_some() => None,
+            _ if self.is_uring() => {
+                // io_uring may be disabled here; SQPOLL (made with the poster's ring) is
+                // privileged before 5.11. Probed once per configuration.
+                let mut probes = PROBES.get_or_init(Default::default).lock().unwrap();
+                probes
+                    .entry(format!("{self:?}"))
+                    .or_insert_with(|| {
+                        match register(self.config(1, 1)).and_then(|r| r.poster(0).map(drop)) {
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                                ) =>
+                            {
+                                Some(format!("register: {e}"))
+                            }
+                            _ => None,
                         }
-                        _ => None,
                     })
                     .clone()
             }

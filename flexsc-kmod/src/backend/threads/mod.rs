@@ -1,51 +1,131 @@
 //! The `threads` backend: syscall threads in user space (paper sections 3.5 and 3.6).
 //!
-//! Each syscall thread is pinned to one core of the static syscall-core list and runs entries
-//! with the raw `syscall` instruction. At most one thread per syscall core is *active* (draining
-//! pages) at a time; before it runs a call that may block it hands the core to a sibling (waking
-//! one, or creating one up to the cap), so the pages keep draining while it sleeps in the kernel.
-//! An active thread that runs out of work spins for a while, then sleeps on its core's doorbell;
-//! a poster's submit rings the first syscall core's doorbell only when no thread is active.
+//! Syscall threads run entries with the raw `syscall` instruction. At most one thread per
+//! syscall core is *active* (draining pages) at a time; before it runs a call that may block it
+//! hands the core to a sibling (waking one, or creating one up to the cap), so the pages keep
+//! draining while it sleeps in the kernel. An active thread that runs out of work spins for a
+//! while, then sleeps on its core's doorbell; a poster's submit rings the first syscall core's
+//! doorbell only when no thread is active.
+//!
+//! Where they run is the core specialization (`Config::specialization`): one group of threads
+//! for all posting cores, pinned to the static syscall-core list (`Static`), or one group per
+//! posting core (`PerCore`, `Dynamic`), placed on its poster's CPUs or on the syscall cores the
+//! dynamic controller chose (see `specialization.rs`).
 //!
 //! The poster's core never traps for a call; the syscall thread still does, once per call. The
 //! gain is in where the trap happens (core specialization) and in the poster never blocking.
 
 mod scheduler;
+pub(crate) mod specialization;
 mod syscall_thread;
 
 use std::io;
 use std::time::Instant;
 
 use crate::area::SyscallArea;
-use crate::backend::{Backend, CoreBackend};
-use crate::config::Config;
-use crate::sync::Arc;
+use crate::backend::{Backend, CoreBackend, SplitStats};
+use crate::config::{Config, Specialization, online_cpus};
+use crate::sync::{Arc, AtomicUsize};
 
+use scheduler::Group;
 pub(crate) use scheduler::Scheduler;
+use specialization::{Placer, PosterSeat};
 
 /// Syscall threads in user space.
 #[derive(Debug)]
 pub struct ThreadsBackend {
-    sched: Arc<Scheduler>,
+    /// One group (`Static`), or one per posting core (`PerCore`, `Dynamic`).
+    groups: Box<[Arc<Scheduler>]>,
+    /// Places the per-core groups (None: `Static`).
+    placer: Option<Arc<Placer>>,
+    /// `Static`: the list.
+    static_cores: Vec<usize>,
 }
 
 impl ThreadsBackend {
-    /// Starts one syscall thread per syscall core, within the thread cap (more are created as
-    /// calls block).
+    /// Starts one syscall thread per syscall core (`Static`: per listed CPU, within the thread
+    /// cap; `PerCore`, `Dynamic`: per posting core); more are created as calls block.
     pub fn start(area: Arc<SyscallArea>, config: &Config) -> io::Result<Self> {
-        let sched = Scheduler::new(area, config)?;
-        Scheduler::start(&sched)?;
-        Ok(Self { sched })
+        let spec = config.effective_specialization()?;
+        let live = Arc::new(AtomicUsize::new(0));
+        let this = match spec {
+            Specialization::Static(list) => {
+                let cpus = if list.is_empty() {
+                    vec![None]
+                } else {
+                    list.iter().copied().map(Some).collect()
+                };
+                let group = Group {
+                    pages: 0..area.pages().len(),
+                    cpus,
+                    first_name: 0,
+                    live,
+                    spins: config.executor_spins,
+                    placer: None,
+                };
+                Self {
+                    groups: Box::new([Scheduler::new(area, config, group)]),
+                    placer: None,
+                    static_cores: list,
+                }
+            }
+            spec => {
+                let cores = area.cores();
+                let placer = Arc::new(Placer::new(
+                    &spec,
+                    cores,
+                    online_cpus(),
+                    config.executor_spins,
+                ));
+                let per_core = area.pages_per_core();
+                let groups: Box<[_]> = (0..cores)
+                    .map(|c| {
+                        let group = Group {
+                            pages: c * per_core..(c + 1) * per_core,
+                            cpus: vec![None],
+                            first_name: c,
+                            live: live.clone(),
+                            spins: 0,
+                            placer: Some(placer.clone()),
+                        };
+                        Scheduler::new(area.clone(), config, group)
+                    })
+                    .collect();
+                placer.set_groups(&groups);
+                Self {
+                    groups,
+                    placer: Some(placer),
+                    static_cores: Vec::new(),
+                }
+            }
+        };
+        // On an error `this` is dropped, which stops the groups already started.
+        for g in this.groups.iter() {
+            Scheduler::start(g)?;
+        }
+        Ok(this)
     }
 
-    /// The scheduler, for the `uring` backend, whose fallback path hands entries to it.
-    pub(crate) fn scheduler(&self) -> &Arc<Scheduler> {
-        &self.sched
+    /// The group that drains posting core `core`'s pages (the `uring` backend's fallback path
+    /// hands entries to it).
+    pub(crate) fn group(&self, core: usize) -> &Arc<Scheduler> {
+        if self.placer.is_some() {
+            &self.groups[core]
+        } else {
+            &self.groups[0]
+        }
+    }
+
+    /// A poster of `core` attaches on the calling thread (`PerCore`, `Dynamic`: its CPUs become
+    /// the core's home, and its CPU time is measured as user work). Keep the seat as long as the
+    /// poster.
+    pub(crate) fn attach_poster(&self, core: usize) -> Option<PosterSeat> {
+        self.placer.as_ref().map(|p| Placer::attach_poster(p, core))
     }
 
     /// Number of syscall threads alive now.
     pub fn threads(&self) -> usize {
-        self.sched.live_threads()
+        self.groups[0].live_threads()
     }
 }
 
@@ -56,19 +136,33 @@ impl Backend for ThreadsBackend {
 
     fn attach(&self, core: usize) -> io::Result<Box<dyn CoreBackend>> {
         Ok(Box::new(ThreadsCore {
-            sched: self.sched.clone(),
+            sched: self.group(core).clone(),
             core,
+            _seat: self.attach_poster(core),
         }))
     }
 
     fn shutdown(&self) {
-        self.sched.shutdown();
+        for g in self.groups.iter() {
+            g.shutdown();
+        }
+    }
+
+    fn split(&self) -> SplitStats {
+        match &self.placer {
+            Some(p) => p.stats(),
+            None => SplitStats {
+                mode: "static",
+                syscall_cores: self.static_cores.clone(),
+                ..SplitStats::default()
+            },
+        }
     }
 }
 
 impl Drop for ThreadsBackend {
     fn drop(&mut self) {
-        self.sched.shutdown();
+        self.shutdown();
     }
 }
 
@@ -78,6 +172,8 @@ impl Drop for ThreadsBackend {
 struct ThreadsCore {
     sched: Arc<Scheduler>,
     core: usize,
+    /// The poster's seat at its core (`PerCore`, `Dynamic`), released with it.
+    _seat: Option<PosterSeat>,
 }
 
 impl CoreBackend for ThreadsCore {

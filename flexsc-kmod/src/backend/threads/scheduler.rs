@@ -1,13 +1,22 @@
 //! The syscall thread scheduler: which syscall thread runs, on which core, and when it sleeps.
+//!
+//! One scheduler drives one *group* of syscall threads: with `Static` specialization a single
+//! group drains every page, one syscall core per listed CPU; with `PerCore` and `Dynamic` each
+//! posting core has a group of its own (one syscall core, placed by the
+//! [`Placer`](super::specialization::Placer)) draining only that core's pages.
 
 use std::io;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use crate::activity::Activity;
 use crate::area::SyscallArea;
 use crate::config::Config;
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use super::specialization::{CpuSet, Placer, lock};
+use super::syscall_thread::ThreadState;
 
 /// One syscall core's threads (its active flag, idle doorbell and idle count are in
 /// [`Activity`]).
@@ -21,52 +30,143 @@ pub(crate) struct CoreSlot {
     in_call: AtomicUsize,
 }
 
-/// Shared state of the syscall threads.
+/// What a scheduler is made of: its pages, its syscall cores, and what it shares with the
+/// other groups of the registration.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// The pages it drains (indices into the area's pages).
+    pub(crate) pages: Range<usize>,
+    /// One syscall core per entry: its CPU (None: not pinned by the core).
+    pub(crate) cpus: Vec<Option<usize>>,
+    /// Threads of syscall core i are named `flexsc-sys{first_name + i}` (per-core groups: the
+    /// posting core's number).
+    pub(crate) first_name: usize,
+    /// Syscall threads alive in the whole registration (the cap is on all groups together).
+    pub(crate) live: Arc<AtomicUsize>,
+    /// How long an idle active thread spins, in polls, to begin with.
+    pub(crate) spins: u32,
+    /// Places the group and runs the dynamic controller (`PerCore`, `Dynamic`).
+    pub(crate) placer: Option<Arc<Placer>>,
+}
+
+/// Where a group's threads are pinned, and which threads it has.
+#[derive(Debug, Default)]
+struct Placement {
+    /// The CPUs every thread of the group is pinned to (None: left alone).
+    target: Option<CpuSet>,
+    /// Every thread of the group that has started and not yet exited.
+    members: Vec<Arc<ThreadState>>,
+}
+
+/// Shared state of one group of syscall threads.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
     area: Arc<SyscallArea>,
+    pages: Range<usize>,
+    first_name: usize,
     slots: Box<[CoreSlot]>,
     /// Which threads are active, and where idle ones sleep: the activation protocol.
     activity: Activity,
-    live: AtomicUsize,
+    live: Arc<AtomicUsize>,
     max_threads: usize,
-    spins: u32,
-    wait_spins: u32,
+    /// Polls an idle active thread spins before sleeping; a poster's spins in flexsc_wait.
+    /// Changed when the group moves (never spinning on its posters' CPUs).
+    spins: AtomicU32,
+    wait_spins: AtomicU32,
     shut: AtomicBool,
     /// Handles and kernel thread ids of every syscall thread, for shutdown.
-    threads: Mutex<Vec<(JoinHandle<()>, Arc<super::syscall_thread::ThreadState>)>>,
+    threads: Mutex<Vec<(JoinHandle<()>, Arc<ThreadState>)>>,
+    placement: Mutex<Placement>,
+    placer: Option<Arc<Placer>>,
 }
 
 impl Scheduler {
-    pub(crate) fn new(area: Arc<SyscallArea>, config: &Config) -> io::Result<Arc<Self>> {
-        let cpus: Vec<Option<usize>> = if config.syscall_cores.is_empty() {
-            vec![None]
-        } else {
-            config.syscall_cores.iter().copied().map(Some).collect()
-        };
-        // Syscall threads sharing a core with their posters must not spin: the poster needs the
-        // CPU to post. Spinning pays only when the syscall cores are someone else's.
-        Ok(Arc::new(Self {
-            area: area.clone(),
-            activity: Activity::new(cpus.len()),
-            slots: cpus
+    pub(crate) fn new(area: Arc<SyscallArea>, config: &Config, group: Group) -> Arc<Self> {
+        let this = Self {
+            activity: Activity::new(group.cpus.len()),
+            slots: group
+                .cpus
                 .into_iter()
                 .map(|cpu| CoreSlot {
                     cpu,
                     ..CoreSlot::default()
                 })
                 .collect(),
-            live: AtomicUsize::new(0),
+            pages: group.pages,
+            first_name: group.first_name,
+            live: group.live,
             // Up to one per entry, as in the paper, within the configured cap.
             max_threads: config
                 .max_syscall_threads
                 .min(area.pages().len() * crate::page::ENTRIES_PER_PAGE)
                 .max(1),
-            spins: config.executor_spins,
-            wait_spins: if config.executor_spins == 0 { 0 } else { 2_000 },
+            area,
+            spins: AtomicU32::new(0),
+            wait_spins: AtomicU32::new(0),
             shut: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
-        }))
+            placement: Mutex::new(Placement::default()),
+            placer: group.placer,
+        };
+        this.set_spins(group.spins);
+        Arc::new(this)
+    }
+
+    /// Syscall threads sharing a core with their posters must not spin: the poster needs the
+    /// CPU to post. Spinning pays only when the syscall cores are someone else's; then posters
+    /// spin briefly in flexsc_wait too.
+    fn set_spins(&self, spins: u32) {
+        self.spins.store(spins, Ordering::Relaxed);
+        let wait = if spins == 0 { 0 } else { 2_000 };
+        self.wait_spins.store(wait, Ordering::Relaxed);
+    }
+
+    /// Pins every thread of the group, and those it starts later, to `target`; `spins` is the
+    /// new idle spin count.
+    pub(crate) fn place(&self, target: CpuSet, spins: u32) {
+        self.set_spins(spins);
+        let mut p = lock(&self.placement);
+        for st in &p.members {
+            target.apply(st.tid());
+        }
+        p.target = Some(target);
+    }
+
+    /// A thread of the group has started (its id is set): pin it where the group is, and
+    /// count it in for later moves and measurements.
+    pub(crate) fn join(&self, st: &Arc<ThreadState>) {
+        let mut p = lock(&self.placement);
+        if let Some(target) = &p.target {
+            target.apply(0);
+        }
+        p.members.push(st.clone());
+    }
+
+    /// A thread of the group is exiting.
+    pub(crate) fn leave(&self, st: &Arc<ThreadState>) {
+        lock(&self.placement)
+            .members
+            .retain(|m| !Arc::ptr_eq(m, st));
+    }
+
+    /// The group's threads now.
+    pub(crate) fn members(&self) -> Vec<Arc<ThreadState>> {
+        lock(&self.placement).members.clone()
+    }
+
+    /// Gives the dynamic controller a chance to run (a syscall thread calls this when it runs out
+    /// of work and every 64 busy passes; at most one tick per period happens).
+    #[inline]
+    pub(crate) fn tick(&self) {
+        if let Some(p) = &self.placer {
+            p.maybe_tick();
+        }
+    }
+
+    /// Whether the group's threads account their idle spinning (for the dynamic controller).
+    #[inline]
+    pub(crate) fn measures_spins(&self) -> bool {
+        self.placer.is_some()
     }
 
     pub(crate) fn start(this: &Arc<Self>) -> io::Result<()> {
@@ -87,12 +187,17 @@ impl Scheduler {
         &self.slots[core]
     }
 
+    /// The pages this group drains.
+    pub(crate) fn pages(&self) -> Range<usize> {
+        self.pages.clone()
+    }
+
     pub(crate) fn spins(&self) -> u32 {
-        self.spins
+        self.spins.load(Ordering::Relaxed)
     }
 
     pub(crate) fn wait_spins(&self) -> u32 {
-        self.wait_spins
+        self.wait_spins.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -142,9 +247,9 @@ impl Scheduler {
             .sleep_idle(core, || self.has_work(), || self.is_shut_down());
     }
 
-    /// Whether any page may hold unclaimed work.
+    /// Whether any page of the group may hold unclaimed work.
     pub(crate) fn has_work(&self) -> bool {
-        (0..self.area.pages().len()).any(|i| self.area.control(i).has_work())
+        self.pages().any(|i| self.area.control(i).has_work())
     }
 
     /// Hands `core` to a sibling before a call that may block (the caller has deactivated):
@@ -186,12 +291,12 @@ impl Scheduler {
     }
 
     fn spawn(this: &Arc<Self>, core: usize) -> io::Result<()> {
-        let state = Arc::new(super::syscall_thread::ThreadState::default());
+        let state = Arc::new(ThreadState::default());
         let (sched, st) = (this.clone(), state.clone());
         this.live.fetch_add(1, Ordering::SeqCst);
         this.slots[core].threads.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
-            .name(format!("flexsc-sys{core}"))
+            .name(format!("flexsc-sys{}", this.first_name + core))
             .stack_size(64 * 1024)
             .spawn(move || super::syscall_thread::run(sched, core, st));
         match spawned {
@@ -251,12 +356,18 @@ mod tests {
         for (cores, cap, want) in [(3, 1, 1), (3, 2, 2), (2, 1024, 2), (1, 1, 1)] {
             let area = Arc::new(SyscallArea::new(1, 1));
             let config = Config {
-                syscall_cores: vec![0; cores],
                 max_syscall_threads: cap,
-                executor_spins: 0,
                 ..Config::default()
             };
-            let sched = Scheduler::new(area, &config).unwrap();
+            let group = Group {
+                pages: 0..1,
+                cpus: vec![Some(0); cores],
+                first_name: 0,
+                live: Arc::new(AtomicUsize::new(0)),
+                spins: 0,
+                placer: None,
+            };
+            let sched = Scheduler::new(area, &config, group);
             Scheduler::start(&sched).unwrap();
             assert_eq!(sched.live_threads(), want, "{cores} cores, cap {cap}");
             sched.shutdown();

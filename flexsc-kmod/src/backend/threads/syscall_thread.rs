@@ -6,18 +6,39 @@ use crate::entry::{Claim, NR_FLEXSC_BASE};
 use crate::page::Step;
 use crate::raw;
 use crate::sync::{Arc, AtomicBool, Ordering, spin_hint};
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, AtomicU64};
+use std::time::Instant;
 
 use super::Scheduler;
 
-/// What shutdown needs to know about a syscall thread.
+/// What shutdown, placement and the dynamic controller need to know about a syscall thread.
 #[derive(Debug, Default)]
 pub(crate) struct ThreadState {
     tid: AtomicI32,
     in_call: AtomicBool,
+    /// Nanoseconds spent spinning idle so far (counted only for the dynamic controller).
+    spin_ns: AtomicU64,
 }
 
 impl ThreadState {
+    /// The kernel thread id (0 before the thread has started).
+    pub(crate) fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Acquire)
+    }
+
+    /// Time spent spinning idle so far, in nanoseconds.
+    pub(crate) fn spin_ns(&self) -> u64 {
+        self.spin_ns.load(Ordering::Relaxed)
+    }
+
+    /// Ends a spin that began at `since`, if one did.
+    fn end_spin(&self, since: &mut Option<Instant>) {
+        if let Some(t) = since.take() {
+            let ns = t.elapsed().as_nanos() as u64;
+            self.spin_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
     /// Interrupts a call that may be blocked, so the thread can see the shutdown.
     pub(crate) fn interrupt(&self) {
         let tid = self.tid.load(Ordering::Acquire);
@@ -48,31 +69,54 @@ pub(crate) fn run(sched: Arc<Scheduler>, core: usize, st: Arc<ThreadState>) {
         // Pinning is a locality preference; an affinity error must not stop the pages draining.
         let _ = raw::pin_to_cpu(cpu);
     }
+    // Where the group is placed now (PerCore, Dynamic), and counted in for later moves.
+    sched.join(&st);
+    let measure_spins = sched.measures_spins();
     let mut start = 0usize;
+    let mut busy_passes = 0u32;
     'outer: while !sched.is_shut_down() {
         if !sched.activate(core) {
             sched.sleep_idle(core);
             continue;
         }
         let mut empty_polls = 0;
+        let mut spinning: Option<Instant> = None;
         loop {
             match drain_once(&sched, core, &st, &mut start) {
-                Drained::HandedOff => continue 'outer,
+                Drained::HandedOff => {
+                    st.end_spin(&mut spinning);
+                    continue 'outer;
+                }
                 Drained::Ran(0) => {
                     if empty_polls >= sched.spins() || sched.is_shut_down() {
                         break;
                     }
+                    if empty_polls == 0 && measure_spins {
+                        spinning = Some(Instant::now());
+                    }
                     empty_polls += 1;
                     spin_hint();
                 }
-                Drained::Ran(_) => empty_polls = 0,
+                Drained::Ran(_) => {
+                    st.end_spin(&mut spinning);
+                    empty_polls = 0;
+                    busy_passes = busy_passes.wrapping_add(1);
+                    if busy_passes & 63 == 0 {
+                        sched.tick();
+                    }
+                }
             }
         }
+        st.end_spin(&mut spinning);
+        // Out of work: a good moment for the dynamic controller (still active: work posted
+        // meanwhile is seen by the deactivation's re-check).
+        sched.tick();
         if sched.deactivate(core) && !sched.is_shut_down() {
             continue; // work raced in after the last scan
         }
         sched.sleep_idle(core);
     }
+    sched.leave(&st);
     sched.thread_exited(core);
 }
 
@@ -83,14 +127,15 @@ enum Drained {
     HandedOff,
 }
 
-/// One pass over every page with work, each under its page lock.
+/// One pass over every page of the group with work, each under its page lock.
 fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut usize) -> Drained {
     let area = sched.area();
-    let n = area.pages().len();
+    let pages = sched.pages();
+    let n = pages.len();
     let mut ran = 0;
     *start = (*start + 1) % n;
     for k in 0..n {
-        let i = (*start + k) % n;
+        let i = pages.start + (*start + k) % n;
         let ctl = area.control(i);
         if !ctl.has_work() {
             continue;

@@ -4,6 +4,10 @@
 //! - The shared half ([`UringBackend`]) probes io_uring once and runs a `threads` backend as the
 //!   fallback. Its syscall threads never spin (`executor_spins = 0`): they sleep until a submit
 //!   kicks them, so they do not race the rings for entries.
+//! - Core specialization: `PerCore` is inline submission on the poster's thread, with per-core
+//!   fallback threads on the poster's CPUs; `Static(list)` gives each ring a SQPOLL kernel thread
+//!   on a listed CPU (core c on `list[c % len]`, or on `sqpoll_cpu` if set) and pins the fallback
+//!   threads to the list; `Dynamic` is refused by `Config::validate` (nothing here to move).
 //! - The carrier half (`UringCore`, one per poster) owns its core's ring, set up on attach and
 //!   bound to the first thread that uses it (`SINGLE_ISSUER | DEFER_TASKRUN` where available).
 //!   `submit` claims each posted entry that has an opcode, queues its request with the entry's
@@ -36,8 +40,9 @@ use io_uring::squeue::Entry;
 use io_uring::types::Timespec;
 
 use crate::area::SyscallArea;
+use crate::backend::threads::specialization::PosterSeat;
 use crate::backend::threads::{Scheduler, ThreadsBackend};
-use crate::backend::{Backend, CoreBackend};
+use crate::backend::{Backend, CoreBackend, SplitStats};
 use crate::calls;
 use crate::config::Config;
 use crate::entry::{NR_FLEXSC_BASE, SyscallEntry, offsets};
@@ -99,14 +104,15 @@ impl Backend for UringBackend {
     }
 
     fn attach(&self, core: usize) -> io::Result<Box<dyn CoreBackend>> {
-        let core = UringCore::new(
+        let mut ring = UringCore::new(
             self.area.clone(),
             core,
-            self.fallback.scheduler().clone(),
+            self.fallback.group(core).clone(),
             self.caps,
-            self.setup.clone(),
+            self.setup.for_core(core),
         )?;
-        Ok(Box::new(core))
+        ring.seat = self.fallback.attach_poster(core);
+        Ok(Box::new(ring))
     }
 
     /// Stops the fallback syscall threads. The rings belong to the posters' threads: their
@@ -114,6 +120,19 @@ impl Backend for UringBackend {
     /// or is dropped.
     fn shutdown(&self) {
         self.fallback.shutdown();
+    }
+
+    fn split(&self) -> SplitStats {
+        let mut s = self.fallback.split();
+        if !self.setup.sqpoll_cpus().is_empty() {
+            s.syscall_cores = self
+                .setup
+                .sqpoll_cpus()
+                .iter()
+                .map(|&c| c as usize)
+                .collect();
+        }
+        s
     }
 }
 
@@ -152,6 +171,8 @@ struct UringCore {
     timer: Box<Timespec>,
     /// Cancelling everything: completions are final (no continuations, no retries).
     draining: bool,
+    /// The poster's seat at its core for the fallback threads (`PerCore`), released with it.
+    seat: Option<PosterSeat>,
     /// io_uring_enter calls made (for the batching test).
     #[cfg(test)]
     enters: usize,
@@ -199,6 +220,7 @@ impl UringCore {
             timer_armed: false,
             timer: Box::new(wait::TICK.into()),
             draining: false,
+            seat: None,
             #[cfg(test)]
             enters: 0,
         })

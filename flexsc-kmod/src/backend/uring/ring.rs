@@ -5,7 +5,7 @@ use std::io;
 
 use io_uring::{IoUring, Probe, opcode};
 
-use crate::config::Config;
+use crate::config::{Config, Specialization};
 use crate::page::ENTRIES_PER_PAGE;
 
 /// How a ring was set up, which decides who may enter it and when completions appear.
@@ -85,6 +85,9 @@ impl Caps {
 #[derive(Clone, Debug)]
 pub(super) struct Setup {
     entries: u32,
+    /// The CPUs SQPOLL threads may be pinned to (`sqpoll_cpu`, or a `Static` list).
+    sqpoll_cpus: Vec<u32>,
+    /// This ring's SQPOLL CPU (None: no SQPOLL).
     sqpoll_cpu: Option<u32>,
     iowq_max_workers: [u32; 2],
 }
@@ -95,20 +98,42 @@ const SQPOLL_IDLE_MS: u32 = 10;
 
 impl Setup {
     pub(super) fn new(config: &Config) -> io::Result<Self> {
-        let sqpoll_cpu = match config.sqpoll_cpu {
-            Some(cpu) => Some(u32::try_from(cpu).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "sqpoll_cpu out of range")
-            })?),
-            None => None,
+        // Core specialization: a static list of syscall cores is where SQPOLL threads go.
+        let cpus = match (config.sqpoll_cpu, config.effective_specialization()?) {
+            (Some(cpu), _) => vec![cpu],
+            (None, Specialization::Static(list)) => list,
+            (None, _) => Vec::new(),
         };
+        let sqpoll_cpus = cpus
+            .into_iter()
+            .map(u32::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "sqpoll_cpu out of range"))?;
+        let sqpoll_cpu = sqpoll_cpus.first().copied();
         // Every entry of the core can be in flight at once; the kernel clamps huge sizes
         // (SETUP_CLAMP) and a full queue is flushed mid-batch.
         let entries = (config.pages_per_core * ENTRIES_PER_PAGE).next_power_of_two();
         Ok(Self {
             entries: u32::try_from(entries).unwrap_or(u32::MAX),
+            sqpoll_cpus,
             sqpoll_cpu,
             iowq_max_workers: config.iowq_max_workers,
         })
+    }
+
+    /// The setup of posting core `core`'s ring: its SQPOLL thread (if any) on the
+    /// `core % len`-th CPU of the list, so the rings of several cores spread over it.
+    pub(super) fn for_core(&self, core: usize) -> Self {
+        let mut s = self.clone();
+        if !s.sqpoll_cpus.is_empty() {
+            s.sqpoll_cpu = Some(s.sqpoll_cpus[core % s.sqpoll_cpus.len()]);
+        }
+        s
+    }
+
+    /// The CPUs SQPOLL threads are pinned to (empty: no SQPOLL).
+    pub(super) fn sqpoll_cpus(&self) -> &[u32] {
+        &self.sqpoll_cpus
     }
 
     /// Creates the ring with the best flags the kernel accepts (each older kernel rejects the

@@ -23,7 +23,7 @@ fn backend(pages: usize) -> (Arc<SyscallArea>, UringBackend, Config) {
 }
 
 fn core_of(b: &UringBackend, area: &Arc<SyscallArea>, config: &Config, caps: Caps) -> UringCore {
-    let sched = b.fallback.scheduler().clone();
+    let sched = b.fallback.group(0).clone();
     UringCore::new(area.clone(), 0, sched, caps, Setup::new(config).unwrap()).unwrap()
 }
 
