@@ -324,8 +324,15 @@ fn stats_count_switches_entries_and_batches() {
             std::thread::sleep(Duration::from_millis(5));
         };
         assert!(total.posted >= 320, "{name}: {total:?}");
-        assert!(total.batches >= 1 && total.batched == total.posted, "{name}: {total:?}");
-        assert_eq!(total.batch_hist.iter().sum::<u64>(), total.batches, "{name}");
+        assert!(
+            total.batches >= 1 && total.batched == total.posted,
+            "{name}: {total:?}"
+        );
+        assert_eq!(
+            total.batch_hist.iter().sum::<u64>(),
+            total.batches,
+            "{name}"
+        );
         assert!(total.switches >= 320, "{name}: {total:?}");
         assert!(total.finished >= 33, "{name}: {total:?}");
     }
@@ -344,15 +351,72 @@ fn flexsc_stats_prints_the_table_at_exit() {
     let path = std::env::temp_dir().join(format!("flexsc-stats-{}.txt", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "flexsc_stats_prints_the_table_at_exit", "--nocapture"])
+        .args([
+            "--exact",
+            "flexsc_stats_prints_the_table_at_exit",
+            "--nocapture",
+        ])
         .env("FLEXSC_STATS_CHILD", "1")
         .env("FLEXSC_STATS", &path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&path).expect("the statistics file");
     std::fs::remove_file(&path).unwrap();
     assert!(text.contains("flexsc-threads statistics"), "{text}");
-    assert!(text.lines().any(|l| l.trim_start().starts_with("all")), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("all")),
+        "{text}"
+    );
     assert!(text.contains("batch sizes"), "{text}");
+}
+
+#[test]
+fn every_core_specialization_runs_blocking_green_threads() {
+    use flexsc_threads::kmod::Specialization;
+    for s in [
+        Specialization::PerCore,
+        Specialization::Static(vec![1]),
+        Specialization::dynamic(),
+    ] {
+        let rt = Runtime::builder()
+            .cores(2)
+            .specialization(s.clone())
+            .stack_size(64 * 1024)
+            .build()
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let sum = rt.block_on(|| {
+            let hs: Vec<_> = (0..20u8)
+                .map(|i| {
+                    spawn(move || {
+                        let (r, w) = pipe();
+                        let reader = spawn(move || {
+                            let mut b = [0u8; 1];
+                            // SAFETY: reads one byte into our buffer from our pipe.
+                            let n = unsafe {
+                                syscall(libc::SYS_read, &[r as u64, b.as_mut_ptr() as u64, 1])
+                            };
+                            close(r);
+                            assert_eq!(n, 1);
+                            b[0] as u32
+                        });
+                        sleep(Duration::from_millis(1));
+                        let b = [i];
+                        // SAFETY: writes one byte from our buffer to our pipe.
+                        let n =
+                            unsafe { syscall(libc::SYS_write, &[w as u64, b.as_ptr() as u64, 1]) };
+                        close(w);
+                        assert_eq!(n, 1);
+                        reader.join().unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+        });
+        assert_eq!(sum, (0..20).sum::<u32>(), "{s:?}");
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, Yielder};
-use flexsc_kmod::{BackendKind, Config, Registration, Syscall};
+use flexsc_kmod::{BackendKind, Config, Registration, Specialization, Syscall};
 
 use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
@@ -212,7 +212,7 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub struct Builder {
     cores: Option<usize>,
-    kmod: Config,
+    kmod: KmodOverrides,
     stack_size: usize,
     batch_limit: usize,
     tls: Option<bool>,
@@ -221,22 +221,60 @@ pub struct Builder {
 
 impl Default for Builder {
     fn default() -> Self {
-        // A green thread blocked in a call holds its entry (and, with the `threads` backend, a
-        // syscall thread) until the call returns: servers block many calls at once, so the
-        // runtime defaults to far more entries than the paper's 8 pages.
-        let kmod = Config {
-            pages_per_core: 64,
-            max_syscall_threads: 4096,
-            ..Config::default()
-        };
         Self {
             cores: None,
-            kmod,
+            kmod: KmodOverrides::default(),
             stack_size: 256 * 1024,
             batch_limit: 64,
             tls: None,
             stats_at_exit: None,
         }
+    }
+}
+
+/// What the builder was told about the syscall pages and backend; the rest comes from
+/// `FLEXSC_*` variables ([`Config::from_env`]), then the runtime's defaults.
+#[derive(Debug, Clone, Default)]
+struct KmodOverrides {
+    pages: Option<usize>,
+    backend: Option<BackendKind>,
+    specialization: Option<Specialization>,
+    max_syscall_threads: Option<usize>,
+    executor_spins: Option<u32>,
+}
+
+impl KmodOverrides {
+    /// The registration request for `cores` carriers.
+    fn config(&self, cores: usize) -> io::Result<Config> {
+        let mut c = Config::from_env()?;
+        let unset = |v: &str| std::env::var_os(v).is_none();
+        // A green thread blocked in a call holds its entry (and, with the `threads` backend, a
+        // syscall thread) until the call returns: servers block many calls at once, so the
+        // runtime defaults to far more entries than the paper's 8 pages.
+        if unset("FLEXSC_PAGES") {
+            c.pages_per_core = 64;
+        }
+        if unset("FLEXSC_MAX_SYSCALL_THREADS") {
+            c.max_syscall_threads = 4096;
+        }
+        if let Some(n) = self.pages {
+            c.pages_per_core = n;
+        }
+        if let Some(b) = self.backend {
+            c.backend = b;
+        }
+        if let Some(s) = &self.specialization {
+            c.specialization = s.clone();
+            c.syscall_cores.clear();
+        }
+        if let Some(n) = self.max_syscall_threads {
+            c.max_syscall_threads = n;
+        }
+        if let Some(n) = self.executor_spins {
+            c.executor_spins = n;
+        }
+        c.cores = cores;
+        Ok(c)
     }
 }
 
@@ -248,36 +286,48 @@ impl Builder {
         self
     }
 
-    /// The static list of syscall cores for the `threads` backend (core specialization); empty:
-    /// syscall threads float.
-    pub fn syscall_cores(mut self, cores: Vec<usize>) -> Self {
-        self.kmod.syscall_cores = cores;
+    /// The static list of syscall cores (core specialization, paper section 3.6): the `threads`
+    /// backend's syscall threads run there, `uring`'s SQPOLL threads too. Empty: syscall threads
+    /// float. Shorthand for `specialization(Specialization::Static(cores))`.
+    pub fn syscall_cores(self, cores: Vec<usize>) -> Self {
+        self.specialization(Specialization::Static(cores))
+    }
+
+    /// How system calls are spread over cores (default: `Static` with no list, unless
+    /// `FLEXSC_SPECIALIZATION` says otherwise): `PerCore` runs each carrier's calls on its own
+    /// core (the paper's single-core mode), `Static(list)` on the listed syscall cores, `Dynamic`
+    /// moves the split between carrier and syscall cores with the measured user and kernel time
+    /// (`threads` backend).
+    pub fn specialization(mut self, s: Specialization) -> Self {
+        self.kmod.specialization = Some(s);
         self
     }
 
-    /// Syscall pages per carrier (64 entries each; default 64). Every call blocked at once on a
-    /// carrier holds one entry; calls beyond that wait for a free entry.
+    /// Syscall pages per carrier (64 entries each; default `FLEXSC_PAGES`, else 64). Every call
+    /// blocked at once on a carrier holds one entry; calls beyond that wait for a free entry.
     pub fn pages(mut self, n: usize) -> Self {
-        self.kmod.pages_per_core = n;
+        self.kmod.pages = Some(n);
         self
     }
 
-    /// Cap on syscall threads (`threads` backend): each call blocked in the kernel holds one.
+    /// Cap on syscall threads (`threads` backend): each call blocked in the kernel holds one
+    /// (default `FLEXSC_MAX_SYSCALL_THREADS`, else 4096).
     pub fn max_syscall_threads(mut self, n: usize) -> Self {
-        self.kmod.max_syscall_threads = n;
+        self.kmod.max_syscall_threads = Some(n);
         self
     }
 
     /// Polls an idle syscall thread spins before sleeping (0: sleep at once; right when syscall
-    /// threads share the carriers' CPUs).
+    /// threads share the carriers' CPUs; default `FLEXSC_SPINS`, else 20,000).
     pub fn executor_spins(mut self, n: u32) -> Self {
-        self.kmod.executor_spins = n;
+        self.kmod.executor_spins = Some(n);
         self
     }
 
-    /// The backend executing entries.
+    /// The backend executing entries (default `FLEXSC_BACKEND`, else `threads`, which runs any
+    /// call anywhere; `uring` holds blocked I/O without a thread each).
     pub fn backend(mut self, b: BackendKind) -> Self {
-        self.kmod.backend = b;
+        self.kmod.backend = Some(b);
         self
     }
 
@@ -366,7 +416,7 @@ impl Builder {
             (None, None) => None,
         };
         crate::overflow::install()?;
-        let reg = flexsc_kmod::register(Config { cores, ..self.kmod })?;
+        let reg = flexsc_kmod::register(self.kmod.config(cores)?)?;
         let shared = Arc::new(Shared {
             reg,
             queues: (0..cores).map(|_| RunQueue::default()).collect(),
