@@ -27,6 +27,9 @@ use stats::StatsSink;
 pub use stats::{BATCH_BUCKETS, CarrierStats, StatsTable};
 use task::{Suspend, Task};
 
+/// Entries a carrier posts before it submits them, by default.
+const DEFAULT_BATCH: usize = 64;
+
 /// TLS blocks (about 4.5 KiB each) kept in the shared pool.
 const TLS_POOL_MAX: usize = 1024;
 
@@ -214,7 +217,7 @@ pub struct Builder {
     cores: Option<usize>,
     kmod: KmodOverrides,
     stack_size: usize,
-    batch_limit: usize,
+    batch_limit: Option<usize>,
     tls: Option<bool>,
     stats_at_exit: Option<StatsSink>,
 }
@@ -225,7 +228,7 @@ impl Default for Builder {
             cores: None,
             kmod: KmodOverrides::default(),
             stack_size: 256 * 1024,
-            batch_limit: 64,
+            batch_limit: None,
             tls: None,
             stats_at_exit: None,
         }
@@ -338,9 +341,11 @@ impl Builder {
     }
 
     /// The batching policy: a carrier submits its batch after this many posted entries, or when
-    /// it runs out of ready green threads, whichever comes first.
+    /// it runs out of ready green threads, whichever comes first (default `FLEXSC_BATCH`, else
+    /// 64). 1 submits every call at once (lowest latency, one kernel entry per call); larger
+    /// batches amortise the kernel entry over more calls while the first ones wait.
     pub fn batch_limit(mut self, n: usize) -> Self {
-        self.batch_limit = n.max(1);
+        self.batch_limit = Some(n.max(1));
         self
     }
 
@@ -428,7 +433,19 @@ impl Builder {
             tls_pool: Mutex::new(Vec::new()),
             tls,
             stack_size: self.stack_size,
-            batch_limit: self.batch_limit,
+            batch_limit: match (self.batch_limit, std::env::var("FLEXSC_BATCH").ok()) {
+                (Some(n), _) => n,
+                (None, Some(v)) => match v.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("FLEXSC_BATCH={v:?} is not a positive number"),
+                        ));
+                    }
+                },
+                (None, None) => DEFAULT_BATCH,
+            },
             stats: Arc::new(Mutex::new(vec![CarrierStats::default(); cores])),
         });
         let mut carriers = Vec::with_capacity(cores);
