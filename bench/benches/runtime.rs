@@ -1,8 +1,10 @@
 //! FlexSC-Threads against OS threads (issue 3): a green-thread switch (yield_now between two
-//! green threads on one carrier, fs base not switched yet), and spawn + join against
-//! `std::thread::spawn` + join, each measured in the same run.
+//! green threads on one carrier, fs base not switched yet), spawn + join against
+//! `std::thread::spawn` + join, and a condvar ping-pong between two green threads (on one
+//! carrier) against two std threads, each measured in the same run.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -61,11 +63,98 @@ fn spawn_join(c: &mut Criterion) {
     g.finish();
 }
 
+/// A ball two threads pass back and forth: `true` while it is the responder's turn.
+struct Court<M, C> {
+    ball: M,
+    to_responder: C,
+    to_server: C,
+}
+
+/// Two std threads ping-ponging through `std::sync::{Mutex, Condvar}` against two green threads
+/// (one carrier) through `flexsc_threads::sync::{Mutex, Condvar}`. One iteration is one round
+/// trip: the server hands the ball over (notify) and waits for it back; the responder waits
+/// for it and hands it back.
+fn condvar_pingpong(c: &mut Criterion) {
+    let rt = Runtime::builder()
+        .cores(1)
+        .stack_size(64 * 1024)
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("condvar_pingpong");
+    g.bench_function("std_thread", |b| {
+        b.iter_custom(|iters| {
+            let court = Arc::new(Court {
+                ball: std::sync::Mutex::new(false),
+                to_responder: std::sync::Condvar::new(),
+                to_server: std::sync::Condvar::new(),
+            });
+            let c = court.clone();
+            let responder = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    let mut ball = c.ball.lock().expect("lock");
+                    while !*ball {
+                        ball = c.to_responder.wait(ball).expect("wait");
+                    }
+                    *ball = false;
+                    c.to_server.notify_one();
+                }
+            });
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                let mut ball = court.ball.lock().expect("lock");
+                *ball = true;
+                court.to_responder.notify_one();
+                while *ball {
+                    ball = court.to_server.wait(ball).expect("wait");
+                }
+            }
+            let el = t0.elapsed();
+            responder.join().expect("responder");
+            el
+        })
+    });
+    g.bench_function("green_thread", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(move || {
+                let court = Arc::new(Court {
+                    ball: flexsc_threads::sync::Mutex::new(false),
+                    to_responder: flexsc_threads::sync::Condvar::new(),
+                    to_server: flexsc_threads::sync::Condvar::new(),
+                });
+                let c = court.clone();
+                let responder = spawn(move || {
+                    for _ in 0..iters {
+                        let mut ball = c.ball.lock();
+                        while !*ball {
+                            ball = c.to_responder.wait(ball);
+                        }
+                        *ball = false;
+                        c.to_server.notify_one();
+                    }
+                });
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    let mut ball = court.ball.lock();
+                    *ball = true;
+                    court.to_responder.notify_one();
+                    while *ball {
+                        ball = court.to_server.wait(ball);
+                    }
+                }
+                let el = t0.elapsed();
+                responder.join().expect("responder");
+                el
+            })
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = switch, spawn_join
+    targets = switch, spawn_join, condvar_pingpong
 }
 criterion_main!(benches);
