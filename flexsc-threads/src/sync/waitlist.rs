@@ -77,7 +77,7 @@ impl<S, K> WaitList<S, K> {
             // Every edit under this lock leaves the queue consistent, so a panic in a caller's
             // closure does not make it unusable: ignore poisoning.
             guard: Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())),
-            wake: Vec::new(),
+            wake: ToWake::default(),
         }
     }
 
@@ -148,7 +148,39 @@ impl<S> WaitList<S> {
 /// The list, locked. Threads it wakes are unparked when it is dropped, after the lock is released.
 pub(crate) struct Locked<'a, S, K = u8> {
     guard: Option<MutexGuard<'a, Inner<S, K>>>,
-    wake: Vec<Arc<Waiter<K>>>,
+    wake: ToWake<K>,
+}
+
+/// The waiters a [`Locked`] dequeued, to unpark once the lock is released. Most wakes are of one
+/// thread: that one needs no allocation.
+struct ToWake<K> {
+    first: Option<Arc<Waiter<K>>>,
+    rest: Vec<Arc<Waiter<K>>>,
+}
+
+impl<K> Default for ToWake<K> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<K> ToWake<K> {
+    fn push(&mut self, w: Arc<Waiter<K>>) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
+    }
+
+    fn unpark_all(&mut self) {
+        for w in self.first.take().into_iter().chain(self.rest.drain(..)) {
+            w.unparker.unpark();
+        }
+    }
 }
 
 impl<S, K> Locked<'_, S, K> {
@@ -246,8 +278,6 @@ impl<S, K> Drop for Locked<'_, S, K> {
         // Unlock first: an unpark may schedule a green thread (another lock), and the woken
         // thread's first act is often to take this lock again.
         drop(self.guard.take());
-        for w in self.wake.drain(..) {
-            w.unparker.unpark();
-        }
+        self.wake.unpark_all();
     }
 }
