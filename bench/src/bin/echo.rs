@@ -1,11 +1,14 @@
 //! The TCP echo comparison: the same thread-per-connection echo server written three ways -
 //! flexsc-threads (a green thread per connection, on the `threads` backend with syscall cores
-//! and on `uring`), `std` (an OS thread per connection) and tokio (a task per connection) -
+//! and on `uring`, the latter also with the strict round-robin `Order::Fifo` instead of the
+//! default `Order::Lifo`), `std` (an OS thread per connection) and tokio (a task per
+//! connection) -
 //! against one load generator: N connections, each sending a fixed-size message and waiting
 //! for its echo, for a fixed time. Prints markdown for `docs/results.md`.
 //!
 //! Usage: `cargo run --release -p flexsc-bench --bin echo -- [--quick] [--repeats N]
-//! [--conns 1000,10000] [--secs S] [--size BYTES] [--servers flexsc-threads,flexsc-uring,std,tokio]
+//! [--conns 1000,10000] [--secs S] [--size BYTES]
+//! [--servers flexsc-threads,flexsc-uring,flexsc-uring-fifo,std,tokio]
 //! [--carriers N] [--client-threads N]`.
 //!
 //! Every server and the load generator run as child processes of this one (`echo server ...`,
@@ -30,9 +33,16 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flexsc_threads::Order;
 use flexsc_threads::kmod::BackendKind;
 
-const SERVERS: [&str; 4] = ["flexsc-threads", "flexsc-uring", "std", "tokio"];
+const SERVERS: [&str; 5] = [
+    "flexsc-threads",
+    "flexsc-uring",
+    "flexsc-uring-fifo",
+    "std",
+    "tokio",
+];
 /// Stack per green thread and per `std` thread: the echo loop needs its 4 KiB buffer and little
 /// else, and 10,000 connections of the default sizes would be 2.5 GB (flexsc) or 80 GB (std).
 const STACK: usize = 64 * 1024;
@@ -396,12 +406,33 @@ fn server_main(o: &Opts) -> i32 {
     };
     let kind: String = o.get("kind").unwrap_or_default();
     let r = match kind.as_str() {
-        "flexsc-threads" => {
-            server_flexsc::serve(BackendKind::Threads, carriers, cpus, pages, STACK, ready)
-        }
-        "flexsc-uring" => {
-            server_flexsc::serve(BackendKind::Uring, carriers, cpus, pages, STACK, ready)
-        }
+        "flexsc-threads" => server_flexsc::serve(
+            BackendKind::Threads,
+            Order::DEFAULT,
+            carriers,
+            cpus,
+            pages,
+            STACK,
+            ready,
+        ),
+        "flexsc-uring" => server_flexsc::serve(
+            BackendKind::Uring,
+            Order::DEFAULT,
+            carriers,
+            cpus,
+            pages,
+            STACK,
+            ready,
+        ),
+        "flexsc-uring-fifo" => server_flexsc::serve(
+            BackendKind::Uring,
+            Order::Fifo,
+            carriers,
+            cpus,
+            pages,
+            STACK,
+            ready,
+        ),
         "std" => server_std::serve(STACK, ready),
         "tokio" => server_tokio::serve(carriers, ready),
         k => die(&format!("unknown server {k:?}")),

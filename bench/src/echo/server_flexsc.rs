@@ -4,9 +4,9 @@
 use std::io;
 use std::net::SocketAddr;
 
-use flexsc_threads::Runtime;
 use flexsc_threads::io::{TcpListener, TcpStream};
 use flexsc_threads::kmod::BackendKind;
+use flexsc_threads::{Order, Runtime};
 
 /// Serves on 127.0.0.1 (port chosen by the kernel) until the process exits; `ready` gets the
 /// address once it listens. `syscall_cores` applies to the `threads` backend only. `pages`
@@ -14,6 +14,7 @@ use flexsc_threads::kmod::BackendKind;
 /// `read` holds its entry, and connection threads all start on the acceptor's carrier.
 pub fn serve(
     backend: BackendKind,
+    order: Order,
     carriers: usize,
     syscall_cores: Vec<usize>,
     pages: usize,
@@ -23,6 +24,7 @@ pub fn serve(
     let mut b = Runtime::builder()
         .backend(backend)
         .cores(carriers)
+        .order(order)
         .pages(pages)
         .stack_size(stack);
     if backend == BackendKind::Threads {

@@ -225,7 +225,7 @@ impl Carrier {
     }
 
     fn push_ready(&self, task: Arc<Task>) {
-        self.local(|l| l.ready.push_back(task));
+        self.local(|l| l.ready.push(task));
     }
 
     fn ready_len(&self) -> usize {
@@ -234,7 +234,7 @@ impl Carrier {
 
     /// The next green thread to run: this carrier's own first, then those queued from elsewhere.
     fn next_ready(&mut self) -> Option<Arc<Task>> {
-        self.local(|l| l.ready.pop_front())
+        self.local(|l| l.ready.pop())
             .or_else(|| self.shared.queues[self.idx].pop())
     }
 
@@ -267,7 +267,7 @@ impl Carrier {
             return;
         };
         for _ in 0..ready / 2 {
-            if let Some(t) = self.local(|l| l.ready.pop_back()) {
+            if let Some(t) = self.local(|l| l.ready.pop_last()) {
                 self.shared.queues[self.idx].push(t);
             }
         }
@@ -304,7 +304,7 @@ impl Carrier {
             if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
                 task.set_resume_value(ret);
                 // SAFETY: as in `Carrier::local`.
-                unsafe { local.with(|l| l.ready.push_back(task)) };
+                unsafe { local.with(|l| l.ready.push_completed(task)) };
             }
         });
         n > 0

@@ -21,6 +21,7 @@ use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
+pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
 use stats::StatsSink;
@@ -84,7 +85,7 @@ impl Shared {
         if self.here() == Some(c) {
             // SAFETY: a green thread of carrier c runs on c's kernel thread, and pushing neither
             // resumes nor re-enters.
-            unsafe { self.local(c, |l| l.ready.push_back(task)) };
+            unsafe { self.local(c, |l| l.ready.push(task)) };
             return;
         }
         if self.queues[c].push_and_check(task) {
@@ -218,6 +219,7 @@ pub struct Builder {
     kmod: KmodOverrides,
     stack_size: usize,
     batch_limit: Option<usize>,
+    order: Option<Order>,
     tls: Option<bool>,
     stats_at_exit: Option<StatsSink>,
 }
@@ -229,6 +231,7 @@ impl Default for Builder {
             kmod: KmodOverrides::default(),
             stack_size: 256 * 1024,
             batch_limit: None,
+            order: None,
             tls: None,
             stats_at_exit: None,
         }
@@ -349,6 +352,13 @@ impl Builder {
         self
     }
 
+    /// In which order ready green threads run ([`Order`]; default `FLEXSC_ORDER`: `fifo`, `lifo`
+    /// or `lifo:N` for `max_wait` N; else [`Order::DEFAULT`]).
+    pub fn order(mut self, order: Order) -> Self {
+        self.order = Some(order);
+        self
+    }
+
     /// Whether every green thread gets its own glibc TLS block and TCB (default: yes, unless
     /// `FLEXSC_TLS=0`): its own `errno`, C/C++ `__thread`/`thread_local` and Rust `thread_local!`
     /// variables, `pthread_self`, locale and resolver state, switched with the fs base at every
@@ -387,6 +397,16 @@ impl Builder {
                 "a runtime needs at least one carrier",
             ));
         }
+        let order = match (self.order, std::env::var("FLEXSC_ORDER").ok()) {
+            (Some(o), _) => o,
+            (None, Some(v)) => parse_order(&v).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("FLEXSC_ORDER={v:?}: expected fifo, lifo or lifo:N (N > 0)"),
+                )
+            })?,
+            (None, None) => Order::DEFAULT,
+        };
         let tls = match (self.tls, std::env::var("FLEXSC_TLS").ok()) {
             (Some(on), _) => on,
             (None, Some(v)) => match v.trim() {
@@ -425,7 +445,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             reg,
             queues: (0..cores).map(|_| RunQueue::default()).collect(),
-            locals: (0..cores).map(|_| CarrierLocal::new()).collect(),
+            locals: (0..cores).map(|_| CarrierLocal::new(order)).collect(),
             spawned_outside: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             next_carrier: AtomicUsize::new(0),
@@ -486,6 +506,18 @@ impl Builder {
             stats::print_at_exit(&shared.stats, sink.clone());
         }
         Ok(Runtime { shared, carriers })
+    }
+}
+
+/// `fifo`, `lifo` or `lifo:N`.
+fn parse_order(v: &str) -> Option<Order> {
+    match v.trim() {
+        "fifo" => Some(Order::Fifo),
+        "lifo" => Some(Order::DEFAULT),
+        other => {
+            let n: u32 = other.strip_prefix("lifo:")?.parse().ok()?;
+            (n > 0).then_some(Order::Lifo { max_wait: n })
+        }
     }
 }
 
