@@ -1,5 +1,6 @@
 //! FlexSC-Threads against OS threads (issue 3): a green-thread switch (yield_now between two
-//! green threads on one carrier, fs base not switched yet), spawn + join against
+//! green threads on one carrier, with and without the fs switch to a TLS block of their own),
+//! spawn + join against
 //! `std::thread::spawn` + join, and a condvar ping-pong between two green threads (on one
 //! carrier) against two std threads, each measured in the same run.
 
@@ -10,56 +11,71 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use flexsc_threads::{Runtime, spawn, yield_now};
 
-fn switch(c: &mut Criterion) {
-    let rt = Runtime::builder()
+/// A one-carrier runtime with (`tls`) or without a TLS block per green thread.
+fn runtime(tls: bool) -> Runtime {
+    Runtime::builder()
         .cores(1)
         .stack_size(64 * 1024)
+        .tls(tls)
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+/// The benchmark name for a green-thread variant.
+fn green(tls: bool) -> &'static str {
+    if tls {
+        "green_thread"
+    } else {
+        "green_thread_shared_tls"
+    }
+}
+
+fn switch(c: &mut Criterion) {
     let mut g = c.benchmark_group("green_switch");
-    g.bench_function("yield_now_pair", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(move || {
-                let other = spawn(move || {
+    for tls in [true, false] {
+        let rt = runtime(tls);
+        g.bench_function(green(tls), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(move || {
+                    let other = spawn(move || {
+                        for _ in 0..iters {
+                            yield_now();
+                        }
+                    });
+                    let t0 = Instant::now();
                     for _ in 0..iters {
                         yield_now();
                     }
-                });
-                let t0 = Instant::now();
-                for _ in 0..iters {
-                    yield_now();
-                }
-                let el = t0.elapsed();
-                other.join().expect("partner");
-                // Each iteration is two switches: to the partner and back.
-                el / 2
+                    let el = t0.elapsed();
+                    other.join().expect("partner");
+                    // Each iteration is two switches: to the partner and back.
+                    el / 2
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
 fn spawn_join(c: &mut Criterion) {
-    let rt = Runtime::builder()
-        .cores(1)
-        .stack_size(64 * 1024)
-        .build()
-        .expect("runtime");
     let mut g = c.benchmark_group("spawn_join");
     g.bench_function("std_thread", |b| {
         b.iter(|| std::thread::spawn(|| black_box(1)).join().expect("join"))
     });
-    g.bench_function("green_thread", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(move || {
-                let t0 = Instant::now();
-                for _ in 0..iters {
-                    black_box(spawn(|| black_box(1)).join().expect("join"));
-                }
-                t0.elapsed()
+    for tls in [true, false] {
+        let rt = runtime(tls);
+        g.bench_function(green(tls), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(move || {
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        black_box(spawn(|| black_box(1)).join().expect("join"));
+                    }
+                    t0.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -75,11 +91,7 @@ struct Court<M, C> {
 /// trip: the server hands the ball over (notify) and waits for it back; the responder waits
 /// for it and hands it back.
 fn condvar_pingpong(c: &mut Criterion) {
-    let rt = Runtime::builder()
-        .cores(1)
-        .stack_size(64 * 1024)
-        .build()
-        .expect("runtime");
+    let rt = runtime(true);
     let mut g = c.benchmark_group("condvar_pingpong");
     g.bench_function("std_thread", |b| {
         b.iter_custom(|iters| {
