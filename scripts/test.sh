@@ -32,4 +32,7 @@ cargo bench -p flexsc-bench -- --test
 step "echo benchmark harness smoke test (--quick: every server answers every request)"
 cargo run --release -p flexsc-bench --bin echo -- --quick
 
+step "parked-thread memory smoke test (--quick: 10,000 green threads parked at once)"
+cargo run --release -p flexsc-bench --bin parked -- --quick
+
 step "all passed"
