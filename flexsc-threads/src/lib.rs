@@ -34,8 +34,8 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use runtime::{
-    Builder, CarrierStats, JoinHandle, Order, Runtime, StatsTable, Unparker, current_id,
-    current_name, park, park_deadline, sleep, spawn, syscall, yield_now,
+    Builder, CarrierStats, JoinHandle, Order, Runtime, SpawnOptions, StatsTable, Unparker,
+    current_id, current_name, park, park_deadline, sleep, spawn, syscall, yield_now,
 };
 
 #[cfg(not(loom))]

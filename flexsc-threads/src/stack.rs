@@ -186,7 +186,7 @@ unsafe impl corosensei::stack::Stack for Stack {
 }
 
 /// The usable size a request for `size` bytes gets: whole pages, at least one.
-fn usable_size(size: usize) -> io::Result<usize> {
+pub(crate) fn usable_size(size: usize) -> io::Result<usize> {
     size.max(PAGE)
         .checked_next_multiple_of(PAGE)
         .ok_or_else(too_big)

@@ -420,3 +420,60 @@ fn every_core_specialization_runs_blocking_green_threads() {
         assert_eq!(sum, (0..20).sum::<u32>(), "{s:?}");
     }
 }
+
+#[test]
+fn spawn_options_name_and_size_the_stack() {
+    use flexsc_threads::SpawnOptions;
+    let rt = Runtime::builder()
+        .cores(1)
+        .stack_size(64 * 1024)
+        .build()
+        .unwrap();
+    // A deep recursion that needs far more than the runtime's 64 KiB.
+    fn depth(n: u32) -> u32 {
+        let pad = std::hint::black_box([0u8; 1024]);
+        if n == 0 {
+            pad[0] as u32
+        } else {
+            depth(n - 1) + 1 + pad[1] as u32
+        }
+    }
+    for round in 0..3 {
+        let h = SpawnOptions::new()
+            .name(format!("deep{round}"))
+            .stack_size(8 << 20)
+            .spawn_on(&rt, || (flexsc_threads::current_name(), depth(2000)))
+            .unwrap();
+        assert_eq!(h.join().unwrap(), (Some(format!("deep{round}")), 2000));
+        // Default-size green threads, spawned from a green thread, reuse the cached stacks and
+        // never get the big one.
+        let small = rt.block_on(|| {
+            SpawnOptions::new()
+                .spawn(|| depth(10))
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+        assert_eq!(small, 10);
+    }
+    assert!(
+        SpawnOptions::new().spawn(|| ()).is_err(),
+        "outside a green thread"
+    );
+}
+
+#[test]
+fn sched_yield_is_a_yield_point() {
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = order.clone();
+    rt.block_on(move || {
+        let o2 = o.clone();
+        let other = spawn(move || o2.lock().unwrap().push("other"));
+        // SAFETY: sched_yield takes no arguments.
+        assert_eq!(unsafe { syscall(libc::SYS_sched_yield, &[]) }, 0);
+        o.lock().unwrap().push("after yield");
+        other.join().unwrap();
+    });
+    assert_eq!(*order.lock().unwrap(), ["other", "after yield"]);
+}

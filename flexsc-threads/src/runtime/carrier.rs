@@ -244,11 +244,17 @@ impl Carrier {
     /// the next spawn here rewrites it in place instead of allocating.
     fn recycle(&self, task: Arc<Task>) {
         let stack = task.take_finished().map(|co| co.into_stack());
+        // Only stacks of the runtime's size go to the carrier's cache.
+        let (stack, odd) = match stack {
+            Some(s) if s.size() != self.shared.stack_size => (None, Some(s)),
+            s => (s, None),
+        };
         // Reset on the carrier's own TCB, as glibc resets a cached thread stack.
         let tls = task.take_tls().and_then(|mut b| b.reuse().ok().map(|()| b));
         // Held once, by us, and never weakly: nobody can clone it any more.
         let task = (Arc::strong_count(&task) == 1 && Arc::weak_count(&task) == 0).then_some(task);
         let (stack, tls) = self.local(|l| l.keep(task, stack, tls));
+        let stack = stack.or(odd);
         if stack.is_some() || tls.is_some() {
             self.shared.spill(stack, tls);
         }

@@ -274,12 +274,10 @@ mod tests {
         let mut r = Ready::new(Order::Lifo { max_wait: 3 });
         r.push_completed(task(1)); // the oldest completion
         r.push(task(2)); // a yield, queued behind
-        let mut next = 10;
         let mut order = Vec::new();
         // A stream of fresh completions that would otherwise always run first.
-        for _ in 0..8 {
-            r.push_completed(task(next));
-            next += 1;
+        for id in 10..18 {
+            r.push_completed(task(id));
             order.push(r.pop().expect("ready").id());
         }
         let pos = |id| order.iter().position(|&x| x == id);

@@ -53,6 +53,7 @@ pub(crate) struct Shared {
     tls_pool: Mutex<Vec<TlsBlock>>,
     /// Whether each green thread gets its own glibc TLS block and TCB.
     tls: bool,
+    /// Usable bytes of a default green-thread stack (rounded to pages).
     stack_size: usize,
     batch_limit: usize,
     /// Each carrier's counters as last published (shared with the exit printer).
@@ -108,11 +109,23 @@ impl Shared {
 
     /// A stack and (with TLS on) a TLS block for a new green thread: from the spawning carrier's
     /// cache when a green thread spawns, else from the shared pools, else new.
-    fn resources(&self, here: Option<usize>) -> io::Result<(Stack, Option<TlsBlock>)> {
+    fn resources(
+        &self,
+        here: Option<usize>,
+        stack_size: Option<usize>,
+    ) -> io::Result<(Stack, Option<TlsBlock>)> {
+        let size = match stack_size {
+            Some(s) => crate::stack::usable_size(s)?,
+            None => self.stack_size,
+        };
+        // The carriers cache stacks of the runtime's size only.
+        let cached = size == self.stack_size;
         let (stack, tls) = match here {
             // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither
             // resumes nor re-enters.
-            Some(c) => unsafe { self.local(c, |l| (l.stacks.pop(), l.tls.pop())) },
+            Some(c) => unsafe {
+                self.local(c, |l| (l.stacks.pop().filter(|_| cached), l.tls.pop()))
+            },
             None => (None, None),
         };
         let stack = match stack {
@@ -121,7 +134,7 @@ impl Shared {
                 .stacks
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(self.stack_size)?,
+                .get(size)?,
         };
         let tls = match tls {
             Some(b) => Some(b),
@@ -146,7 +159,7 @@ impl Shared {
         Ok((stack, tls))
     }
 
-    fn spawn<F, T>(&self, name: Option<String>, f: F) -> io::Result<JoinHandle<T>>
+    fn spawn<F, T>(&self, opts: SpawnOptions, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -154,8 +167,9 @@ impl Shared {
         if self.shutdown.load(Ordering::Acquire) {
             return Err(io::Error::other("the runtime is shutting down"));
         }
+        let SpawnOptions { name, stack_size } = opts;
         let here = self.here();
-        let (stack, tls) = self.resources(here)?;
+        let (stack, tls) = self.resources(here, stack_size)?;
         let guard = stack.guard();
         let home = here.unwrap_or_else(|| {
             self.next_carrier.fetch_add(1, Ordering::Relaxed) % self.queues.len()
@@ -452,7 +466,7 @@ impl Builder {
             stacks: Mutex::new(StackPool::new(1024)),
             tls_pool: Mutex::new(Vec::new()),
             tls,
-            stack_size: self.stack_size,
+            stack_size: crate::stack::usable_size(self.stack_size)?,
             batch_limit: match (self.batch_limit, std::env::var("FLEXSC_BATCH").ok()) {
                 (Some(n), _) => n,
                 (None, Some(v)) => match v.trim().parse::<usize>() {
@@ -547,7 +561,9 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.shared.spawn(None, f).expect("spawn a green thread")
+        self.shared
+            .spawn(SpawnOptions::new(), f)
+            .expect("spawn a green thread")
     }
 
     /// Starts a named green thread (the name shows in diagnostics such as a stack overflow).
@@ -557,7 +573,7 @@ impl Runtime {
         T: Send + 'static,
     {
         self.shared
-            .spawn(Some(name.into()), f)
+            .spawn(SpawnOptions::new().name(name), f)
             .expect("spawn a green thread")
     }
 
@@ -632,7 +648,60 @@ where
     T: Send + 'static,
 {
     let (_, shared, _) = current().expect("flexsc_threads::spawn outside a green thread");
-    shared.spawn(None, f).expect("spawn a green thread")
+    shared
+        .spawn(SpawnOptions::new(), f)
+        .expect("spawn a green thread")
+}
+
+/// How to start one green thread, as `std::thread::Builder`: a name (shown in diagnostics such
+/// as a stack overflow) and a stack size (default: the runtime's, `Builder::stack_size`). A
+/// stack is a reservation: only the pages a green thread touches cost memory, so sizes as large
+/// as `RLIMIT_STACK` (8 MiB) are cheap.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl SpawnOptions {
+    /// No name, the runtime's stack size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the green thread.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack bytes (rounded up to whole pages).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Starts the green thread on the caller's runtime (the caller must be a green thread).
+    /// Errors: out of memory or mappings for the stack, or the runtime is shutting down.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (_, shared, _) = current().ok_or_else(|| {
+            io::Error::other("SpawnOptions::spawn outside a green thread (use spawn_on)")
+        })?;
+        shared.spawn(self, f)
+    }
+
+    /// Starts the green thread on `rt`.
+    pub fn spawn_on<F, T>(self, rt: &Runtime, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        rt.shared.spawn(self, f)
+    }
 }
 
 impl Shared {
@@ -688,7 +757,8 @@ fn park_until(deadline: Option<Instant>) {
 
 /// Runs a system call: on a green thread it is posted to the carrier's syscall pages and the
 /// green thread parks until it completes (exception-less); elsewhere it traps as usual. Returns
-/// the raw result (negative errno on failure).
+/// the raw result (negative errno on failure). `sched_yield` on a green thread is a yield point:
+/// the carrier runs its other ready green threads first.
 ///
 /// # Safety
 /// As for `syscall(2)` (see [`Syscall::new`]): the arguments must be valid for the call.
@@ -696,6 +766,11 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
     // SAFETY: forwarded to our caller.
     let call = unsafe { Syscall::new(nr, args) };
     match current() {
+        // On a green thread, sched_yield yields to the other green threads of its carrier.
+        Some((t, _, _)) if nr == libc::SYS_sched_yield => {
+            t.suspend(Suspend::Yield);
+            0
+        }
         Some((t, _, _)) => t.suspend(Suspend::Syscall(call)),
         None => {
             let mut a = [0u64; 6];
