@@ -14,6 +14,7 @@
 //! - [`backend`]: the executors: `threads` (syscall threads in user space) and `uring`.
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
 //! - [`raw`]: the raw `syscall` instruction and the few other raw calls we need.
+//! - [`os_thread`]: the library's own kernel threads, made with glibc's own `pthread_create`.
 //!
 //! Under `--cfg loom` only the protocol modules are built, on loom's atomics, for `loom-tests/`.
 
@@ -28,6 +29,8 @@ mod sync;
 pub mod area;
 #[cfg(not(loom))]
 pub mod backend;
+#[cfg(not(loom))]
+pub mod os_thread;
 #[cfg(not(loom))]
 pub mod calls;
 #[cfg(not(loom))]

@@ -486,31 +486,30 @@ impl Builder {
         for idx in 0..cores {
             let sh = shared.clone();
             let (ready, started) = std::sync::mpsc::channel();
-            let h = std::thread::Builder::new()
-                .name(format!("flexsc-carrier{idx}"))
-                .spawn(move || {
-                    if idx < online {
-                        // Pinning is locality, not correctness: carry on if it fails.
-                        let _ = flexsc_kmod::raw::pin_to_cpu(idx);
+            // glibc's own pthread_create: under the preload, the exported one makes green threads.
+            let h = flexsc_kmod::os_thread::spawn(&format!("flexsc-carrier{idx}"), 0, move || {
+                if idx < online {
+                    // Pinning is locality, not correctness: carry on if it fails.
+                    let _ = flexsc_kmod::raw::pin_to_cpu(idx);
+                }
+                // The poster is made on the carrier's own thread (io_uring binds to it), and so
+                // are the overflow handler's alternate stack and carrier slot.
+                let started = sh.reg.poster(idx).and_then(|p| {
+                    let alt = crate::overflow::AltStack::new()?;
+                    let slot = crate::overflow::CarrierSlot::register()
+                        .ok_or_else(|| io::Error::other("overflow table full"))?;
+                    Ok((p, alt, slot))
+                });
+                match started {
+                    Ok((p, _alt, slot)) => {
+                        let _ = ready.send(Ok(()));
+                        Carrier::new(idx, sh, p, slot).run();
                     }
-                    // The poster is made on the carrier's own thread (io_uring binds to it), and so
-                    // are the overflow handler's alternate stack and carrier slot.
-                    let started = sh.reg.poster(idx).and_then(|p| {
-                        let alt = crate::overflow::AltStack::new()?;
-                        let slot = crate::overflow::CarrierSlot::register()
-                            .ok_or_else(|| io::Error::other("overflow table full"))?;
-                        Ok((p, alt, slot))
-                    });
-                    match started {
-                        Ok((p, _alt, slot)) => {
-                            let _ = ready.send(Ok(()));
-                            Carrier::new(idx, sh, p, slot).run();
-                        }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                        }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
                     }
-                })?;
+                }
+            })?;
             carriers.push(h);
             started
                 .recv()
@@ -538,7 +537,7 @@ fn parse_order(v: &str) -> Option<Order> {
 /// The M:N runtime: carriers running green threads whose system calls are exception-less.
 pub struct Runtime {
     shared: Arc<Shared>,
-    carriers: Vec<std::thread::JoinHandle<()>>,
+    carriers: Vec<flexsc_kmod::os_thread::OsThread>,
 }
 
 impl std::fmt::Debug for Runtime {

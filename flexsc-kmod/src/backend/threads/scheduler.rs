@@ -5,10 +5,10 @@
 //! posting core has a group of its own (one syscall core, placed by the
 //! [`Placer`](super::specialization::Placer)) draining only that core's pages.
 
+use crate::os_thread::{self, OsThread};
 use std::io;
 use std::ops::Range;
 use std::sync::Mutex;
-use std::thread::JoinHandle;
 
 use crate::activity::Activity;
 use crate::area::SyscallArea;
@@ -75,7 +75,7 @@ pub(crate) struct Scheduler {
     wait_spins: AtomicU32,
     shut: AtomicBool,
     /// Handles and kernel thread ids of every syscall thread, for shutdown.
-    threads: Mutex<Vec<(JoinHandle<()>, Arc<ThreadState>)>>,
+    threads: Mutex<Vec<(OsThread, Arc<ThreadState>)>>,
     placement: Mutex<Placement>,
     placer: Option<Arc<Placer>>,
 }
@@ -295,10 +295,11 @@ impl Scheduler {
         let (sched, st) = (this.clone(), state.clone());
         this.live.fetch_add(1, Ordering::SeqCst);
         this.slots[core].threads.fetch_add(1, Ordering::SeqCst);
-        let spawned = std::thread::Builder::new()
-            .name(format!("flexsc-sys{}", this.first_name + core))
-            .stack_size(64 * 1024)
-            .spawn(move || super::syscall_thread::run(sched, core, st));
+        let spawned = os_thread::spawn(
+            &format!("flexsc-sys{}", this.first_name + core),
+            64 * 1024,
+            move || super::syscall_thread::run(sched, core, st),
+        );
         match spawned {
             Ok(h) => {
                 this.threads
