@@ -1,0 +1,1 @@
+//! The pthread synchronisation objects (being built).
