@@ -2,10 +2,20 @@
 //! unmodified programs under `LD_PRELOAD` (or linked in place of `-lpthread`).
 //!
 //! Being built (issue 4). What exists:
+//! - [`pthread`]: `pthread_create` makes green threads (started lazily, [`rt`]), join, detach,
+//!   exit, `sched_yield`;
 //! - [`sync`]: the pthread synchronisation objects (mutex, condvar, rwlock, spin, barrier,
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
-//!   a green thread that waits parks instead of blocking its carrier.
+//!   a green thread that waits parks instead of blocking its carrier;
+//! - [`io`]: the blocking libc wrappers, exception-less on green threads.
+//!
+//! Every export works for any caller at any time: before the runtime starts, on glibc's own
+//! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
 
+pub mod io;
+pub mod pthread;
+mod real;
+mod rt;
 pub mod sync;
 
 pub use flexsc_threads as threads;

@@ -215,6 +215,7 @@ impl Shared {
             }
         });
         task.install(co);
+        let tcb = task.thread_pointer();
         match here {
             Some(c) => self.locals[c].count_spawn(),
             None => {
@@ -222,7 +223,7 @@ impl Shared {
             }
         }
         self.schedule(task);
-        Ok(JoinHandle { cell: join })
+        Ok(JoinHandle { cell: join, tcb })
     }
 }
 
@@ -853,6 +854,7 @@ impl Waiter {
 /// Owns a green thread's result; [`JoinHandle::join`] waits for it.
 pub struct JoinHandle<T> {
     cell: Arc<JoinCell<std::thread::Result<T>, Waiter>>,
+    tcb: Option<usize>,
 }
 
 impl<T> std::fmt::Debug for JoinHandle<T> {
@@ -864,6 +866,12 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    /// The green thread's glibc thread control block: what `pthread_self()` returns on it (None
+    /// when green threads share their carriers' TLS, `Builder::tls(false)`).
+    pub fn tcb(&self) -> Option<usize> {
+        self.tcb
+    }
+
     /// Whether the green thread has finished.
     pub fn is_finished(&self) -> bool {
         self.cell.is_done()

@@ -1,0 +1,300 @@
+//! The blocking libc wrappers: on a green thread each call is posted to its carrier's syscall
+//! pages and the green thread parks until it completes (exception-less); on any other thread, and
+//! before the runtime starts, glibc's own function runs.
+//!
+//! Sleeps on a green thread are timers of its carrier (no system call at all). The `_chk`
+//! variants (`-D_FORTIFY_SOURCE`) check their buffer sizes as glibc does first.
+
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use libc::{
+    c_int, c_uint, clockid_t, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sockaddr, socklen_t,
+    ssize_t, timespec, useconds_t,
+};
+
+use crate::{real, rt};
+
+/// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
+fn settle(r: i64) -> i64 {
+    if r < 0 {
+        set_errno((-r) as c_int);
+        -1
+    } else {
+        r
+    }
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns the calling thread's errno (the green thread's own: it
+    // runs on its own TLS block).
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Declares exported wrappers: exception-less `nr` with the listed arguments on a green thread,
+/// glibc's function of the same name elsewhere.
+macro_rules! blocking {
+    ($( fn $name:ident($($a:ident: $t:ty),*) -> $ret:ty = $nr:expr, [$($arg:expr),*]; )*) => {$(
+        #[doc = concat!("`", stringify!($name), "`, exception-less on green threads.")]
+        ///
+        /// # Safety
+        /// As the libc function: pointers valid for the call.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            if rt::on_green_thread() {
+                // SAFETY: the caller's pointers stay valid until the call returns, and the green
+                // thread stays parked inside `syscall` until the kernel is done with them.
+                let r = unsafe { flexsc_threads::syscall($nr, &[$($arg as u64),*]) };
+                return settle(r) as $ret;
+            }
+            // SAFETY: forwarded unchanged.
+            unsafe { real::$name()($($a),*) }
+        }
+    )*};
+}
+
+blocking! {
+    fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t = libc::SYS_read, [fd, buf, n];
+    fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t = libc::SYS_write, [fd, buf, n];
+    fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t =
+        libc::SYS_pread64, [fd, buf, n, off];
+    fn pwrite64(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t =
+        libc::SYS_pwrite64, [fd, buf, n, off];
+    fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t = libc::SYS_readv, [fd, iov, n];
+    fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t = libc::SYS_writev, [fd, iov, n];
+    fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t =
+        libc::SYS_recvfrom, [fd, buf, n, flags, 0, 0];
+    fn recvfrom(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, addr: *mut sockaddr,
+        len: *mut socklen_t) -> ssize_t = libc::SYS_recvfrom, [fd, buf, n, flags, addr, len];
+    fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t =
+        libc::SYS_sendto, [fd, buf, n, flags, 0, 0];
+    fn sendto(fd: c_int, buf: *const c_void, n: size_t, flags: c_int, addr: *const sockaddr,
+        len: socklen_t) -> ssize_t = libc::SYS_sendto, [fd, buf, n, flags, addr, len];
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t =
+        libc::SYS_recvmsg, [fd, msg, flags];
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t =
+        libc::SYS_sendmsg, [fd, msg, flags];
+    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int =
+        libc::SYS_accept, [fd, addr, len];
+    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int =
+        libc::SYS_accept4, [fd, addr, len, flags];
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int =
+        libc::SYS_connect, [fd, addr, len];
+    fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int =
+        libc::SYS_poll, [fds, n, timeout];
+}
+
+unsafe extern "C" {
+    /// glibc's fortify failure: prints "buffer overflow detected" and aborts.
+    fn __chk_fail() -> !;
+}
+
+/// `__read_chk` (`-D_FORTIFY_SOURCE`).
+///
+/// # Safety
+/// As `read`; `buflen` is the buffer's real size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+) -> ssize_t {
+    if n > buflen {
+        // SAFETY: glibc's fortify abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { read(fd, buf, n) }
+}
+
+/// `__pread64_chk`.
+///
+/// # Safety
+/// As `pread64`; `buflen` is the buffer's real size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __pread64_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    off: off_t,
+    buflen: size_t,
+) -> ssize_t {
+    if n > buflen {
+        // SAFETY: glibc's fortify abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { pread64(fd, buf, n, off) }
+}
+
+/// `__recv_chk`.
+///
+/// # Safety
+/// As `recv`; `buflen` is the buffer's real size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if n > buflen {
+        // SAFETY: glibc's fortify abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { recv(fd, buf, n, flags) }
+}
+
+/// `__recvfrom_chk`.
+///
+/// # Safety
+/// As `recvfrom`; `buflen` is the buffer's real size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    if n > buflen {
+        // SAFETY: glibc's fortify abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { recvfrom(fd, buf, n, flags, addr, len) }
+}
+
+/// `__poll_chk`.
+///
+/// # Safety
+/// As `poll`; `fdslen` is the array's real size in bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __poll_chk(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: c_int,
+    fdslen: size_t,
+) -> c_int {
+    if (fdslen / std::mem::size_of::<pollfd>()) < n as usize {
+        // SAFETY: glibc's fortify abort.
+        unsafe { __chk_fail() }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { poll(fds, n, timeout) }
+}
+
+/// A relative `timespec` as a duration; EINVAL for a negative or out-of-range one.
+fn duration(ts: &timespec) -> Result<Duration, c_int> {
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(libc::EINVAL);
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// How long until the absolute `deadline` on `clock`.
+fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c_int> {
+    let d = duration(deadline)?;
+    let mut now = timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we own; an unknown clock fails with EINVAL.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return Err(libc::EINVAL);
+    }
+    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+    Ok(d.saturating_sub(now))
+}
+
+/// A green thread's sleep: a timer of its carrier.
+fn green_sleep(d: Duration) {
+    let until = Instant::now() + d;
+    flexsc_threads::sleep(d);
+    debug_assert!(Instant::now() >= until);
+}
+
+/// `nanosleep`.
+///
+/// # Safety
+/// As `nanosleep(2)`: `req` readable, `rem` null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
+    if rt::on_green_thread() {
+        // SAFETY: the caller's contract.
+        return match duration(unsafe { &*req }) {
+            Ok(d) => {
+                green_sleep(d);
+                0
+            }
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        };
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real::nanosleep()(req, rem) }
+}
+
+/// `clock_nanosleep` (returns the error number, as POSIX says).
+///
+/// # Safety
+/// As `clock_nanosleep(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
+    let known = matches!(
+        clock,
+        libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC | libc::CLOCK_BOOTTIME
+    );
+    if rt::on_green_thread() && known {
+        // SAFETY: the caller's contract.
+        let req = unsafe { &*req };
+        let d = if flags & libc::TIMER_ABSTIME != 0 {
+            until(clock, req)
+        } else {
+            duration(req)
+        };
+        return match d {
+            Ok(d) => {
+                green_sleep(d);
+                0
+            }
+            Err(e) => e,
+        };
+    }
+    // SAFETY: forwarded unchanged (other clocks: glibc's, which blocks the carrier, correctly).
+    unsafe { real::clock_nanosleep()(clock, flags, req, rem) }
+}
+
+/// `usleep`.
+#[unsafe(no_mangle)]
+pub extern "C" fn usleep(us: useconds_t) -> c_int {
+    if rt::on_green_thread() {
+        green_sleep(Duration::from_micros(us.into()));
+        return 0;
+    }
+    // SAFETY: no pointers.
+    unsafe { real::usleep()(us) }
+}
+
+/// `sleep`.
+#[unsafe(no_mangle)]
+pub extern "C" fn sleep(s: c_uint) -> c_uint {
+    if rt::on_green_thread() {
+        green_sleep(Duration::from_secs(s.into()));
+        return 0;
+    }
+    // SAFETY: no pointers.
+    unsafe { real::sleep()(s) }
+}

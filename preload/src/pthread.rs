@@ -1,0 +1,209 @@
+//! Thread lifecycle: `pthread_create` makes a green thread, `pthread_join`/`pthread_detach`
+//! manage it, `pthread_exit` ends it, `sched_yield` yields its carrier.
+//!
+//! A green thread's `pthread_t` is its own glibc TCB (the value glibc's `pthread_self` reads from
+//! fs:0x10 on it), so every glibc function that only reads the calling thread's TCB keeps
+//! working. Threads created before the runtime could start (or if it cannot) are glibc's own and
+//! are passed to glibc's functions.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Mutex;
+
+use flexsc_threads::{JoinHandle, SpawnOptions};
+use libc::{c_int, pthread_attr_t, pthread_t};
+
+use crate::{real, rt};
+
+/// A start routine, called with the "C-unwind" ABI so `pthread_exit` can unwind through it.
+type StartRoutine = extern "C-unwind" fn(*mut c_void) -> *mut c_void;
+
+/// What a green thread's function returns: its `void *` result.
+type Exit = usize;
+
+/// Green threads not yet joined or detached, by `pthread_t`.
+static JOINABLE: Mutex<Option<HashMap<pthread_t, JoinHandle<Exit>>>> = Mutex::new(None);
+
+fn joinable() -> std::sync::MutexGuard<'static, Option<HashMap<pthread_t, JoinHandle<Exit>>>> {
+    JOINABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+unsafe extern "C" {
+    /// glibc's (the libc crate does not declare it).
+    fn pthread_attr_getdetachstate(attr: *const pthread_attr_t, state: *mut c_int) -> c_int;
+}
+
+/// The unwinding payload of `pthread_exit` on a green thread, caught at its base.
+struct ExitValue(Exit);
+
+/// The stack a thread gets without an attribute: RLIMIT_STACK's soft limit, as glibc does
+/// (between 64 KiB and 8 MiB; a reservation, committed as touched).
+fn default_stack() -> usize {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut r) } == 0;
+    let lim = if got && r.rlim_cur != libc::RLIM_INFINITY {
+        r.rlim_cur as usize
+    } else {
+        8 << 20
+    };
+    lim.clamp(64 << 10, 8 << 20)
+}
+
+/// `pthread_create`: a green thread running `start(arg)` (or a glibc thread if the runtime is not
+/// available).
+///
+/// # Safety
+/// As `pthread_create(3)`: `thread` writable, `attr` null or initialised, `start` a function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_create(
+    thread: *mut pthread_t,
+    attr: *const pthread_attr_t,
+    start: StartRoutine,
+    arg: *mut c_void,
+) -> c_int {
+    let Some(runtime) = rt::get() else {
+        // SAFETY: forwarded unchanged to glibc (the routine's ABI is C either way).
+        return unsafe {
+            real::pthread_create()(
+                thread,
+                attr,
+                std::mem::transmute::<StartRoutine, extern "C" fn(*mut c_void) -> *mut c_void>(
+                    start,
+                ),
+                arg,
+            )
+        };
+    };
+    let (mut stack, mut detached) = (default_stack(), false);
+    if !attr.is_null() {
+        let mut size = 0usize;
+        let mut state = 0;
+        // SAFETY: `attr` is an initialised attribute object (caller's contract).
+        unsafe {
+            if libc::pthread_attr_getstacksize(attr, &mut size) == 0 && size > 0 {
+                stack = size;
+            }
+            if pthread_attr_getdetachstate(attr, &mut state) == 0 {
+                detached = state == libc::PTHREAD_CREATE_DETACHED;
+            }
+        }
+    }
+    let arg = arg as usize;
+    let spawned = SpawnOptions::new()
+        .stack_size(stack)
+        .spawn_on(runtime, move || run(start, arg));
+    let handle = match spawned {
+        Ok(h) => h,
+        Err(e) => return e.raw_os_error().unwrap_or(libc::EAGAIN),
+    };
+    let Some(tcb) = handle.tcb() else {
+        // The runtime always runs green threads on TCBs of their own (rt.rs).
+        return libc::EAGAIN;
+    };
+    let id = tcb as pthread_t;
+    if !detached {
+        joinable()
+            .get_or_insert_with(HashMap::new)
+            .insert(id, handle);
+    }
+    // SAFETY: the caller's contract.
+    unsafe { *thread = id };
+    0
+}
+
+/// A green thread's body: the start routine, stopped early by `pthread_exit`.
+fn run(start: StartRoutine, arg: usize) -> Exit {
+    match catch_unwind(AssertUnwindSafe(|| start(arg as *mut c_void) as Exit)) {
+        Ok(v) => v,
+        Err(p) => exit_value(p),
+    }
+}
+
+/// The value a `pthread_exit` unwind carries; any other panic continues to the joiner.
+fn exit_value(p: Box<dyn Any + Send>) -> Exit {
+    match p.downcast::<ExitValue>() {
+        Ok(v) => v.0,
+        Err(p) => resume_unwind(p),
+    }
+}
+
+/// `pthread_join`.
+///
+/// # Safety
+/// As `pthread_join(3)`: `retval` null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_void) -> c_int {
+    // SAFETY: pthread_self has no preconditions.
+    if thread == unsafe { libc::pthread_self() } {
+        return libc::EDEADLK;
+    }
+    let handle = joinable().as_mut().and_then(|m| m.remove(&thread));
+    let Some(handle) = handle else {
+        // Not a green thread we know: glibc's (created natively), or an error glibc reports.
+        // SAFETY: forwarded unchanged.
+        return unsafe { real::pthread_join()(thread, retval) };
+    };
+    let value = match handle.join() {
+        Ok(v) => v,
+        // A panic that was not pthread_exit: a C++ exception or a Rust panic escaped the
+        // thread, which in glibc terminates the process.
+        Err(_) => {
+            let msg = b"libflexsc: a thread ended with an uncaught exception\n";
+            // SAFETY: writes a static message, then aborts as glibc's std::terminate would.
+            unsafe {
+                real::write()(2, msg.as_ptr().cast(), msg.len());
+                libc::abort();
+            }
+        }
+    };
+    if !retval.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { *retval = value as *mut c_void };
+    }
+    0
+}
+
+/// `pthread_detach`.
+///
+/// # Safety
+/// As `pthread_detach(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
+    match joinable().as_mut().and_then(|m| m.remove(&thread)) {
+        Some(_) => 0,
+        // SAFETY: forwarded unchanged.
+        None => unsafe { real::pthread_detach()(thread) },
+    }
+}
+
+/// `pthread_exit`: on a green thread, unwinds to its base with `retval` (C++ destructors on the
+/// way run; `pthread_cleanup_push` handlers do not yet); elsewhere glibc's.
+///
+/// # Safety
+/// As `pthread_exit(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
+    if rt::on_green_thread() {
+        resume_unwind(Box::new(ExitValue(retval as Exit)));
+    }
+    // SAFETY: forwarded unchanged; glibc's pthread_exit does not return.
+    unsafe { real::pthread_exit()(retval) };
+    unreachable!("pthread_exit returned")
+}
+
+/// `sched_yield`: a green thread lets its carrier's other green threads run.
+#[unsafe(no_mangle)]
+pub extern "C" fn sched_yield() -> c_int {
+    if rt::on_green_thread() {
+        flexsc_threads::yield_now();
+        return 0;
+    }
+    // SAFETY: no arguments.
+    unsafe { real::sched_yield()() }
+}

@@ -1,0 +1,83 @@
+//! glibc's own functions, for the calls libflexsc.so does not take over (callers that are not
+//! green threads, and everything before the runtime starts): looked up once with
+//! `dlsym(RTLD_NEXT, ...)`, the next definition after this library's, which is libc's.
+
+use std::ffi::{CStr, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The address of the next definition of `name`; aborts with a message if there is none (the
+/// export that asked has no way to do its job).
+pub(crate) fn lookup(slot: &AtomicUsize, name: &CStr) -> *mut c_void {
+    let p = slot.load(Ordering::Relaxed);
+    if p != 0 {
+        return p as *mut c_void;
+    }
+    // SAFETY: a symbol lookup with a NUL-terminated name; RTLD_NEXT is valid from a shared
+    // object's code.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() {
+        let msg = b"libflexsc: a libc function it wraps was not found\n";
+        // SAFETY: writes a static message to stderr, then aborts.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::abort();
+        }
+    }
+    slot.store(p as usize, Ordering::Relaxed);
+    p
+}
+
+/// Declares `real::name()`, returning glibc's `name` as a function pointer of the given type.
+macro_rules! real {
+    ($($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
+        #[doc = concat!("glibc's `", stringify!($name), "`.")]
+        pub(crate) fn $name() -> unsafe extern "C" fn($($arg),*) -> $ret {
+            static SLOT: AtomicUsize = AtomicUsize::new(0);
+            let p = lookup(&SLOT, {
+                const NAME: &CStr = match CStr::from_bytes_with_nul(
+                    concat!(stringify!($name), "\0").as_bytes(),
+                ) {
+                    Ok(n) => n,
+                    Err(_) => panic!("a symbol name with a NUL"),
+                };
+                NAME
+            });
+            // SAFETY: `p` is glibc's definition of the function, whose C signature is the one
+            // declared here (checked against the glibc headers when this list was written).
+            unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($arg),*) -> $ret>(p) }
+        }
+    )*};
+}
+
+use libc::{
+    c_int, c_uint, clockid_t, iovec, msghdr, nfds_t, off_t, pollfd, pthread_attr_t, pthread_t,
+    size_t, sockaddr, socklen_t, ssize_t, timespec, useconds_t,
+};
+
+real! {
+    pthread_create: fn(*mut pthread_t, *const pthread_attr_t, extern "C" fn(*mut c_void) -> *mut c_void, *mut c_void) -> c_int;
+    pthread_join: fn(pthread_t, *mut *mut c_void) -> c_int;
+    pthread_detach: fn(pthread_t) -> c_int;
+    pthread_exit: fn(*mut c_void) -> ();
+    sched_yield: fn() -> c_int;
+    read: fn(c_int, *mut c_void, size_t) -> ssize_t;
+    write: fn(c_int, *const c_void, size_t) -> ssize_t;
+    pread64: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
+    pwrite64: fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
+    readv: fn(c_int, *const iovec, c_int) -> ssize_t;
+    writev: fn(c_int, *const iovec, c_int) -> ssize_t;
+    recv: fn(c_int, *mut c_void, size_t, c_int) -> ssize_t;
+    recvfrom: fn(c_int, *mut c_void, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t;
+    send: fn(c_int, *const c_void, size_t, c_int) -> ssize_t;
+    sendto: fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t;
+    recvmsg: fn(c_int, *mut msghdr, c_int) -> ssize_t;
+    sendmsg: fn(c_int, *const msghdr, c_int) -> ssize_t;
+    accept: fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+    accept4: fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+    connect: fn(c_int, *const sockaddr, socklen_t) -> c_int;
+    poll: fn(*mut pollfd, nfds_t, c_int) -> c_int;
+    nanosleep: fn(*const timespec, *mut timespec) -> c_int;
+    clock_nanosleep: fn(clockid_t, c_int, *const timespec, *mut timespec) -> c_int;
+    usleep: fn(useconds_t) -> c_int;
+    sleep: fn(c_uint) -> c_uint;
+}
