@@ -9,8 +9,9 @@ use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
 use libc::{
-    c_int, c_uint, clockid_t, iovec, msghdr, nfds_t, off_t, pollfd, size_t, sockaddr, socklen_t,
-    ssize_t, timespec, useconds_t,
+    c_char, c_int, c_uint, clockid_t, epoll_event, fd_set, iovec, mode_t, msghdr, nfds_t, off_t,
+    pid_t, pollfd, rusage, sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
+    useconds_t,
 };
 
 use crate::{real, rt};
@@ -82,7 +83,38 @@ blocking! {
         libc::SYS_connect, [fd, addr, len];
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int =
         libc::SYS_poll, [fds, n, timeout];
+    fn ppoll(fds: *mut pollfd, n: nfds_t, ts: *const timespec, mask: *const sigset_t) -> c_int =
+        libc::SYS_ppoll, [fds, n, ts, mask, SIGSET_BYTES];
+    fn select(n: c_int, r: *mut fd_set, w: *mut fd_set, e: *mut fd_set, tv: *mut timeval)
+        -> c_int = libc::SYS_select, [n, r, w, e, tv];
+    fn epoll_wait(ep: c_int, ev: *mut epoll_event, max: c_int, timeout: c_int) -> c_int =
+        libc::SYS_epoll_wait, [ep, ev, max, timeout];
+    fn epoll_pwait(ep: c_int, ev: *mut epoll_event, max: c_int, timeout: c_int,
+        mask: *const sigset_t) -> c_int =
+        libc::SYS_epoll_pwait, [ep, ev, max, timeout, mask, SIGSET_BYTES];
+    fn fsync(fd: c_int) -> c_int = libc::SYS_fsync, [fd];
+    fn fdatasync(fd: c_int) -> c_int = libc::SYS_fdatasync, [fd];
+    fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t =
+        libc::SYS_sendfile, [out, inp, off, n];
+    fn close(fd: c_int) -> c_int = libc::SYS_close, [fd];
+    fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t =
+        libc::SYS_wait4, [pid, status, options, 0];
+    fn wait4(pid: pid_t, status: *mut c_int, options: c_int, ru: *mut rusage) -> pid_t =
+        libc::SYS_wait4, [pid, status, options, ru];
+    // `open`'s mode is variadic in C; on x86_64 a variadic integer is passed like a fourth
+    // argument, and the kernel ignores it unless O_CREAT or O_TMPFILE asks for it.
+    fn open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
+        libc::SYS_openat, [libc::AT_FDCWD, path, flags, mode];
+    fn open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
+        libc::SYS_openat, [libc::AT_FDCWD, path, flags, mode];
+    fn openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
+        libc::SYS_openat, [dir, path, flags, mode];
+    fn openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
+        libc::SYS_openat, [dir, path, flags, mode];
 }
+
+/// The kernel's signal set size (the `sigsetsize` argument of the `p` calls).
+const SIGSET_BYTES: usize = 8;
 
 unsafe extern "C" {
     /// glibc's fortify failure: prints "buffer overflow detected" and aborts.

@@ -50,8 +50,9 @@ macro_rules! real {
 }
 
 use libc::{
-    c_int, c_uint, clockid_t, iovec, msghdr, nfds_t, off_t, pollfd, pthread_attr_t, pthread_t,
-    size_t, sockaddr, socklen_t, ssize_t, timespec, useconds_t,
+    c_char, c_int, c_uint, clockid_t, epoll_event, fd_set, iovec, mode_t, msghdr, nfds_t, off_t,
+    pid_t, pollfd, pthread_attr_t, pthread_t, rusage, sigset_t, size_t, sockaddr, socklen_t,
+    ssize_t, timespec, timeval, useconds_t,
 };
 
 real! {
@@ -76,6 +77,20 @@ real! {
     accept4: fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
     connect: fn(c_int, *const sockaddr, socklen_t) -> c_int;
     poll: fn(*mut pollfd, nfds_t, c_int) -> c_int;
+    ppoll: fn(*mut pollfd, nfds_t, *const timespec, *const sigset_t) -> c_int;
+    select: fn(c_int, *mut fd_set, *mut fd_set, *mut fd_set, *mut timeval) -> c_int;
+    epoll_wait: fn(c_int, *mut epoll_event, c_int, c_int) -> c_int;
+    epoll_pwait: fn(c_int, *mut epoll_event, c_int, c_int, *const sigset_t) -> c_int;
+    fsync: fn(c_int) -> c_int;
+    fdatasync: fn(c_int) -> c_int;
+    sendfile: fn(c_int, c_int, *mut off_t, size_t) -> ssize_t;
+    close: fn(c_int) -> c_int;
+    waitpid: fn(pid_t, *mut c_int, c_int) -> pid_t;
+    wait4: fn(pid_t, *mut c_int, c_int, *mut rusage) -> pid_t;
+    open: fn(*const c_char, c_int, mode_t) -> c_int;
+    open64: fn(*const c_char, c_int, mode_t) -> c_int;
+    openat: fn(c_int, *const c_char, c_int, mode_t) -> c_int;
+    openat64: fn(c_int, *const c_char, c_int, mode_t) -> c_int;
     nanosleep: fn(*const timespec, *mut timespec) -> c_int;
     clock_nanosleep: fn(clockid_t, c_int, *const timespec, *mut timespec) -> c_int;
     usleep: fn(useconds_t) -> c_int;
