@@ -35,7 +35,8 @@ pub mod tls;
 #[cfg(not(loom))]
 pub use runtime::{
     Builder, CarrierStats, JoinHandle, Order, Runtime, SpawnOptions, StatsTable, Unparker,
-    current_id, current_name, park, park_deadline, sleep, spawn, syscall, yield_now,
+    after_fork_in_child, current_id, current_name, park, park_deadline, sleep, spawn, syscall,
+    yield_now,
 };
 
 #[cfg(not(loom))]

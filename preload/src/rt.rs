@@ -4,32 +4,66 @@
 //!
 //! If it cannot start (an unknown glibc layout, no io_uring, a bad variable), the program keeps
 //! running on glibc's own threads and one line says why: slower, never wrong.
+//!
+//! After `fork` the child has one thread, the one that forked, and none of the runtime's: the
+//! child forgets the runtime (leaking it: its carriers are gone, nothing can stop them) and
+//! starts a new one at its next `pthread_create`; until then every call is glibc's.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use flexsc_threads::Runtime;
 
-/// `None`: the runtime could not start (reported once); the program runs natively.
-static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
+/// What `get` found: not tried yet, started, or failed (reported once).
+enum State {
+    Untried,
+    Running(&'static Runtime),
+    Failed,
+}
+
+/// The current process's runtime (null: none yet, or it failed).
+static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+/// Serialises starting it.
+static START: Mutex<bool> = Mutex::new(false);
 
 /// The runtime, started on first use; `None` if it could not start.
 pub(crate) fn get() -> Option<&'static Runtime> {
-    RUNTIME
-        .get_or_init(|| match build() {
-            Ok(rt) => Some(rt),
-            Err(e) => {
-                let msg = format!("libflexsc: running on native threads: {e}\n");
-                // SAFETY: writes our own buffer to stderr through glibc's write.
-                unsafe { crate::real::write()(2, msg.as_ptr().cast(), msg.len()) };
-                None
+    if let Some(rt) = started() {
+        return Some(rt);
+    }
+    let mut tried = START.lock().unwrap_or_else(|e| e.into_inner());
+    let state = match (started(), *tried) {
+        (Some(rt), _) => State::Running(rt),
+        (None, true) => State::Failed,
+        (None, false) => State::Untried,
+    };
+    match state {
+        State::Running(rt) => Some(rt),
+        State::Failed => None,
+        State::Untried => {
+            *tried = true;
+            match build() {
+                Ok(rt) => {
+                    let rt: &'static Runtime = Box::leak(Box::new(rt));
+                    RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
+                    Some(rt)
+                }
+                Err(e) => {
+                    let msg = format!("libflexsc: running on native threads: {e}\n");
+                    // SAFETY: writes our own buffer to stderr through glibc's write.
+                    unsafe { crate::real::write()(2, msg.as_ptr().cast(), msg.len()) };
+                    None
+                }
             }
-        })
-        .as_ref()
+        }
+    }
 }
 
 /// The runtime if it has started (and not otherwise).
 pub(crate) fn started() -> Option<&'static Runtime> {
-    RUNTIME.get().and_then(Option::as_ref)
+    let p = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer is a leaked Box<Runtime>, never freed.
+    (!p.is_null()).then(|| unsafe { &*p })
 }
 
 fn build() -> std::io::Result<Runtime> {
@@ -45,10 +79,32 @@ fn build() -> std::io::Result<Runtime> {
         // Servers block many calls at once: io_uring holds them without a thread each.
         b = b.backend(flexsc_threads::kmod::BackendKind::Uring);
     }
-    b.build()
+    let rt = b.build()?;
+    register_fork_handler();
+    Ok(rt)
 }
 
-/// Whether the caller is one of the runtime's green threads.
+fn register_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a plain function; failure (ENOMEM) only loses the fork handling.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+    });
+}
+
+/// The child side of `fork`: the runtime's threads did not come along.
+extern "C" fn forget_in_child() {
+    flexsc_threads::after_fork_in_child();
+    RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
+    // The child may start its own runtime (the lock may have been held across fork by another
+    // thread, which does not exist here: start from a fresh one).
+    START.clear_poison();
+    if let Ok(mut tried) = START.try_lock() {
+        *tried = false;
+    }
+}
+
+/// Whether the caller is a green thread of this process's current runtime.
 pub(crate) fn on_green_thread() -> bool {
-    started().is_some() && flexsc_threads::current_id().is_some()
+    started().is_some_and(Runtime::owns_current)
 }

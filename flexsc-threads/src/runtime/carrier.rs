@@ -51,6 +51,11 @@ pub(crate) fn set_current(task: &Task, shared: *const Shared) {
     CURRENT.with(|c| c.set(Some((task, shared))));
 }
 
+/// Forgets the calling thread's green identity (see [`super::after_fork_in_child`]).
+pub(crate) fn clear_current() {
+    CURRENT.with(|c| c.set(None));
+}
+
 /// Runs `f` with no current green thread: code that runs outside any green thread's own resume
 /// (a parked green thread's stack unwound while another one runs) must trap its system calls
 /// normally rather than suspend someone else's coroutine.

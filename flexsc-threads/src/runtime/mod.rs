@@ -598,6 +598,11 @@ impl Runtime {
             .clone()
     }
 
+    /// Whether the caller is one of this runtime's green threads.
+    pub fn owns_current(&self) -> bool {
+        current().is_some_and(|(_, s, _)| std::ptr::eq(s, Arc::as_ptr(&self.shared)))
+    }
+
     /// Green threads started and not yet finished.
     pub fn live(&self) -> usize {
         let sh = &self.shared;
@@ -779,6 +784,14 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
             unsafe { flexsc_kmod::raw::syscall6(nr as u64, &a) }
         }
     }
+}
+
+/// In the child of a `fork` made by a green thread: the child's only thread stops being a green
+/// thread (the runtime's carriers did not survive the fork) and from now on runs as a plain OS
+/// thread: its calls trap, its waits block. Call it first thing in the child (an atfork child
+/// handler); the parent's runtime must not be used in the child.
+pub fn after_fork_in_child() {
+    carrier::clear_current();
 }
 
 /// The running green thread's id, or None on an OS thread.
