@@ -7,12 +7,14 @@
 //! - [`sync`]: the pthread synchronisation objects (mutex, condvar, rwlock, spin, barrier,
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
-//! - [`io`]: the blocking libc wrappers, exception-less on green threads.
+//! - [`io`]: the blocking libc wrappers, exception-less on green threads;
+//! - [`key`]: thread-specific data whose destructors run when green threads end too.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
 
 pub mod io;
+pub mod key;
 pub mod pthread;
 mod real;
 mod rt;
