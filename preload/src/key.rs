@@ -165,13 +165,13 @@ unsafe extern "C" fn release(p: *mut c_void) {
     if !main_thread {
         for _ in 0..ROUNDS {
             let mut ran = false;
-            for key in 0.. {
+            for (key, k) in TABLE.iter().enumerate() {
                 // SAFETY: our array; a destructor may set values again (handled next round), so
                 // it is re-borrowed for each key.
                 let Some(&(seq, value)) = (unsafe { (&(*values)).get(key) }) else {
                     break;
                 };
-                let dtor = TABLE[key].dtor.load(Ordering::Acquire);
+                let dtor = k.dtor.load(Ordering::Acquire);
                 if value.is_null() || dtor == 0 || live(key as pthread_key_t) != Some(seq) {
                     continue;
                 }
