@@ -159,6 +159,30 @@ pub enum Order {
     },
 }
 
+impl std::str::FromStr for Order {
+    type Err = String;
+
+    /// `fifo`, `lifo` (the default `max_wait`) or `lifo:N` (N > 0): the syntax of
+    /// `FLEXSC_ORDER`.
+    fn from_str(v: &str) -> Result<Self, String> {
+        let bad = || format!("{v:?}: expected fifo, lifo or lifo:N (N > 0)");
+        match v.trim() {
+            "fifo" => Ok(Order::Fifo),
+            "lifo" => Ok(Order::DEFAULT),
+            other => {
+                let n: u32 = other
+                    .strip_prefix("lifo:")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(bad)?;
+                if n == 0 {
+                    return Err(bad());
+                }
+                Ok(Order::Lifo { max_wait: n })
+            }
+        }
+    }
+}
+
 impl Order {
     /// The default: `Lifo` with `max_wait` 32,768 (with about 5 us per turn, a ready green thread
     /// waits at most about 0.2 s).
@@ -283,6 +307,16 @@ mod tests {
         let pos = |id| order.iter().position(|&x| x == id);
         assert_eq!(pos(1), Some(3), "{order:?}");
         assert_eq!(pos(2), Some(4), "{order:?}");
+    }
+
+    #[test]
+    fn orders_parse_as_flexsc_order_spells_them() {
+        assert_eq!("fifo".parse(), Ok(Order::Fifo));
+        assert_eq!("lifo".parse(), Ok(Order::DEFAULT));
+        assert_eq!(" lifo:7 ".parse(), Ok(Order::Lifo { max_wait: 7 }));
+        for bad in ["", "lifo:0", "lifo:", "lifo:-1", "LIFO", "random"] {
+            assert!(bad.parse::<Order>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -414,11 +414,8 @@ impl Builder {
         }
         let order = match (self.order, std::env::var("FLEXSC_ORDER").ok()) {
             (Some(o), _) => o,
-            (None, Some(v)) => parse_order(&v).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("FLEXSC_ORDER={v:?}: expected fifo, lifo or lifo:N (N > 0)"),
-                )
+            (None, Some(v)) => v.parse().map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("FLEXSC_ORDER={e}"))
             })?,
             (None, None) => Order::DEFAULT,
         };
@@ -520,18 +517,6 @@ impl Builder {
             stats::print_at_exit(&shared.stats, sink.clone());
         }
         Ok(Runtime { shared, carriers })
-    }
-}
-
-/// `fifo`, `lifo` or `lifo:N`.
-fn parse_order(v: &str) -> Option<Order> {
-    match v.trim() {
-        "fifo" => Some(Order::Fifo),
-        "lifo" => Some(Order::DEFAULT),
-        other => {
-            let n: u32 = other.strip_prefix("lifo:")?.parse().ok()?;
-            (n > 0).then_some(Order::Lifo { max_wait: n })
-        }
     }
 }
 

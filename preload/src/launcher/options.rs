@@ -380,17 +380,10 @@ fn specialization(v: &str) -> Result<String, String> {
         })
 }
 
-/// `--order`: `fifo`, `lifo` or `lifo:N` with N a positive 32-bit count (the rule of the
-/// runtime's `FLEXSC_ORDER`, whose parser is private to flexsc-threads).
+/// `--order`: the runtime's own `FLEXSC_ORDER` syntax (`fifo`, `lifo`, `lifo:N`).
 fn order(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    let valid = match v.strip_prefix("lifo:") {
-        Some(n) => n.parse::<u32>().is_ok_and(|n| n > 0),
-        None => v == "fifo" || v == "lifo",
-    };
-    valid
-        .then(|| v.to_string())
-        .ok_or_else(|| "expected fifo, lifo or lifo:N (N > 0)".into())
+    v.parse::<flexsc_threads::Order>()?;
+    Ok(v.trim().to_string())
 }
 
 /// `--batch`: entries per batch, at least 1 (the rule of the runtime's `FLEXSC_BATCH`).
