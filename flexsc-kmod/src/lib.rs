@@ -30,11 +30,11 @@ pub mod area;
 #[cfg(not(loom))]
 pub mod backend;
 #[cfg(not(loom))]
-pub mod os_thread;
-#[cfg(not(loom))]
 pub mod calls;
 #[cfg(not(loom))]
 pub mod config;
+#[cfg(not(loom))]
+pub mod os_thread;
 #[cfg(not(loom))]
 mod poster;
 #[cfg(not(loom))]
