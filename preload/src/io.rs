@@ -43,6 +43,7 @@ macro_rules! blocking {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
             if rt::on_green_thread() {
+                let _lib = rt::InLib::enter();
                 // SAFETY: the caller's pointers stay valid until the call returns, and the green
                 // thread stays parked inside `syscall` until the kernel is done with them.
                 let r = unsafe { flexsc_threads::syscall($nr, &[$($arg as u64),*]) };
@@ -246,6 +247,7 @@ fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c_int> {
 
 /// A green thread's sleep: a timer of its carrier.
 fn green_sleep(d: Duration) {
+    let _lib = rt::InLib::enter();
     let until = Instant::now() + d;
     flexsc_threads::sleep(d);
     debug_assert!(Instant::now() >= until);

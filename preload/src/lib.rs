@@ -8,7 +8,8 @@
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
 //! - [`io`]: the blocking libc wrappers, exception-less on green threads;
-//! - [`key`]: thread-specific data whose destructors run when green threads end too.
+//! - [`key`]: thread-specific data whose destructors run when green threads end too;
+//! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
@@ -19,5 +20,6 @@ pub mod pthread;
 mod real;
 mod rt;
 pub mod sync;
+pub mod syscall;
 
 pub use flexsc_threads as threads;

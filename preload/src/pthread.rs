@@ -67,6 +67,7 @@ pub unsafe extern "C" fn pthread_create(
     start: StartRoutine,
     arg: *mut c_void,
 ) -> c_int {
+    let _lib = rt::InLib::enter();
     let Some(runtime) = rt::get() else {
         // SAFETY: forwarded unchanged to glibc (the routine's ABI is C either way).
         return unsafe {
@@ -119,10 +120,14 @@ pub unsafe extern "C" fn pthread_create(
 
 /// A green thread's body: the start routine, stopped early by `pthread_exit`.
 fn run(start: StartRoutine, arg: usize) -> Exit {
-    match catch_unwind(AssertUnwindSafe(|| start(arg as *mut c_void) as Exit)) {
+    let v = match catch_unwind(AssertUnwindSafe(|| start(arg as *mut c_void) as Exit)) {
         Ok(v) => v,
         Err(p) => exit_value(p),
-    }
+    };
+    // What follows on this green thread is the runtime's (its end: waking the joiner), whose
+    // locks must reach the kernel; the TLS block is reset before it is used again.
+    std::mem::forget(rt::InLib::enter());
+    v
 }
 
 /// The value a `pthread_exit` unwind carries; any other panic continues to the joiner.
@@ -139,6 +144,7 @@ fn exit_value(p: Box<dyn Any + Send>) -> Exit {
 /// As `pthread_join(3)`: `retval` null or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_void) -> c_int {
+    let _lib = rt::InLib::enter();
     // SAFETY: pthread_self has no preconditions.
     if thread == unsafe { libc::pthread_self() } {
         return libc::EDEADLK;
@@ -175,6 +181,7 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
 /// As `pthread_detach(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
+    let _lib = rt::InLib::enter();
     match joinable().as_mut().and_then(|m| m.remove(&thread)) {
         Some(_) => 0,
         // SAFETY: forwarded unchanged.
@@ -201,6 +208,7 @@ pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
 #[unsafe(no_mangle)]
 pub extern "C" fn sched_yield() -> c_int {
     if rt::on_green_thread() {
+        let _lib = rt::InLib::enter();
         flexsc_threads::yield_now();
         return 0;
     }

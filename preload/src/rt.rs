@@ -9,6 +9,7 @@
 //! child forgets the runtime (leaking it: its carriers are gone, nothing can stop them) and
 //! starts a new one at its next `pthread_create`; until then every call is glibc's.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -107,4 +108,32 @@ extern "C" fn forget_in_child() {
 /// Whether the caller is a green thread of this process's current runtime.
 pub(crate) fn on_green_thread() -> bool {
     started().is_some_and(Runtime::owns_current)
+}
+
+thread_local! {
+    /// Set while the calling thread runs libflexsc's own code on behalf of an export.
+    static IN_LIB: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as running the library's own code until dropped. The runtime's locks
+/// (std's, which wait with `syscall(SYS_futex)`) must reach the kernel, not the futex table they
+/// are part of: the `syscall` export passes everything straight through meanwhile.
+pub(crate) struct InLib(bool);
+
+impl InLib {
+    pub(crate) fn enter() -> Self {
+        Self(IN_LIB.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for InLib {
+    fn drop(&mut self) {
+        IN_LIB.with(|c| c.set(self.0));
+    }
+}
+
+/// Whether the caller is the application's own code on an application thread (not the
+/// library's code, not one of the runtime's internal threads).
+pub(crate) fn application_caller() -> bool {
+    !IN_LIB.with(Cell::get) && !flexsc_threads::kmod::os_thread::is_internal()
 }

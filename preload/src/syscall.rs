@@ -1,0 +1,163 @@
+//! `syscall()`: what programs call for system calls libc has no wrapper for, and some (InnoDB)
+//! for `futex` itself.
+//!
+//! From application code, process-private `FUTEX_WAIT`/`FUTEX_WAKE` and their `_BITSET` forms go
+//! to the futex-address table (green threads park there, OS threads too, so mixed waiters on one
+//! word stay correct); other futex operations are refused with `ENOSYS` and one log line. Any
+//! other call on a green thread is exception-less. Everything else (OS threads' other calls, the
+//! library's own code, its internal threads) traps directly.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use flexsc_threads::futex::{self, BITSET_MATCH_ANY};
+use libc::{c_long, timespec};
+
+use crate::rt::{self, InLib};
+
+const FUTEX_WAIT: c_long = 0;
+const FUTEX_WAKE: c_long = 1;
+const FUTEX_WAIT_BITSET: c_long = 9;
+const FUTEX_WAKE_BITSET: c_long = 10;
+const FUTEX_PRIVATE_FLAG: c_long = 128;
+const FUTEX_CLOCK_REALTIME: c_long = 256;
+
+/// `syscall(2)`. Declared with six arguments after the number: for a variadic C caller on
+/// x86_64 those are the registers it passes them in (unused ones hold garbage, which the kernel
+/// and the futex emulation ignore, as with glibc's own `syscall`).
+///
+/// # Safety
+/// As `syscall(2)`: the arguments must be valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall(
+    nr: c_long,
+    a: c_long,
+    b: c_long,
+    c: c_long,
+    d: c_long,
+    e: c_long,
+    f: c_long,
+) -> c_long {
+    let args = [a, b, c, d, e, f].map(|x| x as u64);
+    if rt::application_caller() {
+        let _lib = InLib::enter();
+        if nr == libc::SYS_futex && b & FUTEX_PRIVATE_FLAG != 0 {
+            // SAFETY: the caller's contract: `a` is a futex word, `d` null or a timespec.
+            return unsafe { emulate_futex(a, b, c, d, f) };
+        }
+        if rt::on_green_thread() {
+            // SAFETY: the caller's contract.
+            return settle(unsafe { flexsc_threads::syscall(nr, &args) });
+        }
+    }
+    // SAFETY: the caller's contract; a raw trap, so nothing of ours can recurse.
+    settle(unsafe { flexsc_threads::kmod::raw::syscall6(nr as u64, &args) })
+}
+
+/// libc's convention: -1 and errno for a negative result.
+fn settle(r: i64) -> c_long {
+    if r < 0 {
+        // SAFETY: the calling thread's own errno.
+        unsafe { *libc::__errno_location() = (-r) as i32 };
+        -1
+    } else {
+        r as c_long
+    }
+}
+
+/// A private futex operation on the futex table.
+///
+/// # Safety
+/// `addr` must be a valid, 4-byte aligned futex word; `timeout` null or a valid timespec.
+unsafe fn emulate_futex(
+    addr: c_long,
+    op: c_long,
+    val: c_long,
+    timeout: c_long,
+    val3: c_long,
+) -> c_long {
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    if addr == 0 || addr % 4 != 0 {
+        return settle(-i64::from(libc::EINVAL));
+    }
+    // SAFETY: the caller's contract: a live, aligned u32.
+    let word = unsafe { &*(addr as *const AtomicU32) };
+    let ts = timeout as *const timespec;
+    let r = match cmd {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT {
+                BITSET_MATCH_ANY
+            } else {
+                val3 as u32
+            };
+            // SAFETY: the caller's contract.
+            let deadline = match unsafe { deadline(cmd, op, ts) } {
+                Ok(d) => d,
+                Err(e) => return settle(-i64::from(e)),
+            };
+            futex::wait(word, val as u32, bitset, deadline).map(|()| 0)
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == FUTEX_WAKE {
+                BITSET_MATCH_ANY
+            } else {
+                val3 as u32
+            };
+            futex::wake(word, val as u32, bitset).map(|n| n as i64)
+        }
+        _ => {
+            unsupported(cmd);
+            return settle(-i64::from(libc::ENOSYS));
+        }
+    };
+    match r {
+        Ok(n) => n as c_long,
+        Err(e) => settle(-i64::from(e.errno())),
+    }
+}
+
+/// The wait's deadline: FUTEX_WAIT's timeout is relative (CLOCK_MONOTONIC), FUTEX_WAIT_BITSET's
+/// absolute (CLOCK_MONOTONIC, or CLOCK_REALTIME with the flag).
+///
+/// # Safety
+/// `ts` null or a valid timespec.
+unsafe fn deadline(cmd: c_long, op: c_long, ts: *const timespec) -> Result<Option<Instant>, i32> {
+    if ts.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller's contract.
+    let ts = unsafe { &*ts };
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(libc::EINVAL);
+    }
+    let d = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    if cmd == FUTEX_WAIT {
+        return Ok(Some(Instant::now() + d));
+    }
+    let clock = if op & FUTEX_CLOCK_REALTIME != 0 {
+        libc::CLOCK_REALTIME
+    } else {
+        libc::CLOCK_MONOTONIC
+    };
+    let mut now = timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we own.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+    Ok(Some(Instant::now() + d.saturating_sub(now)))
+}
+
+/// One line on stderr the first time a futex operation the table does not emulate is asked for.
+fn unsupported(cmd: c_long) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        let msg = format!(
+            "libflexsc: syscall(SYS_futex) operation {cmd} is not supported for green threads \\
+             (ENOSYS)\\n"
+        );
+        // SAFETY: writes our own buffer to stderr through glibc's write.
+        unsafe { crate::real::write()(2, msg.as_ptr().cast(), msg.len()) };
+    }
+}
