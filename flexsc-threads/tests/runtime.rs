@@ -477,3 +477,27 @@ fn sched_yield_is_a_yield_point() {
     });
     assert_eq!(*order.lock().unwrap(), ["other", "after yield"]);
 }
+
+#[test]
+fn a_held_tcb_is_not_reused_before_its_handle_goes() {
+    use flexsc_threads::SpawnOptions;
+    let rt = Runtime::builder().cores(1).build().unwrap();
+    rt.block_on(|| {
+        let first = SpawnOptions::new().hold_tcb(true).spawn(|| ()).unwrap();
+        let tcb = first.tcb().expect("a TLS block per green thread");
+        while !first.is_finished() {
+            yield_now();
+        }
+        // Many spawns and finishes while `first` is unjoined: none gets its TCB.
+        for _ in 0..100 {
+            let h = SpawnOptions::new().spawn(|| ()).unwrap();
+            assert_ne!(
+                h.tcb(),
+                Some(tcb),
+                "a held TCB was handed to another green thread"
+            );
+            h.join().unwrap();
+        }
+        first.join().unwrap();
+    });
+}

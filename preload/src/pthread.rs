@@ -96,8 +96,10 @@ pub unsafe extern "C" fn pthread_create(
         }
     }
     let arg = arg as usize;
+    // A joinable thread's pthread_t (its TCB) must not name another thread before it is joined.
     let spawned = SpawnOptions::new()
         .stack_size(stack)
+        .hold_tcb(!detached)
         .spawn_on(runtime, move || run(start, arg));
     let handle = match spawned {
         Ok(h) => h,

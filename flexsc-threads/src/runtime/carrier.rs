@@ -254,8 +254,15 @@ impl Carrier {
             Some(s) if s.size() != self.shared.stack_size => (None, Some(s)),
             s => (s, None),
         };
-        // Reset on the carrier's own TCB, as glibc resets a cached thread stack.
-        let tls = task.take_tls().and_then(|mut b| b.reuse().ok().map(|()| b));
+        let tls = match &task.tcb_hold {
+            // Its TCB is its identity until joined: the join handle releases the block.
+            Some(hold) => {
+                *hold.block.lock().unwrap_or_else(|e| e.into_inner()) = task.take_tls();
+                None
+            }
+            // Reset on the carrier's own TCB, as glibc resets a cached thread stack.
+            None => task.take_tls().and_then(|mut b| b.reuse().ok().map(|()| b)),
+        };
         // Held once, by us, and never weakly: nobody can clone it any more.
         let task = (Arc::strong_count(&task) == 1 && Arc::weak_count(&task) == 0).then_some(task);
         let (stack, tls) = self.local(|l| l.keep(task, stack, tls));

@@ -167,7 +167,11 @@ impl Shared {
         if self.shutdown.load(Ordering::Acquire) {
             return Err(io::Error::other("the runtime is shutting down"));
         }
-        let SpawnOptions { name, stack_size } = opts;
+        let SpawnOptions {
+            name,
+            stack_size,
+            hold_tcb,
+        } = opts;
         let here = self.here();
         let (stack, tls) = self.resources(here, stack_size)?;
         let guard = stack.guard();
@@ -180,7 +184,14 @@ impl Shared {
             Some(c) => unsafe { self.local(c, |l| l.next_id(&NEXT_ID)) },
             None => NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let fresh = Task::new(id, name, home, guard, tls);
+        let mut fresh = Task::new(id, name, home, guard, tls);
+        let tcb_hold = hold_tcb.then(|| {
+            Arc::new(task::HeldTcb {
+                block: Mutex::new(None),
+                runtime: Arc::downgrade(&self.arc()),
+            })
+        });
+        fresh.tcb_hold = tcb_hold.clone();
         // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither resumes
         // nor re-enters.
         let task = match here.and_then(|c| unsafe { self.local(c, |l| l.tasks.pop()) }) {
@@ -223,7 +234,11 @@ impl Shared {
             }
         }
         self.schedule(task);
-        Ok(JoinHandle { cell: join, tcb })
+        Ok(JoinHandle {
+            cell: join,
+            tcb,
+            _tcb_hold: tcb_hold,
+        })
     }
 }
 
@@ -651,6 +666,7 @@ where
 pub struct SpawnOptions {
     name: Option<String>,
     stack_size: Option<usize>,
+    hold_tcb: bool,
 }
 
 impl SpawnOptions {
@@ -668,6 +684,14 @@ impl SpawnOptions {
     /// Usable stack bytes (rounded up to whole pages).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Keeps the green thread's TCB (its `pthread_t`, [`JoinHandle::tcb`]) from being reused by
+    /// another green thread until its join handle is dropped, as POSIX thread ids are (the
+    /// preload needs it; it costs the TCB's reuse: about 4.5 KiB held per unjoined thread).
+    pub fn hold_tcb(mut self, hold: bool) -> Self {
+        self.hold_tcb = hold;
         self
     }
 
@@ -853,6 +877,8 @@ impl Waiter {
 pub struct JoinHandle<T> {
     cell: Arc<JoinCell<std::thread::Result<T>, Waiter>>,
     tcb: Option<usize>,
+    /// Keeps the finished green thread's TCB allocated (`SpawnOptions::hold_tcb`).
+    _tcb_hold: Option<task::TcbHold>,
 }
 
 impl<T> std::fmt::Debug for JoinHandle<T> {

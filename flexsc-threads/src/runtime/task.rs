@@ -72,6 +72,34 @@ pub(crate) struct Task {
     resume_with: AtomicU64,
     /// Its stack's guard page, for the overflow diagnostic.
     guard: std::ops::Range<usize>,
+    /// Where its TLS block goes when it finishes, if its TCB must stay unique until its
+    /// [`JoinHandle`](super::JoinHandle) is dropped (see `SpawnOptions::hold_tcb`).
+    pub(crate) tcb_hold: Option<TcbHold>,
+}
+
+/// A finished green thread's TLS block, kept (its TCB address not reused) until the last of the
+/// task and its join handle lets go; then reset and given back to its runtime's pool.
+pub(crate) type TcbHold = std::sync::Arc<HeldTcb>;
+
+/// See [`TcbHold`].
+pub(crate) struct HeldTcb {
+    pub(crate) block: std::sync::Mutex<Option<TlsBlock>>,
+    pub(crate) runtime: std::sync::Weak<super::Shared>,
+}
+
+impl Drop for HeldTcb {
+    fn drop(&mut self) {
+        let block = self
+            .block
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(mut b), Some(rt)) = (block, self.runtime.upgrade())
+            && b.reuse().is_ok()
+        {
+            rt.spill(None, Some(b));
+        }
+    }
 }
 
 // SAFETY: the coroutine, TLS and FPU cells are only touched by the one carrier the park protocol
@@ -111,6 +139,7 @@ impl Task {
             fpu: UnsafeCell::new(FpuControl::DEFAULT),
             yielder: AtomicU64::new(0),
             resume_with: AtomicU64::new(0),
+            tcb_hold: None,
         }
     }
 
