@@ -1,0 +1,116 @@
+//! Where a thread sleeps on a word of a synchronisation object, and how it is woken.
+//!
+//! - Process-private objects ([`Scope::Private`]) use the futex-address table
+//!   (`flexsc_threads::futex`): a green thread parks and its carrier runs others, an OS thread
+//!   parks in the same table, so every waiter of a word, whatever its kind, is seen by a wake.
+//!   No system call.
+//! - Process-shared objects ([`Scope::Shared`]) may be woken from another process, which only the
+//!   kernel sees: `FUTEX_WAIT`/`FUTEX_WAKE` (shared, without `FUTEX_PRIVATE_FLAG`) through
+//!   `flexsc_threads::syscall`. On a green thread the call is posted to its carrier's syscall
+//!   pages and the green thread parks while the call sleeps in the kernel on a syscall thread (or
+//!   inside io_uring), so its carrier keeps running others; on an OS thread it traps as usual.
+//!
+//! A wait returns when woken, when the word no longer holds the expected value, or spuriously:
+//! callers always look at the word again. Only a passed deadline is reported.
+//!
+//! Both run as the library's own code ([`InLib`]): the futex table's and the runtime's locks are
+//! std's, which wait with `syscall(SYS_futex)`, and those calls must reach the kernel rather than
+//! the futex emulation of the `syscall` export (which the table itself implements).
+
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use flexsc_threads::futex::{self, BITSET_MATCH_ANY, FutexError};
+
+use crate::rt::InLib;
+
+/// A wait's deadline passed.
+#[derive(Debug)]
+pub(crate) struct TimedOut;
+
+/// Who may wait on and wake an object's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Threads of this process only (`PTHREAD_PROCESS_PRIVATE`).
+    Private,
+    /// Any process mapping the object (`PTHREAD_PROCESS_SHARED`).
+    Shared,
+}
+
+impl Scope {
+    /// `Shared` if `shared`.
+    pub(crate) fn new(shared: bool) -> Self {
+        if shared { Self::Shared } else { Self::Private }
+    }
+
+    /// Sleeps while `word` holds `expected`, until a [`Scope::wake`] or `deadline`.
+    pub(crate) fn wait(
+        self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), TimedOut> {
+        let _lib = InLib::enter();
+        match self {
+            Self::Private => match futex::wait(word, expected, BITSET_MATCH_ANY, deadline) {
+                Err(FutexError::TimedOut) => Err(TimedOut),
+                // Woken, or the word had changed (`Invalid` needs a zero bitset).
+                Ok(()) | Err(FutexError::WouldBlock | FutexError::Invalid) => Ok(()),
+            },
+            Self::Shared => kernel_wait(word, expected, deadline),
+        }
+    }
+
+    /// Wakes up to `n` threads sleeping on `word`; returns how many it woke. Only the address
+    /// is used: the object may be gone by then (a woken thread may destroy it).
+    pub(crate) fn wake(self, word: *const AtomicU32, n: u32) -> usize {
+        let _lib = InLib::enter();
+        match self {
+            // `Invalid` only for an unaligned word: the objects' layouts align every word.
+            Self::Private => futex::wake(word, n, BITSET_MATCH_ANY).unwrap_or(0),
+            Self::Shared => {
+                // The kernel reads the count as an int.
+                let n = n.min(i32::MAX as u32);
+                let args = [word as u64, libc::FUTEX_WAKE as u64, u64::from(n)];
+                // SAFETY: FUTEX_WAKE only uses the address; a stale one wakes nobody or fails
+                // with EFAULT.
+                let r = unsafe { flexsc_threads::syscall(libc::SYS_futex, &args) };
+                usize::try_from(r).unwrap_or(0)
+            }
+        }
+    }
+}
+
+/// `FUTEX_WAIT` on a shared word, with the time left until `deadline` as its timeout.
+fn kernel_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Result<(), TimedOut> {
+    let ts;
+    let timeout: *const libc::timespec = match deadline {
+        None => std::ptr::null(),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TimedOut);
+            }
+            ts = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(left.subsec_nanos()),
+            };
+            &ts
+        }
+    };
+    let args = [
+        word.as_ptr() as u64,
+        libc::FUTEX_WAIT as u64,
+        u64::from(expected),
+        timeout as u64,
+    ];
+    // SAFETY: `word` is a live aligned u32 and `ts` outlives the call, which returns (here or on
+    // a syscall thread, while this thread is parked) before this function does.
+    let r = unsafe { flexsc_threads::syscall(libc::SYS_futex, &args) };
+    if r == -i64::from(libc::ETIMEDOUT) {
+        Err(TimedOut)
+    } else {
+        // 0 (woken), EAGAIN (changed), EINTR (a signal): look again.
+        Ok(())
+    }
+}
