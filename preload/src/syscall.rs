@@ -1,11 +1,13 @@
 //! `syscall()`: what programs call for system calls libc has no wrapper for, and some (InnoDB)
 //! for `futex` itself.
 //!
-//! From application code, process-private `FUTEX_WAIT`/`FUTEX_WAKE` and their `_BITSET` forms go
-//! to the futex-address table (green threads park there, OS threads too, so mixed waiters on one
-//! word stay correct); other futex operations are refused with `ENOSYS` and one log line. Any
-//! other call on a green thread is exception-less. Everything else (OS threads' other calls, the
-//! library's own code, its internal threads) traps directly.
+//! From application code, process-private `FUTEX_WAIT`/`FUTEX_WAKE` and their `_BITSET` forms:
+//! a green thread waits in the futex-address table (it parks; its carrier runs others), an OS
+//! thread waits in the kernel as usual; a wake wakes table waiters first and, for the rest of its
+//! count, kernel waiters, so green and OS threads waiting on one word (InnoDB's mutexes, or a
+//! Rust program's std locks) wake each other. Other futex operations are refused with `ENOSYS`
+//! and one log line. Any other call on a green thread is exception-less. Everything else (OS
+//! threads' other calls, the library's own code, its internal threads) traps directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -43,7 +45,9 @@ pub unsafe extern "C" fn syscall(
         let _lib = InLib::enter();
         if nr == libc::SYS_futex && b & FUTEX_PRIVATE_FLAG != 0 {
             // SAFETY: the caller's contract: `a` is a futex word, `d` null or a timespec.
-            return unsafe { emulate_futex(a, b, c, d, f) };
+            if let Some(r) = unsafe { emulate_futex(a, b, c, d, f) } {
+                return r;
+            }
         }
         if rt::on_green_thread() {
             // SAFETY: the caller's contract.
@@ -65,7 +69,8 @@ fn settle(r: i64) -> c_long {
     }
 }
 
-/// A private futex operation on the futex table.
+/// A private futex operation with green threads in mind; `None`: the kernel's (an OS thread's
+/// wait).
 ///
 /// # Safety
 /// `addr` must be a valid, 4-byte aligned futex word; `timeout` null or a valid timespec.
@@ -75,7 +80,30 @@ unsafe fn emulate_futex(
     val: c_long,
     timeout: c_long,
     val3: c_long,
-) -> c_long {
+) -> Option<c_long> {
+    let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    // An OS thread waits (and runs any other operation) in the kernel; only wakes must also
+    // reach the table, for green waiters.
+    if !matches!(cmd, FUTEX_WAKE | FUTEX_WAKE_BITSET) && !rt::on_green_thread() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    let r = unsafe { on_table(addr, op, val, timeout, val3) };
+    if r >= 0 && matches!(cmd, FUTEX_WAKE | FUTEX_WAKE_BITSET) && r < val {
+        // The rest of the count for waiters in the kernel (OS threads).
+        let args = [addr, op, val - r, 0, 0, val3].map(|x| x as u64);
+        // SAFETY: a wake only uses the address; the caller vouched for it.
+        let k = unsafe { flexsc_threads::kmod::raw::syscall6(libc::SYS_futex as u64, &args) };
+        return Some(r + k.max(0) as c_long);
+    }
+    Some(r)
+}
+
+/// The operation on the futex table.
+///
+/// # Safety
+/// As [`emulate_futex`].
+unsafe fn on_table(addr: c_long, op: c_long, val: c_long, timeout: c_long, val3: c_long) -> c_long {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     if addr == 0 || addr % 4 != 0 {
         return settle(-i64::from(libc::EINVAL));

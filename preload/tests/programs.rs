@@ -416,6 +416,11 @@ fn cancel() {
 }
 
 #[test]
+fn futex() {
+    check_program("futex.c");
+}
+
+#[test]
 fn stdthread() {
     check_program("stdthread.cpp");
 }
@@ -433,6 +438,7 @@ fn every_program_has_a_test() {
         "signals.c",
         "cancel.c",
         "stdthread.cpp",
+        "futex.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
