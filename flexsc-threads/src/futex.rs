@@ -87,8 +87,30 @@ const BUCKETS: usize = if cfg!(loom) { 1 } else { 256 };
 #[repr(align(64))]
 struct Slot(Bucket);
 
+type Table = [Slot; BUCKETS];
+
+/// The table in use. A static one to begin with; [`reset_after_fork`] installs a fresh one (the
+/// old one is leaked: a lock in it may be held by a thread that does not exist in the child).
 #[cfg(not(loom))]
-static TABLE: [Slot; BUCKETS] = [const { Slot(WaitList::new(())) }; BUCKETS];
+static FIRST: Table = [const { Slot(WaitList::new(())) }; BUCKETS];
+#[cfg(not(loom))]
+static CURRENT: std::sync::atomic::AtomicPtr<Table> =
+    std::sync::atomic::AtomicPtr::new(&FIRST as *const Table as *mut Table);
+
+#[cfg(not(loom))]
+fn table() -> &'static Table {
+    // SAFETY: CURRENT always points at FIRST or at a leaked Box<Table>, never freed.
+    unsafe { &*CURRENT.load(std::sync::atomic::Ordering::Acquire) }
+}
+
+/// In the child of a `fork`: starts from an empty table. The child has one thread, which is not
+/// waiting, so no waiter is lost; a bucket lock held at the fork by another (now absent) thread
+/// would otherwise block the child's first wait or wake on that bucket forever.
+#[cfg(not(loom))]
+pub fn reset_after_fork() {
+    let fresh: Box<Table> = Box::new(std::array::from_fn(|_| Slot(WaitList::new(()))));
+    CURRENT.store(Box::into_raw(fresh), std::sync::atomic::Ordering::Release);
+}
 
 // Loom objects live for one execution of a model: loom builds the table anew in each.
 #[cfg(loom)]
@@ -96,10 +118,15 @@ loom::lazy_static! {
     static ref TABLE: [Slot; BUCKETS] = std::array::from_fn(|_| Slot(WaitList::new(())));
 }
 
+#[cfg(loom)]
+fn table() -> &'static Table {
+    &TABLE
+}
+
 /// The bucket of `addr` (Fibonacci hashing: the product's high bits mix every address bit).
 fn bucket(addr: usize) -> &'static Bucket {
     let h = ((addr >> 2) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    &TABLE[h as usize & (BUCKETS - 1)].0
+    &table()[h as usize & (BUCKETS - 1)].0
 }
 
 /// `FUTEX_WAIT_BITSET`: if `word` holds `expected` (compared under the bucket lock), parks the

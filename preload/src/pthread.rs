@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use flexsc_threads::{JoinHandle, SpawnOptions};
 use libc::{c_int, pthread_attr_t, pthread_t};
@@ -23,11 +24,25 @@ type StartRoutine = extern "C-unwind" fn(*mut c_void) -> *mut c_void;
 /// What a green thread's function returns: its `void *` result.
 type Exit = usize;
 
-/// Green threads not yet joined or detached, by `pthread_t`.
-static JOINABLE: Mutex<Option<HashMap<pthread_t, JoinHandle<Exit>>>> = Mutex::new(None);
+type Joinable = Option<HashMap<pthread_t, JoinHandle<Exit>>>;
 
-fn joinable() -> std::sync::MutexGuard<'static, Option<HashMap<pthread_t, JoinHandle<Exit>>>> {
-    JOINABLE.lock().unwrap_or_else(|e| e.into_inner())
+/// Green threads not yet joined or detached, by `pthread_t`: a static table to begin with, a
+/// fresh one in each fork child ([`reset_after_fork`]).
+static FIRST: Mutex<Joinable> = Mutex::new(None);
+static JOINABLE: AtomicPtr<Mutex<Joinable>> =
+    AtomicPtr::new(&FIRST as *const Mutex<Joinable> as *mut Mutex<Joinable>);
+
+fn joinable() -> std::sync::MutexGuard<'static, Joinable> {
+    // SAFETY: JOINABLE points at FIRST or at a leaked Box, never freed.
+    let table = unsafe { &*JOINABLE.load(Ordering::Acquire) };
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a fork child: the parent's threads are not the child's to join, and the table's lock may
+/// have been held by one of them at the fork; the old table is leaked.
+pub(crate) fn reset_after_fork() {
+    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
+    JOINABLE.store(fresh, Ordering::Release);
 }
 
 unsafe extern "C" {
