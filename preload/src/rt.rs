@@ -80,17 +80,19 @@ fn build() -> std::io::Result<Runtime> {
         // Servers block many calls at once: io_uring holds them without a thread each.
         b = b.backend(flexsc_threads::kmod::BackendKind::Uring);
     }
-    let rt = b.build()?;
-    register_fork_handler();
-    Ok(rt)
+    b.build()
 }
 
-fn register_fork_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a plain function; failure (ENOMEM) only loses the fork handling.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-    });
+/// Registers the fork child handler when the library is loaded, before the program's own
+/// handlers: child handlers run in registration order, and the program's may lock and unlock
+/// mutexes, which needs the child's fresh futex table.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_FORK_HANDLER: extern "C" fn() = register_fork_handler;
+
+extern "C" fn register_fork_handler() {
+    // SAFETY: registers a plain function; failure (ENOMEM) only loses the fork handling.
+    unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
 }
 
 /// The child side of `fork`: the runtime's threads did not come along.

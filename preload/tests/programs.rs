@@ -398,7 +398,6 @@ fn echo() {
 }
 
 #[test]
-#[ignore = "issue 4, not built yet: fork while green threads run hangs under the preload (the child now gets a fresh futex table and joinable table; the rest is not diagnosed)"]
 fn fork() {
     check_program("fork.c");
 }
