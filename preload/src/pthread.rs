@@ -7,7 +7,7 @@
 //! are passed to glibc's functions.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
@@ -115,7 +115,7 @@ pub unsafe extern "C" fn pthread_create(
     let spawned = SpawnOptions::new()
         .stack_size(stack)
         .hold_tcb(!detached)
-        .spawn_on(runtime, move || run(start, arg));
+        .spawn_on(runtime, move || run(start, arg, detached));
     let handle = match spawned {
         Ok(h) => h,
         Err(e) => return e.raw_os_error().unwrap_or(libc::EAGAIN),
@@ -136,7 +136,15 @@ pub unsafe extern "C" fn pthread_create(
 }
 
 /// A green thread's body: the start routine, stopped early by `pthread_exit`.
-fn run(start: StartRoutine, arg: usize) -> Exit {
+fn run(start: StartRoutine, arg: usize, detached: bool) -> Exit {
+    if detached {
+        // Recorded by the thread itself, first: it may ask before its creator returns.
+        let _lib = rt::InLib::enter();
+        // SAFETY: pthread_self has no preconditions.
+        green_threads()
+            .detached
+            .insert(unsafe { libc::pthread_self() });
+    }
     let v = match catch_unwind(AssertUnwindSafe(|| start(arg as *mut c_void) as Exit)) {
         Ok(v) => v,
         Err(p) => exit_value(p),
@@ -144,6 +152,11 @@ fn run(start: StartRoutine, arg: usize) -> Exit {
     // What follows on this green thread is the runtime's (its end: waking the joiner), whose
     // locks must reach the kernel; the TLS block is reset before it is used again.
     std::mem::forget(rt::InLib::enter());
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    let mut g = green_threads();
+    g.detached.remove(&me);
+    g.names.remove(&me);
     v
 }
 
@@ -200,7 +213,12 @@ pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_voi
 pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
     let _lib = rt::InLib::enter();
     match joinable().as_mut().and_then(|m| m.remove(&thread)) {
-        Some(_) => 0,
+        Some(h) => {
+            if !h.is_finished() {
+                green_threads().detached.insert(thread);
+            }
+            0
+        }
         // SAFETY: forwarded unchanged.
         None => unsafe { real::pthread_detach()(thread) },
     }
@@ -231,4 +249,103 @@ pub extern "C" fn sched_yield() -> c_int {
     }
     // SAFETY: no arguments.
     unsafe { real::sched_yield()() }
+}
+
+/// What glibc would read from a green thread's TCB but cannot (the TCB's tid is its carrier's,
+/// and the runtime does not fill in glibc's join state): which green threads are detached, and
+/// their names.
+struct GreenThreads {
+    detached: BTreeSet<pthread_t>,
+    names: BTreeMap<pthread_t, Vec<u8>>,
+}
+
+static GREEN: Mutex<GreenThreads> = Mutex::new(GreenThreads {
+    detached: BTreeSet::new(),
+    names: BTreeMap::new(),
+});
+
+fn green_threads() -> std::sync::MutexGuard<'static, GreenThreads> {
+    GREEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `thread` is one of our green threads (alive, or finished and not yet joined).
+fn is_green(thread: pthread_t) -> bool {
+    // SAFETY: pthread_self has no preconditions.
+    (thread == unsafe { libc::pthread_self() } && rt::on_green_thread())
+        || joinable().as_ref().is_some_and(|m| m.contains_key(&thread))
+        || green_threads().detached.contains(&thread)
+}
+
+/// `pthread_getattr_np`: glibc's, with a green thread's detach state (which glibc reads from a
+/// TCB field the runtime does not set).
+///
+/// # Safety
+/// As `pthread_getattr_np(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_getattr_np(thread: pthread_t, attr: *mut pthread_attr_t) -> c_int {
+    let _lib = rt::InLib::enter();
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real::pthread_getattr_np()(thread, attr) };
+    if r == 0 && green_threads().detached.contains(&thread) {
+        // SAFETY: glibc just initialised `attr`.
+        unsafe { libc::pthread_attr_setdetachstate(attr, libc::PTHREAD_CREATE_DETACHED) };
+    }
+    r
+}
+
+/// The name glibc allows: 15 bytes and the NUL.
+const NAME_MAX: usize = 16;
+
+/// `pthread_setname_np`: a green thread's name is kept here (glibc would rename its carrier).
+///
+/// # Safety
+/// As `pthread_setname_np(3)`: `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_setname_np(thread: pthread_t, name: *const libc::c_char) -> c_int {
+    let _lib = rt::InLib::enter();
+    if !is_green(thread) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real::pthread_setname_np()(thread, name) };
+    }
+    // SAFETY: the caller's contract.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+    if bytes.len() >= NAME_MAX {
+        return libc::ERANGE;
+    }
+    green_threads().names.insert(thread, bytes.to_vec());
+    0
+}
+
+/// `pthread_getname_np`: a green thread's name as set, else the process's.
+///
+/// # Safety
+/// As `pthread_getname_np(3)`: `buf` writable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_getname_np(
+    thread: pthread_t,
+    buf: *mut libc::c_char,
+    len: libc::size_t,
+) -> c_int {
+    let _lib = rt::InLib::enter();
+    if !is_green(thread) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real::pthread_getname_np()(thread, buf, len) };
+    }
+    let name = green_threads()
+        .names
+        .get(&thread)
+        .cloned()
+        .unwrap_or_else(|| {
+            let comm = std::fs::read("/proc/self/comm").unwrap_or_default();
+            comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec()
+        });
+    if len <= name.len() {
+        return libc::ERANGE;
+    }
+    // SAFETY: `buf` holds at least name.len() + 1 bytes (checked above).
+    unsafe {
+        std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), name.len());
+        *buf.add(name.len()) = 0;
+    }
+    0
 }

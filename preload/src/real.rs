@@ -60,6 +60,9 @@ real! {
     pthread_join: fn(pthread_t, *mut *mut c_void) -> c_int;
     pthread_detach: fn(pthread_t) -> c_int;
     pthread_exit: fn(*mut c_void) -> ();
+    pthread_getattr_np: fn(pthread_t, *mut pthread_attr_t) -> c_int;
+    pthread_setname_np: fn(pthread_t, *const c_char) -> c_int;
+    pthread_getname_np: fn(pthread_t, *mut c_char, size_t) -> c_int;
     sched_yield: fn() -> c_int;
     read: fn(c_int, *mut c_void, size_t) -> ssize_t;
     write: fn(c_int, *const c_void, size_t) -> ssize_t;

@@ -372,7 +372,6 @@ fn check_program(source: &str) {
 }
 
 #[test]
-#[ignore = "issue 4, not built yet: pthread_getattr_np's detach state and pthread_setname_np on green threads (glibc reads the TCB and the carrier's tid); pthread_exit's value from nested frames"]
 fn lifecycle() {
     check_program("lifecycle.c");
 }
