@@ -6,7 +6,7 @@
 //! variants (`-D_FORTIFY_SOURCE`) check their buffer sizes as glibc does first.
 
 use std::ffi::c_void;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libc::{
     c_char, c_int, c_uint, clockid_t, epoll_event, fd_set, iovec, mode_t, msghdr, nfds_t, off_t,
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn __poll_chk(
 }
 
 /// A relative `timespec` as a duration; EINVAL for a negative or out-of-range one.
-fn duration(ts: &timespec) -> Result<Duration, c_int> {
+pub(crate) fn duration(ts: &timespec) -> Result<Duration, c_int> {
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
         return Err(libc::EINVAL);
     }
@@ -231,7 +231,7 @@ fn duration(ts: &timespec) -> Result<Duration, c_int> {
 }
 
 /// How long until the absolute `deadline` on `clock`.
-fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c_int> {
+pub(crate) fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c_int> {
     let d = duration(deadline)?;
     let mut now = timespec {
         tv_sec: 0,
@@ -248,9 +248,7 @@ fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c_int> {
 /// A green thread's sleep: a timer of its carrier.
 fn green_sleep(d: Duration) {
     let _lib = rt::InLib::enter();
-    let until = Instant::now() + d;
     flexsc_threads::sleep(d);
-    debug_assert!(Instant::now() >= until);
 }
 
 /// `nanosleep`.

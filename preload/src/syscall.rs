@@ -10,11 +10,12 @@
 //! threads' other calls, the library's own code, its internal threads) traps directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flexsc_threads::futex::{self, BITSET_MATCH_ANY};
 use libc::{c_long, timespec};
 
+use crate::io;
 use crate::rt::{self, InLib};
 
 const FUTEX_WAIT: c_long = 0;
@@ -155,26 +156,14 @@ unsafe fn deadline(cmd: c_long, op: c_long, ts: *const timespec) -> Result<Optio
     }
     // SAFETY: the caller's contract.
     let ts = unsafe { &*ts };
-    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return Err(libc::EINVAL);
-    }
-    let d = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    if cmd == FUTEX_WAIT {
-        return Ok(Some(Instant::now() + d));
-    }
-    let clock = if op & FUTEX_CLOCK_REALTIME != 0 {
-        libc::CLOCK_REALTIME
+    let d = if cmd == FUTEX_WAIT {
+        io::duration(ts)?
+    } else if op & FUTEX_CLOCK_REALTIME != 0 {
+        io::until(libc::CLOCK_REALTIME, ts)?
     } else {
-        libc::CLOCK_MONOTONIC
+        io::until(libc::CLOCK_MONOTONIC, ts)?
     };
-    let mut now = timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the struct we own.
-    unsafe { libc::clock_gettime(clock, &mut now) };
-    let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
-    Ok(Some(Instant::now() + d.saturating_sub(now)))
+    Ok(Some(Instant::now() + d))
 }
 
 /// One line on stderr the first time a futex operation the table does not emulate is asked for.
