@@ -32,7 +32,7 @@ use libc::{
 
 use super::attr::{COND_CLOCK_SHIFT, COND_PSHARED, CondAttr};
 use super::mutex::{Mutex, mutex};
-use super::time::{Timeout, valid_clock};
+use super::time::Timeout;
 use super::wait::Scope;
 use super::{Inside, view};
 
@@ -192,13 +192,14 @@ pub unsafe extern "C" fn pthread_cond_clockwait(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !valid_clock(clock) {
-        return EINVAL;
-    }
+    // SAFETY: by the caller's contract.
+    let timeout = match unsafe { Timeout::on_clock(clock, abstime) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     // SAFETY: by the caller's contract.
     match unsafe { (cond(c), mutex(m)) } {
-        // SAFETY: by the caller's contract.
-        (Some(c), Some(m)) => c.wait(m, unsafe { Timeout::at(clock, abstime) }),
+        (Some(c), Some(m)) => c.wait(m, timeout),
         _ => EINVAL,
     }
 }

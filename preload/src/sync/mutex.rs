@@ -38,7 +38,7 @@ use libc::{
 };
 
 use super::attr::MutexAttr;
-use super::time::{Timeout, valid_clock};
+use super::time::Timeout;
 use super::wait::{Scope, TimedOut};
 use super::{identity, view};
 
@@ -377,11 +377,11 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !valid_clock(clock) {
-        return EINVAL;
-    }
     // SAFETY: by the caller's contract.
-    let timeout = unsafe { Timeout::at(clock, abstime) };
+    let timeout = match unsafe { Timeout::on_clock(clock, abstime) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     // SAFETY: by the caller's contract.
     unsafe { mutex(m) }.map_or(EINVAL, |m| m.lock(timeout))
 }

@@ -35,7 +35,7 @@ use libc::{
 };
 
 use super::attr::RwLockAttr;
-use super::time::{Timeout, valid_clock};
+use super::time::Timeout;
 use super::wait::Scope;
 use super::{identity, view};
 
@@ -392,11 +392,11 @@ pub unsafe extern "C" fn pthread_rwlock_clockrdlock(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !valid_clock(clock) {
-        return EINVAL;
-    }
     // SAFETY: by the caller's contract.
-    let timeout = unsafe { Timeout::at(clock, abstime) };
+    let timeout = match unsafe { Timeout::on_clock(clock, abstime) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     // SAFETY: by the caller's contract.
     unsafe { rwlock(rw) }.map_or(EINVAL, |rw| rw.read(timeout))
 }
@@ -446,11 +446,11 @@ pub unsafe extern "C" fn pthread_rwlock_clockwrlock(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !valid_clock(clock) {
-        return EINVAL;
-    }
     // SAFETY: by the caller's contract.
-    let timeout = unsafe { Timeout::at(clock, abstime) };
+    let timeout = match unsafe { Timeout::on_clock(clock, abstime) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
     // SAFETY: by the caller's contract.
     unsafe { rwlock(rw) }.map_or(EINVAL, |rw| rw.write(timeout))
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{CLOCK_REALTIME, EAGAIN, EINVAL, EOVERFLOW, c_int, c_uint, clockid_t, sem_t, timespec};
 
-use super::time::{Timeout, valid_clock};
+use super::time::Timeout;
 use super::view;
 use super::wait::Scope;
 
@@ -251,11 +251,11 @@ pub unsafe extern "C" fn sem_clockwait(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if !valid_clock(clock) {
-        return ret(Err(EINVAL));
-    }
     // SAFETY: by the caller's contract.
-    let timeout = unsafe { Timeout::at(clock, abstime) };
+    let timeout = match unsafe { Timeout::on_clock(clock, abstime) } {
+        Ok(t) => t,
+        Err(e) => return ret(Err(e)),
+    };
     // SAFETY: by the caller's contract.
     unsafe { with(s, |s| s.wait(timeout)) }
 }

@@ -35,6 +35,22 @@ impl Timeout {
         Self::At { clock, abstime }
     }
 
+    /// [`Timeout::at`] for the `*_clock*` calls, which refuse any clock but `CLOCK_REALTIME` and
+    /// `CLOCK_MONOTONIC` with `EINVAL` at once, even when they need not block.
+    ///
+    /// # Safety
+    /// As [`Timeout::at`].
+    pub(crate) unsafe fn on_clock(
+        clock: clockid_t,
+        abstime: *const timespec,
+    ) -> Result<Self, c_int> {
+        if !valid_clock(clock) {
+            return Err(EINVAL);
+        }
+        // SAFETY: the caller's contract.
+        Ok(unsafe { Self::at(clock, abstime) })
+    }
+
     /// The deadline: `Ok(None)` for none (or one too far away to represent); `EINVAL` for a
     /// clock other than `CLOCK_REALTIME` and `CLOCK_MONOTONIC`, a null time or a `tv_nsec`
     /// outside `0..1e9`; `ETIMEDOUT` if it has passed.
