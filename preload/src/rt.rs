@@ -15,16 +15,9 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use flexsc_threads::Runtime;
 
-/// What `get` found: not tried yet, started, or failed (reported once).
-enum State {
-    Untried,
-    Running(&'static Runtime),
-    Failed,
-}
-
 /// The current process's runtime (null: none yet, or it failed).
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
-/// Serialises starting it.
+/// Serialises starting it; true once tried (a failure is reported once, not retried).
 static START: Mutex<bool> = Mutex::new(false);
 
 /// The runtime, started on first use; `None` if it could not start.
@@ -33,29 +26,22 @@ pub(crate) fn get() -> Option<&'static Runtime> {
         return Some(rt);
     }
     let mut tried = START.lock().unwrap_or_else(|e| e.into_inner());
-    let state = match (started(), *tried) {
-        (Some(rt), _) => State::Running(rt),
-        (None, true) => State::Failed,
-        (None, false) => State::Untried,
-    };
-    match state {
-        State::Running(rt) => Some(rt),
-        State::Failed => None,
-        State::Untried => {
-            *tried = true;
-            match build() {
-                Ok(rt) => {
-                    let rt: &'static Runtime = Box::leak(Box::new(rt));
-                    RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
-                    Some(rt)
-                }
-                Err(e) => {
-                    let msg = format!("libflexsc: running on native threads: {e}\n");
-                    // SAFETY: writes our own buffer to stderr through glibc's write.
-                    unsafe { crate::real::write()(2, msg.as_ptr().cast(), msg.len()) };
-                    None
-                }
-            }
+    // Another thread may have started it (or failed) while we waited for the lock.
+    if *tried {
+        return started();
+    }
+    *tried = true;
+    match build() {
+        Ok(rt) => {
+            let rt: &'static Runtime = Box::leak(Box::new(rt));
+            RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
+            Some(rt)
+        }
+        Err(e) => {
+            let msg = format!("libflexsc: running on native threads: {e}\n");
+            // SAFETY: writes our own buffer to stderr through glibc's write.
+            unsafe { crate::real::write()(2, msg.as_ptr().cast(), msg.len()) };
+            None
         }
     }
 }
