@@ -1,8 +1,10 @@
 //! The syscall area: every syscall page of a registration, grouped per posting core, with the
-//! control words beside them (page locks, posting hints, completion doorbells).
+//! control words beside them (page locks, posting hints, completion doorbells, and each entry's
+//! interrupt state).
 
 use crate::doorbell::Doorbell;
 use crate::entry::SyscallEntry;
+use crate::interrupt::Interrupt;
 use crate::page::{ENTRIES_PER_PAGE, PageControl, SyscallPage};
 use crate::sync::{AtomicBool, Ordering};
 
@@ -19,6 +21,8 @@ pub struct CoreControl {
 pub struct SyscallArea {
     pages: Box<[SyscallPage]>,
     controls: Box<[PageControl]>,
+    /// One per entry, in entry order (page after page).
+    interrupts: Box<[Interrupt]>,
     cores: Box<[CoreControl]>,
     pages_per_core: usize,
 }
@@ -30,6 +34,9 @@ impl SyscallArea {
         Self {
             pages: (0..n).map(|_| SyscallPage::new()).collect(),
             controls: (0..n).map(|_| PageControl::new()).collect(),
+            interrupts: (0..n * ENTRIES_PER_PAGE)
+                .map(|_| Interrupt::new())
+                .collect(),
             cores: (0..cores).map(|_| CoreControl::default()).collect(),
             pages_per_core,
         }
@@ -77,6 +84,26 @@ impl SyscallArea {
     #[inline]
     pub fn control_of(&self, core: usize, slot: u32) -> &PageControl {
         &self.controls[core * self.pages_per_core + slot as usize / ENTRIES_PER_PAGE]
+    }
+
+    /// The interrupt state of `slot` of `core`.
+    #[inline]
+    pub fn interrupt(&self, core: usize, slot: u32) -> &Interrupt {
+        &self.interrupts[core * self.pages_per_core * ENTRIES_PER_PAGE + slot as usize]
+    }
+
+    /// The interrupt state of `entry`, an entry of this area.
+    ///
+    /// # Panics
+    ///
+    /// If `entry` is not one of this area's entries.
+    #[inline]
+    pub fn interrupt_of(&self, entry: &SyscallEntry) -> &Interrupt {
+        // The pages are one array of 64-entry pages with no gaps: an entry's offset from the first
+        // one, in entries, is its index in `interrupts`.
+        let offset =
+            (entry as *const SyscallEntry as usize).wrapping_sub(self.pages.as_ptr() as usize);
+        &self.interrupts[offset / size_of::<SyscallEntry>()]
     }
 
     /// Marks `core` as having a poster; false if it already has one.

@@ -185,7 +185,13 @@ pub struct Claim<'a> {
     done: bool,
 }
 
-impl Claim<'_> {
+impl<'a> Claim<'a> {
+    /// The claimed entry.
+    #[inline]
+    pub fn entry(&self) -> &'a SyscallEntry {
+        self.entry
+    }
+
     /// The syscall number, argument count and flags.
     #[inline]
     pub fn head(&self) -> Head {

@@ -8,6 +8,7 @@
 //! - [`entry`]: the entry ABI and its status protocol (shared with `include/flexsc.h`).
 //! - [`page`]: syscall pages and the page lock.
 //! - [`doorbell`]: wait and wake without lost wake-ups.
+//! - [`interrupt`]: ending one entry's call early, as a signal interrupts a blocked call.
 //! - `activity`: which syscall threads are active, and when an idle one must be woken (hidden:
 //!   public only for `loom-tests/`).
 //! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
@@ -22,6 +23,7 @@
 pub mod activity;
 pub mod doorbell;
 pub mod entry;
+pub mod interrupt;
 pub mod page;
 mod sync;
 

@@ -1,6 +1,6 @@
-//! The posting side of a core: finds free entries, posts calls, submits batches, waits, and takes
-//! results. One poster per core at a time; it is the single producer of that core's pages, so
-//! posting is plain stores.
+//! The posting side of a core: finds free entries, posts calls, submits batches, waits, takes
+//! results, and interrupts calls. One poster per core at a time; it is the single producer of that
+//! core's pages, so posting is plain stores.
 
 use std::fmt;
 use std::io;
@@ -125,7 +125,8 @@ impl fmt::Display for PostError {
 
 impl std::error::Error for PostError {}
 
-/// A posted entry's claim ticket; redeem it with [`Poster::try_take`] or [`Poster::take`].
+/// A posted entry's claim ticket; redeem it with [`Poster::try_take`] or [`Poster::take`], or end
+/// its call early with [`Poster::interrupt`].
 ///
 /// It names the entry's slot and the slot's generation when the call was posted: the poster bumps
 /// a slot's generation whenever it frees the slot (its result taken by `take`, `try_take` or
@@ -172,6 +173,8 @@ pub struct Poster {
     orphans: Vec<u64>,
     /// Each slot's generation, bumped when the slot is freed: tells live tickets from stale ones.
     generations: Vec<u32>,
+    /// Slots whose interrupt request may be set: reset when the slot is freed.
+    interrupted: Vec<u64>,
     /// Harvest's per-word done masks, kept to avoid an allocation per harvest.
     scratch: Vec<u64>,
     /// Per page: the completion count `harvest` last saw.
@@ -223,6 +226,7 @@ impl Poster {
             n_inflight: 0,
             orphans: vec![0; n.div_ceil(64)],
             generations: vec![0; n],
+            interrupted: vec![0; n.div_ceil(64)],
             scratch: Vec::with_capacity(n.div_ceil(64)),
             seen: (0..n.div_ceil(64))
                 .map(|w| shared.area.control_of(core, w as u32 * 64).completed())
@@ -230,14 +234,17 @@ impl Poster {
             stats: PosterStats::default(),
             shared,
         };
-        // A previous poster may have left entries in flight: they stay owned until done.
+        // A previous poster may have left entries in flight: they stay owned until done. It may
+        // also have interrupted them: their requests are reset when they are freed.
         for slot in (0..n as u32).rev() {
             let entry = p.shared.area.entry(core, slot);
             if entry.status() == status::FREE || entry.take().is_some() {
+                p.shared.area.interrupt(core, slot).reset();
                 p.free.push(slot);
             } else {
                 p.inflight[slot as usize / 64] |= 1 << (slot % 64);
                 p.orphans[slot as usize / 64] |= 1 << (slot % 64);
+                p.interrupted[slot as usize / 64] |= 1 << (slot % 64);
                 p.n_inflight += 1;
             }
         }
@@ -309,6 +316,63 @@ impl Poster {
             self.pending.clear();
             self.stats.batches += 1;
         }
+    }
+
+    /// Asks the call behind `ticket` to end early, as a signal interrupts a blocked system call.
+    ///
+    /// - Not yet claimed by an executor (posted, or submitted and still waiting): the entry is
+    ///   answered `-EINTR` at once and the call never runs.
+    /// - Running: the call is interrupted. One blocked in the kernel, or about to block, returns
+    ///   what the kernel returns to an interrupted call: `-EINTR`, or, if it had made progress, its
+    ///   partial result (bytes transferred so far). With io_uring the request is cancelled and
+    ///   its `-ECANCELED` answered `-EINTR`. A call that does not block, or completes anyway,
+    ///   keeps its real result (so does one that io_uring's `fixup` answers itself: a request on
+    ///   an `O_NONBLOCK` fd still answers `-EAGAIN`).
+    /// - Already done: nothing changes, its result stands.
+    ///
+    /// Never blocks: the result arrives like any other, and is taken exactly once, with the
+    /// ticket or by [`Self::harvest`]. Interrupting the same call again, or with a stale ticket
+    /// (its result already taken, even if the slot holds a new call now), does nothing.
+    ///
+    /// A syscall thread running the call is sent a signal. A thread that has claimed the entry
+    /// but not yet entered the kernel does not enter it: the request and the thread's claim are
+    /// ordered so that either the thread sees the request before its `syscall` instruction or the
+    /// signal finds it (see [`crate::interrupt`]); and no signal outlives the call it was sent for.
+    ///
+    /// # Panics
+    ///
+    /// If `ticket`'s slot is beyond this poster's entries: it is another poster's. (Another
+    /// poster's ticket within range cannot always be told apart: do not pass one.)
+    pub fn interrupt(&mut self, ticket: &Ticket) {
+        let slot = ticket.slot as usize;
+        assert!(
+            slot < self.generations.len(),
+            "ticket {ticket:?} interrupted on the poster of core {}, which has {} entries: it is \
+             another poster's",
+            self.core,
+            self.generations.len(),
+        );
+        if !self.is_live(ticket) {
+            return;
+        }
+        let entry = self.shared.area.entry(self.core, ticket.slot);
+        if let Some(claim) = entry.claim() {
+            claim.complete(-(libc::EINTR as i64));
+            self.shared
+                .area
+                .control_of(self.core, ticket.slot)
+                .note_completed(1);
+            // Answered: the backend need not hear of it.
+            if let Some(i) = self.pending.iter().position(|&s| s == ticket.slot) {
+                self.pending.remove(i);
+            }
+            return;
+        }
+        if entry.status() == status::DONE {
+            return;
+        }
+        self.interrupted[slot / 64] |= 1 << (slot % 64);
+        self.local.interrupt(ticket.slot);
     }
 
     /// The result of `ticket` if its call is done (the entry is then free again).
@@ -525,13 +589,18 @@ impl Poster {
         }
     }
 
-    /// Panics unless `ticket` names a call of this poster whose result is still to be taken.
+    /// Whether `ticket` names a call of this poster whose result is still to be taken.
+    fn is_live(&self, ticket: &Ticket) -> bool {
+        let slot = ticket.slot as usize;
+        self.generations.get(slot) == Some(&ticket.generation)
+            && self.inflight[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// Panics unless `ticket` [is live](Self::is_live).
     fn check(&self, ticket: &Ticket) {
         let slot = ticket.slot as usize;
-        let live = self.generations.get(slot) == Some(&ticket.generation)
-            && self.inflight[slot / 64] & (1 << (slot % 64)) != 0;
         assert!(
-            live,
+            self.is_live(ticket),
             "stale ticket {ticket:?} redeemed on the poster of core {}: its call's result was \
              already taken (by take, try_take or harvest; the slot is now at generation {:?}), or \
              the ticket is another poster's",
@@ -542,7 +611,12 @@ impl Poster {
 
     /// Frees `slot` (its result taken); outstanding tickets for it become stale.
     fn release(&mut self, slot: u32) {
-        self.inflight[slot as usize / 64] &= !(1 << (slot % 64));
+        let (w, bit) = (slot as usize / 64, 1 << (slot % 64));
+        if self.interrupted[w] & bit != 0 {
+            self.interrupted[w] &= !bit;
+            self.shared.area.interrupt(self.core, slot).reset();
+        }
+        self.inflight[w] &= !bit;
         self.n_inflight -= 1;
         // Wraps after 2^32 reuses of one slot: a ticket kept that long is not told apart.
         self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
@@ -667,5 +741,35 @@ mod tests {
         let last = tickets.into_iter().last().unwrap();
         assert_eq!(last.slot(), 64);
         let _ = p.try_take(last);
+    }
+
+    #[test]
+    fn interrupting_a_harvested_ticket_does_nothing() {
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let (posted, _) = post_and_harvest(&mut p);
+        p.interrupt(&posted);
+        // The slot's next call is not touched.
+        let next = p.post(&Syscall::nop()).unwrap();
+        assert_eq!(next.slot(), posted.slot());
+        p.interrupt(&posted);
+        assert_eq!(p.take(next), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "another poster's")]
+    fn interrupting_a_ticket_beyond_this_posters_slots_panics() {
+        let big = register(Config {
+            cores: 1,
+            pages_per_core: 2,
+            executor_spins: 0,
+            ..Config::default()
+        })
+        .unwrap();
+        let mut q = big.poster(0).unwrap();
+        let tickets: Vec<_> = (0..65).map(|_| q.post(&Syscall::nop()).unwrap()).collect();
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        p.interrupt(&tickets[64]);
     }
 }

@@ -9,9 +9,13 @@
 // Under loom only the protocol modules are built, and they use a subset of these.
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering, fence,
+};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+pub(crate) use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering, fence,
+};
 
 #[cfg(loom)]
 #[allow(unused_imports)]
@@ -26,6 +30,16 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     core::hint::spin_loop();
+}
+
+/// Gives the CPU to another thread (or lets loom's scheduler run another), for waits that may
+/// outlast a spin.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    crate::raw::sched_yield();
 }
 
 /// An `UnsafeCell` with loom's closure API, so loom can check every access for data races.

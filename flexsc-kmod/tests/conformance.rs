@@ -19,7 +19,11 @@
 //! not hold up the others; 10,000 calls from 8 posters with backpressure all complete exactly once;
 //! shutting down with calls in flight neither hangs nor leaks threads and answers every entry;
 //! thread-bound calls are refused (or run locally by `call`), even when written into a page by
-//! hand; bad configurations are rejected with errors that name the problem.
+//! hand; bad configurations are rejected with errors that name the problem. `Poster::interrupt`
+//! answers an unclaimed call `-EINTR` without running it, ends a blocked read or accept with
+//! `-EINTR` within 2 s, leaves a completed call's result alone, is harmless repeated or with a
+//! stale ticket, and, racing a writer for hundreds of rounds, loses no byte and leaves no signal
+//! behind for the next call.
 //!
 //! Nothing here measures speed: the only timeouts are hang guards.
 
@@ -28,6 +32,7 @@ mod common;
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,7 +40,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use flexsc_kmod::entry::{NR_NOP, status};
 use flexsc_kmod::{
-    Config, PostError, Registration, Specialization, Syscall, calls, config, register,
+    Config, PostError, Poster, Registration, Specialization, Syscall, Ticket, calls, config,
+    register,
 };
 use libc::*;
 
@@ -117,12 +123,20 @@ conformance! {
         poster_handover,
         one_poster_per_core,
         bad_configs,
+        // Interrupts.
+        interrupt_blocked_read,
+        interrupt_blocked_accept,
+        interrupt_unclaimed,
+        interrupt_after_completion,
+        interrupt_twice,
+        interrupt_stress,
     ];
 }
 
 const FUTEX_LOCK_PI_PRIVATE: u64 = 6 | 128;
 const FUTEX_UNLOCK_PI_PRIVATE: u64 = 7 | 128;
 const FUTEX_WAKE_PRIVATE: u64 = 1 | 128;
+const FUTEX_WAIT_PRIVATE: u64 = 128;
 
 /// `-errno`, as the kernel returns it.
 fn neg(errno: i32) -> i64 {
@@ -2578,4 +2592,335 @@ fn bad_configs(c: &Case) {
             );
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interrupts
+
+/// Longest an interrupted call may take to come back: calls interrupted here would otherwise
+/// never return, so this bounds the interrupt's promptness (loosely: a hang guard that fails the
+/// case instead of waiting for [`CASE_LIMIT`]).
+const INTERRUPT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Takes `t`'s result, failing the case if it is not back within [`INTERRUPT_LIMIT`].
+fn take_within(p: &mut Poster, mut t: Ticket, what: &str) -> i64 {
+    let deadline = Instant::now() + INTERRUPT_LIMIT;
+    loop {
+        match p.try_take(t) {
+            Ok(r) => return r,
+            Err(back) => t = back,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not back {INTERRUPT_LIMIT:?} after its interrupt"
+        );
+        p.wait_with(|| false, Some(deadline));
+    }
+}
+
+/// Waits (at most [`INTERRUPT_LIMIT`]) until core 0's entry `slot` has status `want`.
+fn wait_status(reg: &Registration, slot: u32, want: u32, what: &str) {
+    let deadline = Instant::now() + INTERRUPT_LIMIT;
+    while reg.area().entry(0, slot).status() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never reached status {want}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Bytes waiting in a pipe (FIONREAD).
+fn pipe_len(r: &Fd) -> usize {
+    let mut n = 0i32;
+    sys_ok(SYS_ioctl, &[r.a(), FIONREAD, addr_mut(&mut n)]);
+    n as usize
+}
+
+/// A read on an empty pipe, blocked in the kernel (or on the ring), comes back `-EINTR`, and
+/// consumed nothing.
+fn interrupt_blocked_read(c: &Case) {
+    let mut buf = [0u8; 16]; // before the registration: it is shut down first
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let (r, w) = new_pipe(0);
+    let t = p
+        .post(&req(SYS_read, &[r.a(), addr_mut(&mut buf), 16]))
+        .unwrap();
+    p.submit();
+    wait_status(&reg, t.slot(), status::BUSY, "the read");
+    thread::sleep(Duration::from_millis(20)); // asleep in the kernel by now
+    p.interrupt(&t);
+    assert_eq!(show(take_within(&mut p, t, "read")), show(neg(EINTR)));
+    assert_eq!(p.in_flight(), 0);
+    write_all(&w, b"still here");
+    let again = req(SYS_read, &[r.a(), addr_mut(&mut buf), 16]);
+    assert_eq!(p.call(&again), 10, "the pipe works after the interrupt");
+    assert_eq!(&buf[..10], b"still here");
+}
+
+/// accept on a listening socket with nobody connecting comes back `-EINTR`; a connection made
+/// afterwards is still there to accept.
+fn interrupt_blocked_accept(c: &Case) {
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let ty = (SOCK_STREAM | SOCK_CLOEXEC) as u64;
+    let l = Fd::from_ret(sys(SYS_socket, &[AF_INET as u64, ty, 0]), "listener");
+    let lo = sockaddr_in([127, 0, 0, 1], 0);
+    sys_ok(SYS_bind, &[l.a(), addr(&lo), 16]);
+    sys_ok(SYS_listen, &[l.a(), 8]);
+    let (mut bound, mut len) = ([0u8; 16], 16u32);
+    sys_ok(
+        SYS_getsockname,
+        &[l.a(), addr_mut(&mut bound), addr_mut(&mut len)],
+    );
+    let accept = req(SYS_accept4, &[l.a(), 0, 0, SOCK_CLOEXEC as u64]);
+    let t = p.post(&accept).unwrap();
+    p.submit();
+    wait_status(&reg, t.slot(), status::BUSY, "accept");
+    thread::sleep(Duration::from_millis(20));
+    p.interrupt(&t);
+    assert_eq!(show(take_within(&mut p, t, "accept")), show(neg(EINTR)));
+    let client = Fd::from_ret(sys(SYS_socket, &[AF_INET as u64, ty, 0]), "client");
+    sys_ok(SYS_connect, &[client.a(), addr(&bound), 16]);
+    let conn = Fd::from_ret(p.call(&accept), "accept after the interrupt");
+    write_all(&client, b"hello");
+    assert_eq!(read_some(&conn, 8), b"hello");
+}
+
+/// An entry no executor has claimed, submitted or not, is answered `-EINTR` at once and never
+/// runs. The one syscall thread allowed is kept busy in a futex wait meanwhile, so nothing can
+/// claim the entries; then that wait is interrupted too, and the thread's next blocking call
+/// (a 5 ms sleep) is not (no signal outlives its call).
+fn interrupt_unclaimed(c: &Case) {
+    let word = AtomicU32::new(0); // before the registration: it is shut down first
+    let mut cfg = c.kind.config(1, 1);
+    cfg.max_syscall_threads = 1;
+    let reg = register(cfg).unwrap();
+    let mut p = reg.poster(0).unwrap();
+    let futex_wait = req(SYS_futex, &[addr(&word), FUTEX_WAIT_PRIVATE, 0, 0, 0, 0]);
+    let blocker = p.post(&futex_wait).unwrap();
+    p.submit();
+    wait_status(&reg, blocker.slot(), status::BUSY, "the futex wait");
+
+    // Submitted, waiting for a thread: an fcntl (the syscall threads run it, with io_uring too).
+    let (r, w) = new_pipe(0);
+    let setfl = req(SYS_fcntl, &[w.a(), F_SETFL as u64, O_NONBLOCK as u64]);
+    let t = p.post(&setfl).unwrap();
+    p.submit();
+    thread::sleep(Duration::from_millis(20));
+    let entry = reg.area().entry(0, t.slot());
+    assert_eq!(entry.status(), status::SUBMITTED, "nobody may claim it");
+    p.interrupt(&t);
+    assert_eq!(entry.status(), status::DONE, "answered at once");
+    p.interrupt(&t); // again: nothing changes
+    assert_eq!(show(p.take(t)), show(neg(EINTR)));
+    assert_eq!(fcntl_get(&w, F_GETFL) & O_NONBLOCK as i64, 0, "fcntl ran");
+
+    // Posted, never submitted: a write.
+    let write = req(SYS_write, &[w.a(), addr(b"never"), 5]);
+    let t = p.post(&write).unwrap();
+    assert_eq!(p.unsubmitted(), 1);
+    p.interrupt(&t);
+    assert_eq!(p.unsubmitted(), 0, "answered: nothing left to submit");
+    assert_eq!(show(p.take(t)), show(neg(EINTR)));
+    p.submit();
+    thread::sleep(Duration::from_millis(5));
+    assert_eq!(pipe_len(&r), 0, "the write ran");
+
+    p.interrupt(&blocker);
+    let r0 = take_within(&mut p, blocker, "the futex wait");
+    assert_eq!(show(r0), show(neg(EINTR)));
+    let ts = [0i64, 5_000_000];
+    let sleep = req(SYS_nanosleep, &[addr(&ts), 0]);
+    assert_eq!(show(p.call(&sleep)), show(0), "a stray signal");
+    assert_eq!(p.in_flight(), 0);
+}
+
+/// Lets `p` make progress until core 0's entry `slot` is DONE, without taking it: `blocked`, a
+/// call that stays blocked, is polled instead (which reaps io_uring's completions). Returns it.
+fn poll_until_done(p: &mut Poster, reg: &Registration, slot: u32, blocked: Ticket) -> Ticket {
+    let deadline = Instant::now() + INTERRUPT_LIMIT;
+    let mut blocked = blocked;
+    while reg.area().entry(0, slot).status() != status::DONE {
+        assert!(Instant::now() < deadline, "slot {slot} never completed");
+        blocked = p.try_take(blocked).expect_err("the blocked call completed");
+        thread::sleep(Duration::from_millis(1));
+    }
+    blocked
+}
+
+/// An interrupt after the call completed changes nothing: the result stands, taken or
+/// harvested; a stale ticket's interrupt leaves alone the call now in its slot.
+fn interrupt_after_completion(c: &Case) {
+    let (mut buf, mut idle) = ([0u8; 8], [0u8; 8]); // before the registration: shut down first
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let (r, w) = new_pipe(0);
+    let (never, _never_w) = new_pipe(0);
+    let blocked = p
+        .post(&req(SYS_read, &[never.a(), addr_mut(&mut idle), 8]))
+        .unwrap();
+    let write = req(SYS_write, &[w.a(), addr(b"done"), 4]);
+    let t = p.post(&write).unwrap();
+    p.submit();
+    let blocked = poll_until_done(&mut p, &reg, t.slot(), blocked);
+    p.interrupt(&t);
+    p.interrupt(&t);
+    assert_eq!(show(p.take(t)), show(4));
+    assert_eq!(read_some(&r, 8), b"done");
+
+    // Harvested after the interrupt: the real result, once.
+    let t = p.post(&write).unwrap();
+    p.submit();
+    let blocked = poll_until_done(&mut p, &reg, t.slot(), blocked);
+    p.interrupt(&t);
+    let mut got = Vec::new();
+    p.harvest(|h, ret| got.push((h, ret)));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, t);
+    assert_eq!(show(got[0].1), show(4));
+    assert_eq!(read_some(&r, 8), b"done");
+
+    // `t` is stale now; the slot's next call is a read that must stay blocked.
+    let read = p
+        .post(&req(SYS_read, &[r.a(), addr_mut(&mut buf), 8]))
+        .unwrap();
+    assert_eq!(read.slot(), t.slot(), "the slot is reused");
+    p.submit();
+    p.interrupt(&t);
+    thread::sleep(Duration::from_millis(20));
+    let read = p
+        .try_take(read)
+        .expect_err("a stale ticket interrupted the slot's next call");
+    write_all(&w, b"late");
+    assert_eq!(show(take_within(&mut p, read, "the read")), show(4));
+    assert_eq!(&buf[..4], b"late");
+    p.interrupt(&blocked);
+    let r0 = take_within(&mut p, blocked, "the blocked read");
+    assert_eq!(show(r0), show(neg(EINTR)));
+}
+
+/// Interrupting a blocked call several times, before and after it is back, gives one `-EINTR`,
+/// taken (or harvested) once.
+fn interrupt_twice(c: &Case) {
+    let mut buf = [0u8; 8]; // before the registration: it is shut down first
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let (r, w) = new_pipe(0);
+    let read = req(SYS_read, &[r.a(), addr_mut(&mut buf), 8]);
+
+    let t = p.post(&read).unwrap();
+    p.submit();
+    p.interrupt(&t);
+    p.interrupt(&t);
+    thread::sleep(Duration::from_millis(5));
+    p.interrupt(&t);
+    assert_eq!(show(take_within(&mut p, t, "read")), show(neg(EINTR)));
+
+    let t = p.post(&read).unwrap();
+    p.submit();
+    wait_status(&reg, t.slot(), status::BUSY, "the read");
+    thread::sleep(Duration::from_millis(10));
+    p.interrupt(&t);
+    p.interrupt(&t);
+    let deadline = Instant::now() + INTERRUPT_LIMIT;
+    let mut got = Vec::new();
+    while got.is_empty() {
+        assert!(Instant::now() < deadline, "the read is not back");
+        p.wait_with(|| false, Some(deadline));
+        p.harvest(|h, ret| got.push((h, ret)));
+        p.interrupt(&t); // also once it is back, and once it is taken
+    }
+    assert_eq!(got.len(), 1);
+    assert_eq!((&got[0].0, show(got[0].1)), (&t, show(neg(EINTR))));
+    assert_eq!(p.in_flight(), 0);
+    assert_eq!(p.harvest(|h, _| panic!("{h:?} harvested twice")), 0);
+    write_all(&w, b"intact");
+    assert_eq!(read_some(&r, 8), b"intact");
+}
+
+/// Many rounds of a one-byte read on an empty pipe racing a writer and an interrupt (before the
+/// submit, just after it, or a little later): each read answers the byte or `-EINTR`, within
+/// [`INTERRUPT_LIMIT`], and a byte not read is still in the pipe. After each round a 1 ms poll
+/// on the same (single) syscall thread must time out, not see a stray signal.
+fn interrupt_stress(c: &Case) {
+    const ROUNDS: usize = 400;
+    let mut buf = [0u8; 1]; // before the registration: it is shut down first
+    let mut cfg = c.kind.config(1, 1);
+    cfg.max_syscall_threads = 1;
+    let reg = register(cfg).unwrap();
+    let mut p = reg.poster(0).unwrap();
+    let (r, w) = new_pipe(0);
+    let (quiet, _quiet_w) = new_pipe(0);
+    let mut pfd = [0u8; 8]; // struct pollfd on `quiet`, for POLLIN
+    pfd[..4].copy_from_slice(&quiet.0.to_ne_bytes());
+    pfd[4..6].copy_from_slice(&POLLIN.to_ne_bytes());
+    let poll = req(SYS_poll, &[addr_mut(&mut pfd), 1, 1]);
+    // Delays in nanoseconds, from a fixed xorshift sequence.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut delay = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        Duration::from_nanos(seed % 60_000)
+    };
+    let spin = |d: Duration| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    };
+    let (go, done) = (Barrier::new(2), Barrier::new(2));
+    let delays: Vec<Duration> = (0..ROUNDS).map(|_| delay()).collect();
+    let (mut read, mut eintr) = (0, 0);
+    thread::scope(|s| {
+        let (w, go, done, delays) = (&w, &go, &done, &delays);
+        s.spawn(move || {
+            for (i, d) in delays.iter().enumerate() {
+                go.wait();
+                spin(*d);
+                write_all(w, &[i as u8]);
+                done.wait();
+            }
+        });
+        for i in 0..ROUNDS {
+            let byte = i as u8;
+            let t = p
+                .post(&req(SYS_read, &[r.a(), addr_mut(&mut buf), 1]))
+                .unwrap();
+            if i % 4 == 0 {
+                p.interrupt(&t);
+            }
+            p.submit();
+            go.wait();
+            match i % 4 {
+                1 => p.interrupt(&t),
+                2 | 3 => {
+                    spin(delays[(i + 1) % ROUNDS] * (i as u32 % 4 - 1));
+                    p.interrupt(&t);
+                }
+                _ => {}
+            }
+            let ret = take_within(&mut p, t, "a read of the stress");
+            done.wait();
+            let left = pipe_len(&r);
+            match ret {
+                1 => {
+                    assert_eq!(buf[0], byte, "round {i}: read the wrong byte");
+                    assert_eq!(left, 0, "round {i}: read, yet the byte is still there");
+                    read += 1;
+                }
+                e if e == neg(EINTR) => {
+                    assert_eq!(left, 1, "round {i}: interrupted, yet the byte is gone");
+                    assert_eq!(read_some(&r, 1), [byte], "round {i}");
+                    eintr += 1;
+                }
+                other => panic!("round {i}: the read answered {}", show(other)),
+            }
+            assert_eq!(show(p.call(&poll)), show(0), "round {i}: a stray signal");
+        }
+    });
+    assert_eq!(p.in_flight(), 0);
+    assert!(eintr >= ROUNDS / 4, "{read} read, {eintr} interrupted");
 }

@@ -5,7 +5,7 @@
 //! batching, flexsc_wait when idle, timers, work stealing) and [`stack`].
 //!
 //! Under `--cfg loom` only the concurrency protocols are built, for `loom-tests/`: [`park`],
-//! the run queue (as `queue`), [`sync`] and [`futex`], all on the loom types of the shim
+//! the run queue (as `queue`), the interrupt mark (as `mark`), [`sync`] and [`futex`], all on the loom types of the shim
 //! (`shim.rs`).
 
 #[cfg(not(loom))]
@@ -16,6 +16,10 @@ pub mod hybrid;
 #[cfg(not(loom))]
 pub mod io;
 pub mod join;
+/// A green thread's interrupt mark, on its own under loom (for real it is private to `runtime`).
+#[cfg(loom)]
+#[path = "runtime/mark.rs"]
+pub mod mark;
 #[cfg(not(loom))]
 pub mod overflow;
 pub mod park;
@@ -34,9 +38,9 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use runtime::{
-    Builder, CarrierStats, JoinHandle, Order, Runtime, SpawnOptions, StatsTable, Unparker,
-    after_fork_in_child, current_id, current_name, park, park_deadline, sleep, spawn, syscall,
-    yield_now,
+    Builder, CarrierStats, Interrupter, JoinHandle, Order, Runtime, SpawnOptions, StatsTable,
+    Unparker, after_fork_in_child, current_id, current_name, park, park_deadline, sleep, spawn,
+    syscall, take_interrupt, yield_now,
 };
 
 #[cfg(not(loom))]

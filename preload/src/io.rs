@@ -14,7 +14,7 @@ use libc::{
     useconds_t,
 };
 
-use crate::{real, rt};
+use crate::{real, rt, signal};
 
 /// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
 fn settle(r: i64) -> i64 {
@@ -43,11 +43,20 @@ macro_rules! blocking {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
             if rt::on_green_thread() {
-                let _lib = rt::InLib::enter();
-                // SAFETY: the caller's pointers stay valid until the call returns, and the green
-                // thread stays parked inside `syscall` until the kernel is done with them.
-                let r = unsafe { flexsc_threads::syscall($nr, &[$($arg as u64),*]) };
-                return settle(r) as $ret;
+                loop {
+                    let r = {
+                        let _lib = rt::InLib::enter();
+                        // SAFETY: the caller's pointers stay valid until the call returns, and
+                        // the green thread stays parked inside `syscall` until the kernel is done
+                        // with them.
+                        unsafe { flexsc_threads::syscall($nr, &[$($arg as u64),*]) }
+                    };
+                    // Signals sent to the green thread meanwhile are handled here, outside the
+                    // library; the call may then be restarted.
+                    if let Some(r) = signal::after_call(r, restartable($nr)) {
+                        return settle(r) as $ret;
+                    }
+                }
             }
             // SAFETY: forwarded unchanged.
             unsafe { real::$name()($($a),*) }
@@ -112,6 +121,23 @@ blocking! {
         libc::SYS_openat, [dir, path, flags, mode];
     fn openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
         libc::SYS_openat, [dir, path, flags, mode];
+}
+
+/// Whether Linux restarts `nr` after a handler with `SA_RESTART` (calls that wait with a timeout
+/// never are: see signal(7)).
+pub(crate) fn restartable(nr: i64) -> bool {
+    !matches!(
+        nr,
+        libc::SYS_poll
+            | libc::SYS_ppoll
+            | libc::SYS_select
+            | libc::SYS_pselect6
+            | libc::SYS_epoll_wait
+            | libc::SYS_epoll_pwait
+            | libc::SYS_epoll_pwait2
+            | libc::SYS_nanosleep
+            | libc::SYS_clock_nanosleep
+    )
 }
 
 /// The kernel's signal set size (the `sigsetsize` argument of the `p` calls).
@@ -246,9 +272,33 @@ pub(crate) fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c
 }
 
 /// A green thread's sleep: a timer of its carrier.
-fn green_sleep(d: Duration) {
-    let _lib = rt::InLib::enter();
-    flexsc_threads::sleep(d);
+/// Sleeps the calling green thread for `d` on its carrier's timers; a signal handled meanwhile
+/// ends the sleep early (as `EINTR` does): `Err` with the time left.
+fn green_sleep(d: Duration) -> Result<(), Duration> {
+    let until = std::time::Instant::now() + d;
+    loop {
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        {
+            let _lib = rt::InLib::enter();
+            flexsc_threads::park_deadline(until);
+        }
+        if signal::handled_any() {
+            return Err(until.saturating_duration_since(now));
+        }
+    }
+}
+
+fn write_rem(rem: *mut timespec, left: Duration) {
+    if !rem.is_null() {
+        // SAFETY: the caller of the sleep passed `rem` writable (its contract).
+        unsafe {
+            (*rem).tv_sec = left.as_secs() as libc::time_t;
+            (*rem).tv_nsec = libc::c_long::from(left.subsec_nanos() as i32);
+        }
+    }
 }
 
 /// `nanosleep`.
@@ -260,10 +310,14 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
     if rt::on_green_thread() {
         // SAFETY: the caller's contract.
         return match duration(unsafe { &*req }) {
-            Ok(d) => {
-                green_sleep(d);
-                0
-            }
+            Ok(d) => match green_sleep(d) {
+                Ok(()) => 0,
+                Err(left) => {
+                    write_rem(rem, left);
+                    set_errno(libc::EINTR);
+                    -1
+                }
+            },
             Err(e) => {
                 set_errno(e);
                 -1
@@ -297,11 +351,18 @@ pub unsafe extern "C" fn clock_nanosleep(
         } else {
             duration(req)
         };
+        let absolute = flags & libc::TIMER_ABSTIME != 0;
         return match d {
-            Ok(d) => {
-                green_sleep(d);
-                0
-            }
+            Ok(d) => match green_sleep(d) {
+                Ok(()) => 0,
+                Err(left) => {
+                    // An absolute sleep leaves `rem` alone.
+                    if !absolute {
+                        write_rem(rem, left);
+                    }
+                    libc::EINTR
+                }
+            },
             Err(e) => e,
         };
     }
@@ -313,7 +374,10 @@ pub unsafe extern "C" fn clock_nanosleep(
 #[unsafe(no_mangle)]
 pub extern "C" fn usleep(us: useconds_t) -> c_int {
     if rt::on_green_thread() {
-        green_sleep(Duration::from_micros(us.into()));
+        if green_sleep(Duration::from_micros(us.into())).is_err() {
+            set_errno(libc::EINTR);
+            return -1;
+        }
         return 0;
     }
     // SAFETY: no pointers.
@@ -324,8 +388,11 @@ pub extern "C" fn usleep(us: useconds_t) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn sleep(s: c_uint) -> c_uint {
     if rt::on_green_thread() {
-        green_sleep(Duration::from_secs(s.into()));
-        return 0;
+        // The seconds left, rounded up, as glibc's sleep returns them.
+        return match green_sleep(Duration::from_secs(s.into())) {
+            Ok(()) => 0,
+            Err(left) => left.as_secs_f64().ceil() as c_uint,
+        };
     }
     // SAFETY: no pointers.
     unsafe { real::sleep()(s) }

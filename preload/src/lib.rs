@@ -8,17 +8,23 @@
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
 //! - [`io`]: the blocking libc wrappers, exception-less on green threads;
+//! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls
+//!   interrupted) and per-green-thread signal masks;
 //! - [`key`]: thread-specific data whose destructors run when green threads end too;
+//! - [`c11`]: the C11 `<threads.h>` functions (`thrd_*`, `mtx_*`, `cnd_*`, `tss_*`, `call_once`)
+//!   on the exports above, which glibc's own call past;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
 
+pub mod c11;
 pub mod io;
 pub mod key;
 pub mod pthread;
 mod real;
 mod rt;
+pub mod signal;
 pub mod sync;
 pub mod syscall;
 

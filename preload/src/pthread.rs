@@ -111,11 +111,12 @@ pub unsafe extern "C" fn pthread_create(
         }
     }
     let arg = arg as usize;
+    let mask = crate::signal::creator_mask();
     // A joinable thread's pthread_t (its TCB) must not name another thread before it is joined.
     let spawned = SpawnOptions::new()
         .stack_size(stack)
         .hold_tcb(!detached)
-        .spawn_on(runtime, move || run(start, arg, detached));
+        .spawn_on(runtime, move || run(start, arg, detached, mask));
     let handle = match spawned {
         Ok(h) => h,
         Err(e) => return e.raw_os_error().unwrap_or(libc::EAGAIN),
@@ -136,7 +137,11 @@ pub unsafe extern "C" fn pthread_create(
 }
 
 /// A green thread's body: the start routine, stopped early by `pthread_exit`.
-fn run(start: StartRoutine, arg: usize, detached: bool) -> Exit {
+fn run(start: StartRoutine, arg: usize, detached: bool, mask: u64) -> Exit {
+    {
+        let _lib = rt::InLib::enter();
+        crate::signal::register(mask);
+    }
     if detached {
         // Recorded by the thread itself, first: it may ask before its creator returns.
         let _lib = rt::InLib::enter();
@@ -152,6 +157,7 @@ fn run(start: StartRoutine, arg: usize, detached: bool) -> Exit {
     // What follows on this green thread is the runtime's (its end: waking the joiner), whose
     // locks must reach the kernel; the TLS block is reset before it is used again.
     std::mem::forget(rt::InLib::enter());
+    crate::signal::unregister();
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     let mut g = green_threads();
@@ -166,6 +172,15 @@ fn exit_value(p: Box<dyn Any + Send>) -> Exit {
         Ok(v) => v.0,
         Err(p) => resume_unwind(p),
     }
+}
+
+/// Whether `thread` is a joinable green thread that has finished (`Some(true)`) or not yet
+/// (`Some(false)`); `None` if it is not a joinable green thread.
+pub(crate) fn green_finished(thread: pthread_t) -> Option<bool> {
+    let _lib = rt::InLib::enter();
+    joinable()
+        .as_ref()
+        .and_then(|m| m.get(&thread).map(JoinHandle::is_finished))
 }
 
 /// `pthread_join`.

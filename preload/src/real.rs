@@ -64,6 +64,11 @@ real! {
     pthread_setname_np: fn(pthread_t, *const c_char) -> c_int;
     pthread_getname_np: fn(pthread_t, *mut c_char, size_t) -> c_int;
     sched_yield: fn() -> c_int;
+    pthread_kill: fn(pthread_t, c_int) -> c_int;
+    pthread_sigmask: fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
+    sigprocmask: fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
+    pthread_sigqueue: fn(pthread_t, c_int, libc::sigval) -> c_int;
+    sigpending: fn(*mut sigset_t) -> c_int;
     read: fn(c_int, *mut c_void, size_t) -> ssize_t;
     write: fn(c_int, *const c_void, size_t) -> ssize_t;
     pread64: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;

@@ -51,8 +51,17 @@ pub unsafe extern "C" fn syscall(
             }
         }
         if rt::on_green_thread() {
-            // SAFETY: the caller's contract.
-            return settle(unsafe { flexsc_threads::syscall(nr, &args) });
+            drop(_lib);
+            loop {
+                let r = {
+                    let _lib = InLib::enter();
+                    // SAFETY: the caller's contract.
+                    unsafe { flexsc_threads::syscall(nr, &args) }
+                };
+                if let Some(r) = crate::signal::after_call(r, io::restartable(nr)) {
+                    return settle(r);
+                }
+            }
         }
     }
     // SAFETY: the caller's contract; a raw trap, so nothing of ours can recurse.

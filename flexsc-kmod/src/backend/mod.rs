@@ -3,7 +3,8 @@
 //! A backend has two halves. The shared half ([`Backend`]) owns the executors (syscall threads,
 //! io_uring instances) and lives as long as the registration. The carrier half ([`CoreBackend`])
 //! is attached by the poster of one core and runs on that poster's thread: it hands newly posted
-//! entries to the executors (`submit`) and implements flexsc_wait (`wait`).
+//! entries to the executors (`submit`), implements flexsc_wait (`wait`), and interrupts a claimed
+//! entry's call (`interrupt`, see [`crate::interrupt`]).
 
 use std::fmt::Debug;
 use std::io;
@@ -59,6 +60,12 @@ pub trait CoreBackend: Send + Debug {
 
     /// Makes progress without blocking (for example reaping io_uring completions).
     fn poll(&mut self) {}
+
+    /// Asks the call of entry `slot` to end early, as a signal interrupts a blocked system call
+    /// (the semantics of [`crate::Poster::interrupt`], which has already answered the entry if it
+    /// was unclaimed). The entry was seen BUSY; it may complete meanwhile, and then keeps its
+    /// result. Never blocks; calling it again for the same posting is harmless.
+    fn interrupt(&mut self, slot: u32);
 
     /// flexsc_wait: blocks the calling thread until `ready()` holds (some entry of this core is
     /// DONE, or whatever else the caller waits for: a ring of the core's completion doorbell

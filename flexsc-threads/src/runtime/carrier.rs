@@ -131,6 +131,7 @@ impl Carrier {
                     // Green threads that keep yielding must not starve the ones whose calls
                     // completed or whose timers are due.
                     self.submit();
+                    self.interrupt_requested();
                     self.harvest();
                     self.fire_timers();
                     // Nor the ones woken from elsewhere, which wait in the shared queue.
@@ -141,6 +142,7 @@ impl Carrier {
                 }
             }
             self.submit();
+            self.interrupt_requested();
             let mut progressed = self.harvest();
             progressed |= self.fire_timers();
             progressed |= self.retry_overflow();
@@ -173,6 +175,7 @@ impl Carrier {
             self.poster.wait_with(
                 || {
                     !shared.queues[me].is_empty()
+                        || shared.interrupts[me].any()
                         || shared.queues.iter().any(RunQueue::has_spare)
                         || shared.shutdown.load(Ordering::Acquire)
                 },
@@ -297,6 +300,9 @@ impl Carrier {
         match self.poster.post(&call) {
             Ok(t) => {
                 self.stats.posted += 1;
+                if task.interrupt.posted_on(self.idx) {
+                    self.poster.interrupt(&t);
+                }
                 let slot = t.slot() as usize;
                 self.waiting[slot] = Some((t, task));
             }
@@ -311,6 +317,24 @@ impl Carrier {
         }
     }
 
+    /// Interrupts the calls in flight here that other threads asked to interrupt (a call that
+    /// completed meanwhile, or whose green thread moved on, is left alone).
+    fn interrupt_requested(&mut self) {
+        for task in self.shared.interrupts[self.idx].take() {
+            if task.interrupt.in_flight_on() != Some(self.idx) {
+                continue;
+            }
+            let found = self
+                .waiting
+                .iter()
+                .flatten()
+                .find(|(_, t)| Arc::ptr_eq(t, &task));
+            if let Some((ticket, _)) = found {
+                self.poster.interrupt(ticket);
+            }
+        }
+    }
+
     /// Takes completed entries; their green threads become ready. True if any.
     fn harvest(&mut self) -> bool {
         if self.poster.in_flight() == 0 {
@@ -320,6 +344,7 @@ impl Carrier {
         let local = &self.shared.locals[self.idx];
         let n = self.poster.harvest(|ticket, ret| {
             if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
+                task.interrupt.completed();
                 task.set_resume_value(ret);
                 // SAFETY: as in `Carrier::local`.
                 unsafe { local.with(|l| l.ready.push_completed(task)) };

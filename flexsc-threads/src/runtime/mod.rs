@@ -1,7 +1,9 @@
 //! The M:N runtime: carriers, green threads, and the API to start and join them.
 
 mod carrier;
+mod interrupt;
 mod local;
+mod mark;
 mod queue;
 mod stats;
 mod task;
@@ -21,6 +23,7 @@ use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
+pub use interrupt::{Interrupter, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
@@ -41,6 +44,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Shared {
     reg: Registration,
     queues: Box<[RunQueue]>,
+    /// Per carrier: green threads whose call in flight there must be interrupted.
+    interrupts: Box<[interrupt::Requests]>,
     /// Per carrier: its own ready queue and pools, reached by its green threads too.
     locals: Box<[CarrierLocal]>,
     /// Green threads spawned from outside the runtime (the carriers count the rest).
@@ -92,6 +97,11 @@ impl Shared {
         if self.queues[c].push_and_check(task) {
             self.reg.wake(c);
         }
+    }
+
+    /// Rings carrier `c`'s doorbell: it re-checks its reasons to wake.
+    fn wake_carrier(&self, c: usize) {
+        self.reg.wake(c);
     }
 
     /// Takes what the carriers' caches did not keep.
@@ -472,6 +482,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             reg,
             queues: (0..cores).map(|_| RunQueue::default()).collect(),
+            interrupts: (0..cores).map(|_| interrupt::Requests::default()).collect(),
             locals: (0..cores).map(|_| CarrierLocal::new(order)).collect(),
             spawned_outside: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),

@@ -61,6 +61,8 @@ pub(crate) struct Task {
     park: crate::park::ParkState,
     /// The carrier it last ran on (a wake-up goes back there, for locality).
     pub(crate) home: AtomicUsize,
+    /// Its interrupt mark and where its call is in flight ([`super::interrupt`]).
+    pub(crate) interrupt: super::mark::InterruptMark,
     co: UnsafeCell<Option<GreenCoroutine>>,
     /// Its own glibc TLS block and TCB (None: it runs on its carrier's).
     tls: UnsafeCell<Option<TlsBlock>>,
@@ -134,6 +136,7 @@ impl Task {
             name,
             park: crate::park::ParkState::new(),
             home: AtomicUsize::new(home),
+            interrupt: Default::default(),
             co: UnsafeCell::new(None),
             tls: UnsafeCell::new(tls),
             fpu: UnsafeCell::new(FpuControl::DEFAULT),

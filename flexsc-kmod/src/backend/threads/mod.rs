@@ -14,6 +14,11 @@
 //!
 //! The poster's core never traps for a call; the syscall thread still does, once per call. The
 //! gain is in where the trap happens (core specialization) and in the poster never blocking.
+//!
+//! Interrupts ([`crate::interrupt`]): a thread issues each call that may block through the
+//! interruptible stub, with itself published as the entry's runner; an interrupt signals the
+//! runner (`SIGRTMAX - 2`, whose handler closes the window before the `syscall` instruction).
+//! Calls that cannot block run to completion and keep their result.
 
 mod scheduler;
 pub(crate) mod specialization;
@@ -30,6 +35,7 @@ use crate::sync::{Arc, AtomicUsize};
 use scheduler::Group;
 pub(crate) use scheduler::Scheduler;
 use specialization::{Placer, PosterSeat};
+pub(crate) use syscall_thread::interrupt;
 
 /// Syscall threads in user space.
 #[derive(Debug)]
@@ -179,6 +185,10 @@ struct ThreadsCore {
 impl CoreBackend for ThreadsCore {
     fn submit(&mut self, posted: &[u32]) {
         self.sched.submit(self.core, posted);
+    }
+
+    fn interrupt(&mut self, slot: u32) {
+        interrupt(self.sched.area(), self.core, slot);
     }
 
     fn wait(

@@ -1,8 +1,10 @@
 //! One syscall thread: become the active thread of its core, drain pages, hand the core over
 //! before a call that may block, spin, sleep.
 
+use crate::area::SyscallArea;
 use crate::calls;
 use crate::entry::{Claim, NR_FLEXSC_BASE};
+use crate::interrupt::Interrupt;
 use crate::page::Step;
 use crate::raw;
 use crate::sync::{Arc, AtomicBool, Ordering, spin_hint};
@@ -48,16 +50,25 @@ impl ThreadState {
     }
 }
 
-/// The signal shutdown sends to a syscall thread blocked in a call (its handler does nothing,
-/// and is installed without SA_RESTART, so the call returns `-EINTR`).
+/// The signal that interrupts a syscall thread's call: sent by shutdown to threads blocked in a
+/// call, and by [`interrupt`] to the thread running an interrupted entry. Its handler
+/// (`raw::install_interrupt_handler`, without SA_RESTART) makes a blocked call return `-EINTR`
+/// and closes the window before the `syscall` instruction.
 pub(crate) fn interrupt_signal() -> i32 {
     libc::SIGRTMAX() - 2
 }
 
-extern "C" fn on_interrupt(_: i32) {}
-
 pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
-    crate::raw::install_signal_handler(interrupt_signal(), on_interrupt)
+    raw::install_interrupt_handler(interrupt_signal())
+}
+
+/// Interrupts the call of `core`'s entry `slot` if a syscall thread is running it (see
+/// [`crate::interrupt`]); a thread that has yet to issue it finds the request and does not.
+pub(crate) fn interrupt(area: &SyscallArea, core: usize, slot: u32) {
+    area.interrupt(core, slot).request(|tid| {
+        // The thread cannot exit before we are done: it waits for us in `Interrupt::leave`.
+        raw::tgkill(tid, interrupt_signal());
+    });
 }
 
 /// The thread's main loop.
@@ -167,8 +178,9 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             let work = sched.deactivate(core);
             Scheduler::hand_off(sched, core, work);
             let args = claim.args();
+            let intr = area.interrupt_of(claim.entry());
             st.in_call.store(true, Ordering::Release);
-            let ret = execute(claim.head().nr, &args);
+            let ret = execute_interruptible(claim.head().nr, &args, intr, st.tid());
             st.in_call.store(false, Ordering::Release);
             sched.call_done(core);
             claim.complete(ret);
@@ -192,4 +204,21 @@ fn execute(nr: u16, args: &[u64; 6]) -> i64 {
     // pointer arguments are the poster's and the kernel checks them (-EFAULT), exactly as if the
     // poster had trapped itself.
     unsafe { raw::syscall6(nr as u64, args) }
+}
+
+/// Runs a call that may block (a Linux call, not a flexsc operation) as this entry's runner,
+/// thread `tid`, so that [`interrupt`] can end it (see [`crate::interrupt`]).
+fn execute_interruptible(nr: u16, args: &[u64; 6], intr: &Interrupt, tid: i32) -> i64 {
+    if calls::is_thread_bound(nr as libc::c_long, args) {
+        return calls::REFUSED;
+    }
+    let request = intr.enter(tid);
+    // SAFETY: as in `execute`: not thread-bound, and the poster's pointers are checked by the
+    // kernel. `request` was published by `enter`, as the stub requires.
+    let ret = unsafe { raw::syscall6_interruptible(nr as u64, args, request) };
+    if intr.leave() {
+        // A signal may be pending for this call: let it land here, not in our next call.
+        raw::take_pending_signals();
+    }
+    ret
 }

@@ -239,6 +239,20 @@ impl Fix {
             Self::Ready(r) => r.complete(res, more),
         }
     }
+
+    /// The final result `ret` of a request that was interrupted ([`crate::Poster::interrupt`]):
+    /// what the interrupted call would have returned. The interrupt's cancel (`-ECANCELED`) is
+    /// `-EINTR`, and so is an open for writing that found no reader (it would have waited). Any
+    /// other result stands: the request completed anyway, moved bytes first (the partial count),
+    /// or was answered by this module's own cancel (the call would not have waited at all).
+    pub(super) fn interrupted(&self, ret: i64) -> i64 {
+        let eintr = -i64::from(libc::EINTR);
+        match self {
+            _ if ret == -i64::from(libc::ECANCELED) => eintr,
+            Self::OpenForWrite(_) if ret == -i64::from(libc::ENXIO) => eintr,
+            _ => ret,
+        }
+    }
 }
 
 impl Ready {

@@ -19,6 +19,11 @@
 //!
 //! Results equal the synchronous call's: `opcode` sends to the threads what io_uring would run
 //! differently, and `fixup` maps back the differences that can only be seen at run time.
+//!
+//! Interrupts ([`crate::interrupt`]): an entry on the ring is marked interrupted and its request
+//! cancelled (`IORING_OP_ASYNC_CANCEL`); its completion is final (no continuation), and the
+//! cancel's `-ECANCELED` becomes `-EINTR` (`Fix::interrupted`), while `fixup`'s own cancels keep
+//! their meaning. An entry on the syscall threads is interrupted as the `threads` backend does.
 
 mod fixup;
 mod opcode;
@@ -41,7 +46,7 @@ use io_uring::types::Timespec;
 
 use crate::area::SyscallArea;
 use crate::backend::threads::specialization::PosterSeat;
-use crate::backend::threads::{Scheduler, ThreadsBackend};
+use crate::backend::threads::{self, Scheduler, ThreadsBackend};
 use crate::backend::{Backend, CoreBackend, SplitStats};
 use crate::calls;
 use crate::config::Config;
@@ -152,6 +157,8 @@ struct UringCore {
     sched: Arc<Scheduler>,
     /// Per slot: how to complete the entry whose request is on the ring (None: not on it).
     flights: Box<[Option<Fix>]>,
+    /// Per slot: the request on the ring was interrupted ([`CoreBackend::interrupt`]).
+    interrupted: Box<[bool]>,
     in_flight: usize,
     /// Requests to [settle](Fix::settle) once the kernel has made their first attempt.
     unsettled: Vec<u32>,
@@ -210,6 +217,7 @@ impl UringCore {
             core,
             sched,
             flights: (0..n).map(|_| None).collect(),
+            interrupted: vec![false; n].into_boxed_slice(),
             in_flight: 0,
             unsettled: Vec::new(),
             to_fallback: Vec::with_capacity(n),
@@ -420,9 +428,17 @@ impl UringCore {
         let Some(fix) = self.flights.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        match fix.complete(res, !self.draining, ring_fd) {
+        // An interrupted call ends with this completion: no continuation, no retry.
+        let interrupted = self.interrupted[slot as usize];
+        match fix.complete(res, !self.draining && !interrupted, ring_fd) {
             Outcome::Again(sqe) => self.push(sqe.user_data(slot.into())),
             Outcome::Done(ret) => {
+                let ret = if interrupted {
+                    self.interrupted[slot as usize] = false;
+                    fix.interrupted(ret)
+                } else {
+                    ret
+                };
                 self.flights[slot as usize] = None;
                 self.in_flight -= 1;
                 let entry = self.area.entry(self.core, slot);
@@ -559,6 +575,21 @@ impl CoreBackend for UringCore {
     fn poll(&mut self) {
         if self.in_flight > 0 && self.bind() {
             self.progress();
+        }
+    }
+
+    fn interrupt(&mut self, slot: u32) {
+        if self.flights[slot as usize].is_none() {
+            // Not on the ring: a syscall thread claimed it.
+            threads::interrupt(&self.area, self.core, slot);
+            return;
+        }
+        self.interrupted[slot as usize] = true;
+        // A ring this thread cannot enter is abandoned here, completing the entry.
+        if self.bind() && self.flights[slot as usize].is_some() {
+            self.push(AsyncCancel::new(slot.into()).build().user_data(tag::CANCEL));
+            self.enter(0);
+            self.reap();
         }
     }
 

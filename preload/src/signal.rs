@@ -1,0 +1,510 @@
+//! Signals aimed at green threads: `pthread_kill`, and per-green-thread masks
+//! (`pthread_sigmask`, `sigprocmask`).
+//!
+//! The kernel only knows the carriers, so a signal for one green thread is kept here: it is
+//! made pending on that green thread, which is then interrupted ([`Interrupter`]): its system
+//! call in flight ends early, or its next one does. The green thread runs the handler itself,
+//! on its own stack and TLS, when its call returns inside the library ([`after_call`]); the call
+//! then returns `EINTR`, or is restarted when every handler that ran has `SA_RESTART` (and the
+//! call is one Linux restarts), or when no handler ran at all (the signal was blocked or
+//! ignored: the interruption stays invisible), as the kernel does.
+//!
+//! A green thread's mask is its own: `pthread_sigmask` on a green thread changes it here and never
+//! the carrier's, and a new green thread starts with its creator's mask. A pending signal it
+//! blocks waits until it is unblocked. A signal whose action is the default one is raised on the
+//! process, where the kernel applies it (terminate, stop, core), unless it is ignored by default.
+//!
+//! Not yet: a green thread parked in a synchronisation object (mutex, condvar, semaphore, futex)
+//! runs its handler when that wait ends; process-directed signals are delivered by the kernel to
+//! a carrier or another thread that does not block them, and a handler run on a carrier runs on
+//! the green thread it is running.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flexsc_threads::Interrupter;
+use libc::{c_int, pthread_t, sigset_t};
+
+use crate::{real, rt};
+
+/// One green thread's signal state.
+struct SigState {
+    /// Signals sent to it and not yet handled (bit `n - 1` for signal `n`).
+    pending: AtomicU64,
+    /// Signals it blocks.
+    mask: AtomicU64,
+    /// The values of signals sent with `pthread_sigqueue`, in sending order (each one's bit is
+    /// also in `pending` until the last is delivered).
+    queued: Mutex<VecDeque<(c_int, libc::sigval)>>,
+    interrupter: Interrupter,
+}
+
+// SAFETY: a sigval is an int or a pointer the application sends along; we only copy it.
+unsafe impl Send for SigState {}
+// SAFETY: as above; every field is behind an atomic or a mutex.
+unsafe impl Sync for SigState {}
+
+type Table = Option<HashMap<pthread_t, Arc<SigState>>>;
+
+/// Live green threads' signal states, by `pthread_t`: a static table to begin with, a fresh one in
+/// each fork child ([`reset_after_fork`]).
+static FIRST: Mutex<Table> = Mutex::new(None);
+static TABLE: AtomicPtr<Mutex<Table>> =
+    AtomicPtr::new(&FIRST as *const Mutex<Table> as *mut Mutex<Table>);
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    // SAFETY: TABLE points at FIRST or at a leaked Box, never freed.
+    let t = unsafe { &*TABLE.load(Ordering::Acquire) };
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// In a fork child: the parent's green threads are gone, and the table's lock may have been held
+/// at the fork; the old table is leaked.
+pub(crate) fn reset_after_fork() {
+    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
+    TABLE.store(fresh, Ordering::Release);
+}
+
+thread_local! {
+    /// The running green thread's state (each green thread has its own TLS block); null on OS
+    /// threads. Points into the table's `Arc`, which the green thread itself removes last.
+    static MINE: Cell<*const SigState> = const { Cell::new(std::ptr::null()) };
+}
+
+fn mine() -> Option<&'static SigState> {
+    let p = MINE.with(Cell::get);
+    // SAFETY: set by `register` to an Arc the table holds until `unregister`, which the same
+    // green thread calls at its end, after which it makes no more calls through here.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+fn bit(sig: c_int) -> u64 {
+    1 << (sig - 1)
+}
+
+/// Signals no mask can block (and glibc's internal ones, which no program may block either).
+const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)) | (0b11 << 31);
+
+/// glibc's cancellation and setxid signals, which `pthread_kill` refuses.
+fn internal(sig: c_int) -> bool {
+    sig == 32 || sig == 33
+}
+
+/// The calling thread's mask, as a green thread's first mask: its own if it is a green thread,
+/// else the kernel's.
+pub(crate) fn creator_mask() -> u64 {
+    if let Some(s) = mine() {
+        return s.mask.load(Ordering::Relaxed);
+    }
+    // SAFETY: an empty sigset is a valid out-parameter; SIG_BLOCK with a null set only reads.
+    unsafe {
+        let mut old: sigset_t = std::mem::zeroed();
+        real::pthread_sigmask()(libc::SIG_BLOCK, std::ptr::null(), &mut old);
+        to_bits(&old)
+    }
+}
+
+/// Called by a new green thread first: records its state, starting with `mask`.
+pub(crate) fn register(mask: u64) {
+    let Some(interrupter) = Interrupter::current() else {
+        return;
+    };
+    let st = Arc::new(SigState {
+        pending: AtomicU64::new(0),
+        mask: AtomicU64::new(mask & !UNBLOCKABLE),
+        queued: Mutex::new(VecDeque::new()),
+        interrupter,
+    });
+    MINE.with(|m| m.set(Arc::as_ptr(&st)));
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    table().get_or_insert_with(HashMap::new).insert(me, st);
+}
+
+/// Called by a green thread last: signals sent to it from now on are dropped, as glibc drops
+/// those sent to a thread that has exited.
+pub(crate) fn unregister() {
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    MINE.with(|m| m.set(std::ptr::null()));
+    if let Some(t) = table().as_mut() {
+        t.remove(&me);
+    }
+}
+
+/// `pthread_kill`: to a green thread, made pending there and the thread interrupted; to anything
+/// else, glibc's.
+///
+/// # Safety
+/// As `pthread_kill(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_kill(thread: pthread_t, sig: c_int) -> c_int {
+    // SAFETY: forwarded unchanged when the thread is not ours.
+    send(thread, sig, None, || unsafe {
+        real::pthread_kill()(thread, sig)
+    })
+}
+
+/// `pthread_sigqueue`: as [`pthread_kill`], with a value; real-time signals queue (each one sent
+/// is delivered, in order, with its value), others merge as with `pthread_kill`.
+///
+/// # Safety
+/// As `pthread_sigqueue(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_sigqueue(
+    thread: pthread_t,
+    sig: c_int,
+    value: libc::sigval,
+) -> c_int {
+    // SAFETY: forwarded unchanged when the thread is not ours.
+    send(thread, sig, Some(value), || unsafe {
+        real::pthread_sigqueue()(thread, sig, value)
+    })
+}
+
+/// Sends `sig` (with `value` if queued) to `thread` if it is a green thread, else `native()`.
+fn send(
+    thread: pthread_t,
+    sig: c_int,
+    value: Option<libc::sigval>,
+    native: impl FnOnce() -> c_int,
+) -> c_int {
+    let target = loop {
+        let found = {
+            let _lib = rt::InLib::enter();
+            table().as_ref().and_then(|t| t.get(&thread).cloned())
+        };
+        if let Some(t) = found {
+            break t;
+        }
+        match crate::pthread::green_finished(thread) {
+            // Not ours: glibc's thread, or glibc's error.
+            None => return native(),
+            // Exited, not yet joined: glibc (2.34 on) reports success and sends nothing.
+            Some(true) => {
+                return if (0..=64).contains(&sig) && !internal(sig) {
+                    0
+                } else {
+                    libc::EINVAL
+                };
+            }
+            // Created, and about to register (its first step) or to finish (its last).
+            Some(false) => {
+                if rt::on_green_thread() {
+                    flexsc_threads::yield_now();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    };
+    if !(0..=64).contains(&sig) || internal(sig) {
+        return libc::EINVAL;
+    }
+    if sig == 0 {
+        return 0;
+    }
+    if let Some(v) = value {
+        let _lib = rt::InLib::enter();
+        let mut q = target.queued.lock().unwrap_or_else(|e| e.into_inner());
+        // A standard signal already pending merges (and keeps its first value).
+        if sig >= libc::SIGRTMIN() || !q.iter().any(|&(s, _)| s == sig) {
+            q.push_back((sig, v));
+        }
+    }
+    target.pending.fetch_or(bit(sig), Ordering::SeqCst);
+    if mine().is_some_and(|m| std::ptr::eq(m, &*target)) {
+        // To itself: handled before the call returns, as the kernel does.
+        deliver();
+    } else {
+        let _lib = rt::InLib::enter();
+        target.interrupter.interrupt();
+    }
+    0
+}
+
+/// `sigpending`: on a green thread, the signals sent to it and blocked, with those pending for
+/// the process (and its carrier, which blocks what it does not handle).
+///
+/// # Safety
+/// As `sigpending(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigpending(set: *mut sigset_t) -> c_int {
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real::sigpending()(set) };
+    if r == 0 && rt::application_caller() {
+        if let Some(st) = mine() {
+            // SAFETY: the kernel just filled `set`.
+            let kernel = to_bits(unsafe { &*set });
+            let mine = st.pending.load(Ordering::SeqCst) & st.mask.load(Ordering::Relaxed);
+            // SAFETY: the caller's contract.
+            from_bits(kernel | mine, unsafe { &mut *set });
+        }
+    }
+    r
+}
+
+/// `pthread_sigmask`: a green thread's own mask; glibc's elsewhere.
+///
+/// # Safety
+/// As `pthread_sigmask(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_sigmask(
+    how: c_int,
+    set: *const sigset_t,
+    old: *mut sigset_t,
+) -> c_int {
+    match mine().filter(|_| rt::application_caller()) {
+        // SAFETY: the caller's contract.
+        Some(st) => unsafe { change_mask(st, how, set, old) },
+        // SAFETY: forwarded unchanged.
+        None => unsafe { real::pthread_sigmask()(how, set, old) },
+    }
+}
+
+/// `sigprocmask`: in a process with green threads, the calling green thread's mask (what glibc
+/// does with threads too: the calling thread's).
+///
+/// # Safety
+/// As `sigprocmask(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigprocmask(
+    how: c_int,
+    set: *const sigset_t,
+    old: *mut sigset_t,
+) -> c_int {
+    match mine().filter(|_| rt::application_caller()) {
+        // SAFETY: the caller's contract.
+        Some(st) => match unsafe { change_mask(st, how, set, old) } {
+            0 => 0,
+            e => {
+                // SAFETY: the calling thread's own errno.
+                unsafe { *libc::__errno_location() = e };
+                -1
+            }
+        },
+        // SAFETY: forwarded unchanged.
+        None => unsafe { real::sigprocmask()(how, set, old) },
+    }
+}
+
+/// # Safety
+/// `set` null or a valid sigset, `old` null or writable.
+unsafe fn change_mask(
+    st: &SigState,
+    how: c_int,
+    set: *const sigset_t,
+    old: *mut sigset_t,
+) -> c_int {
+    let was = st.mask.load(Ordering::Relaxed);
+    if !set.is_null() {
+        // SAFETY: the caller's contract.
+        let bits = to_bits(unsafe { &*set });
+        let now = match how {
+            libc::SIG_BLOCK => was | bits,
+            libc::SIG_UNBLOCK => was & !bits,
+            libc::SIG_SETMASK => bits,
+            _ => return libc::EINVAL,
+        };
+        st.mask.store(now & !UNBLOCKABLE, Ordering::Relaxed);
+    }
+    if !old.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { from_bits(was, &mut *old) };
+    }
+    // Signals it just unblocked are handled before the call returns.
+    if st.pending.load(Ordering::SeqCst) & !st.mask.load(Ordering::Relaxed) != 0 {
+        deliver();
+    }
+    0
+}
+
+fn to_bits(set: &sigset_t) -> u64 {
+    (1..=64)
+        // SAFETY: sigismember only reads the set.
+        .filter(|&s| unsafe { libc::sigismember(set, s) } == 1)
+        .fold(0, |m, s| m | bit(s))
+}
+
+fn from_bits(bits: u64, set: &mut sigset_t) {
+    // SAFETY: sigemptyset/sigaddset write the set we were given; signals 1..=64 are valid.
+    unsafe {
+        libc::sigemptyset(set);
+        for s in (1..=64).filter(|&s| bits & bit(s) != 0) {
+            libc::sigaddset(set, s);
+        }
+    }
+}
+
+/// What running the pending signals did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ran {
+    /// Some handler ran.
+    any: bool,
+    /// Every handler that ran has `SA_RESTART`.
+    all_restart: bool,
+}
+
+/// After a green thread's system call returned `r` (a raw result): runs the handlers of the
+/// signals pending on it, and says whether to restart the call (`None`) or return `r`.
+/// `restartable`: Linux restarts this call after an `SA_RESTART` handler.
+pub(crate) fn after_call(r: i64, restartable: bool) -> Option<i64> {
+    if !flexsc_threads::take_interrupt() && r != -i64::from(libc::EINTR) {
+        return Some(r);
+    }
+    let ran = deliver();
+    let interrupted = r == -i64::from(libc::EINTR);
+    if interrupted && (!ran.any || (restartable && ran.all_restart)) {
+        return None;
+    }
+    Some(r)
+}
+
+/// After a green thread's park returned: runs the handlers of the signals sent to it meanwhile;
+/// true if one ran (an interruptible wait then ends with `EINTR`).
+pub(crate) fn handled_any() -> bool {
+    flexsc_threads::take_interrupt() && deliver().any
+}
+
+/// Runs the handlers of the calling green thread's deliverable pending signals.
+fn deliver() -> Ran {
+    let mut ran = Ran {
+        any: false,
+        all_restart: true,
+    };
+    let Some(st) = mine() else {
+        return ran;
+    };
+    loop {
+        let mask = st.mask.load(Ordering::Relaxed);
+        let ready = st.pending.load(Ordering::SeqCst) & !mask;
+        if ready == 0 {
+            return ran;
+        }
+        let sig = ready.trailing_zeros() as c_int + 1;
+        let value = {
+            let mut q = st.queued.lock().unwrap_or_else(|e| e.into_inner());
+            let value = q
+                .iter()
+                .position(|&(s, _)| s == sig)
+                .and_then(|i| q.remove(i))
+                .map(|(_, v)| v);
+            // Another queued instance keeps the signal pending.
+            if !q.iter().any(|&(s, _)| s == sig)
+                && st.pending.fetch_and(!bit(sig), Ordering::SeqCst) & bit(sig) == 0
+            {
+                continue;
+            }
+            value
+        };
+        if let Some(restart) = run_action(st, sig, value) {
+            ran.any = true;
+            ran.all_restart &= restart;
+        }
+    }
+}
+
+/// Signals whose default action is to do nothing.
+fn ignored_by_default(sig: c_int) -> bool {
+    matches!(
+        sig,
+        libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH
+    )
+}
+
+/// Takes `sig`'s action on the calling green thread: `Some(SA_RESTART?)` if a handler ran.
+fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<bool> {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
+    let act = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut act);
+        act
+    };
+    match act.sa_sigaction {
+        libc::SIG_IGN => None,
+        libc::SIG_DFL if ignored_by_default(sig) => None,
+        libc::SIG_DFL => {
+            raise_on_process(sig);
+            None
+        }
+        handler => {
+            let was = st.mask.load(Ordering::Relaxed);
+            let mut block = to_bits(&act.sa_mask);
+            if act.sa_flags & libc::SA_NODEFER == 0 {
+                block |= bit(sig);
+            }
+            st.mask
+                .store((was | block) & !UNBLOCKABLE, Ordering::Relaxed);
+            if act.sa_flags & libc::SA_RESETHAND != 0 {
+                // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
+                unsafe {
+                    let dfl: libc::sigaction = std::mem::zeroed();
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
+            call_handler(handler, sig, value, act.sa_flags & libc::SA_SIGINFO != 0);
+            st.mask.store(was, Ordering::Relaxed);
+            Some(act.sa_flags & libc::SA_RESTART != 0)
+        }
+    }
+}
+
+/// Calls a handler as the kernel would for a `tgkill` (or, with a value, an `rt_tgsigqueueinfo`)
+/// from this process.
+fn call_handler(handler: usize, sig: c_int, value: Option<libc::sigval>, siginfo: bool) {
+    if siginfo {
+        // SAFETY: zeroed siginfo_t and ucontext_t are valid; the fields set are those a tgkill
+        // fills in; getcontext fills the context from the calling thread.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let raw = &mut info as *mut libc::siginfo_t as *mut c_int;
+            // si_signo, si_errno, si_code, then (after padding) si_pid and si_uid.
+            *raw = sig;
+            *raw.add(2) = if value.is_some() {
+                libc::SI_QUEUE
+            } else {
+                libc::SI_TKILL
+            };
+            *raw.add(4) = libc::getpid();
+            *raw.add(5) = libc::getuid() as c_int;
+            if let Some(v) = value {
+                // si_value follows si_pid and si_uid, 8-byte aligned.
+                *(raw.add(6) as *mut libc::sigval) = v;
+            }
+            let mut uc: libc::ucontext_t = std::mem::zeroed();
+            libc::getcontext(&mut uc);
+            let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+                std::mem::transmute(handler);
+            f(sig, &mut info, (&mut uc as *mut libc::ucontext_t).cast());
+        }
+    } else {
+        // SAFETY: an installed handler of the classic form.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+/// A signal with its default action: raised on this carrier thread, unblocked there, so the
+/// kernel applies the action to the process.
+fn raise_on_process(sig: c_int) {
+    // SAFETY: unblocking one signal on the calling thread and signalling it are always valid.
+    unsafe {
+        let mut set: sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        real::pthread_sigmask()(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        // Trapped directly: the exported `syscall` would post it to another thread.
+        let args = [
+            libc::getpid() as u64,
+            libc::gettid() as u64,
+            sig as u64,
+            0,
+            0,
+            0,
+        ];
+        flexsc_threads::kmod::raw::syscall6(libc::SYS_tgkill as u64, &args);
+    }
+}
