@@ -114,7 +114,8 @@ pub struct Config {
     pub syscall_cores: Vec<usize>,
     /// How long an idle syscall thread spins before sleeping, in polls (0: sleep at once, the
     /// right choice when syscall threads share the posters' cores). `PerCore` syscall threads
-    /// never spin; `Dynamic` ones only on a syscall core that is theirs alone.
+    /// never spin; `Dynamic` ones only on a syscall core that is theirs alone; `Static` ones with
+    /// no list (unpinned) only when there are more online CPUs than posting cores.
     pub executor_spins: u32,
     /// Upper bound on syscall threads (blocked ones included); default one per entry, as in the
     /// paper, capped at 1024. `PerCore` and `Dynamic` need at least `cores` (a thread per
