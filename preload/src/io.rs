@@ -9,9 +9,9 @@ use std::ffi::c_void;
 use std::time::Duration;
 
 use libc::{
-    c_char, c_int, c_uint, clockid_t, epoll_event, fd_set, iovec, mode_t, msghdr, nfds_t, off_t,
-    pid_t, pollfd, rusage, sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
-    useconds_t,
+    c_char, c_int, c_uint, clockid_t, epoll_event, fd_set, id_t, idtype_t, iovec, loff_t, mmsghdr,
+    mode_t, msghdr, nfds_t, off_t, pid_t, pollfd, rusage, siginfo_t, sigset_t, size_t, sockaddr,
+    socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
 use crate::{real, rt, signal};
@@ -121,6 +121,138 @@ blocking! {
         libc::SYS_openat, [dir, path, flags, mode];
     fn openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int =
         libc::SYS_openat, [dir, path, flags, mode];
+    fn creat(path: *const c_char, mode: mode_t) -> c_int =
+        libc::SYS_openat, [libc::AT_FDCWD, path, CREAT_FLAGS, mode];
+    fn creat64(path: *const c_char, mode: mode_t) -> c_int =
+        libc::SYS_openat, [libc::AT_FDCWD, path, CREAT_FLAGS, mode];
+    fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: off_t) -> ssize_t =
+        libc::SYS_pread64, [fd, buf, n, off];
+    fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: off_t) -> ssize_t =
+        libc::SYS_pwrite64, [fd, buf, n, off];
+    // The kernel takes the offset as low and high halves; on 64-bit the low one holds it all.
+    fn preadv(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t =
+        libc::SYS_preadv, [fd, iov, n, off, 0];
+    fn preadv64(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t =
+        libc::SYS_preadv, [fd, iov, n, off, 0];
+    fn pwritev(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t =
+        libc::SYS_pwritev, [fd, iov, n, off, 0];
+    fn pwritev64(fd: c_int, iov: *const iovec, n: c_int, off: off_t) -> ssize_t =
+        libc::SYS_pwritev, [fd, iov, n, off, 0];
+    fn preadv2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t =
+        libc::SYS_preadv2, [fd, iov, n, off, 0, flags];
+    fn preadv64v2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t =
+        libc::SYS_preadv2, [fd, iov, n, off, 0, flags];
+    fn pwritev2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t =
+        libc::SYS_pwritev2, [fd, iov, n, off, 0, flags];
+    fn pwritev64v2(fd: c_int, iov: *const iovec, n: c_int, off: off_t, flags: c_int) -> ssize_t =
+        libc::SYS_pwritev2, [fd, iov, n, off, 0, flags];
+    fn sendmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int) -> c_int =
+        libc::SYS_sendmmsg, [fd, msgs, n, flags];
+    fn recvmmsg(fd: c_int, msgs: *mut mmsghdr, n: c_uint, flags: c_int, ts: *mut timespec)
+        -> c_int = libc::SYS_recvmmsg, [fd, msgs, n, flags, ts];
+    fn flock(fd: c_int, op: c_int) -> c_int = libc::SYS_flock, [fd, op];
+    fn splice(inp: c_int, off_in: *mut loff_t, out: c_int, off_out: *mut loff_t, n: size_t,
+        flags: c_uint) -> ssize_t = libc::SYS_splice, [inp, off_in, out, off_out, n, flags];
+    fn tee(inp: c_int, out: c_int, n: size_t, flags: c_uint) -> ssize_t =
+        libc::SYS_tee, [inp, out, n, flags];
+    fn vmsplice(fd: c_int, iov: *const iovec, n: size_t, flags: c_uint) -> ssize_t =
+        libc::SYS_vmsplice, [fd, iov, n, flags];
+    fn wait(status: *mut c_int) -> pid_t = libc::SYS_wait4, [-1i64, status, 0, 0];
+    fn waitid(idtype: idtype_t, id: id_t, info: *mut siginfo_t, options: c_int) -> c_int =
+        libc::SYS_waitid, [idtype, id, info, options, 0];
+    fn epoll_pwait2(ep: c_int, ev: *mut epoll_event, max: c_int, ts: *const timespec,
+        mask: *const sigset_t) -> c_int =
+        libc::SYS_epoll_pwait2, [ep, ev, max, ts, mask, SIGSET_BYTES];
+}
+
+/// `creat`'s flags.
+const CREAT_FLAGS: c_int = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+
+/// `fcntl` (and `fcntl64`, its other name): the commands that wait for a lock
+/// (`F_SETLKW`, `F_OFD_SETLKW`) are exception-less on a green thread; the rest never block and
+/// stay glibc's. The argument is variadic in C; on x86_64 an integer or pointer passed there
+/// arrives as a fourth register argument would, so one `c_ulong` covers every command.
+///
+/// # Safety
+/// As `fcntl(2)`: the argument valid for the command.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { fcntl_impl(fd, cmd, arg, real::fcntl()) }
+}
+
+/// See [`fcntl`].
+///
+/// # Safety
+/// As `fcntl(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { fcntl_impl(fd, cmd, arg, real::fcntl64()) }
+}
+
+/// # Safety
+/// As `fcntl(2)`.
+unsafe fn fcntl_impl(
+    fd: c_int,
+    cmd: c_int,
+    arg: libc::c_ulong,
+    glibc: unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int,
+) -> c_int {
+    if matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW) && rt::on_green_thread() {
+        loop {
+            let r = {
+                let _lib = rt::InLib::enter();
+                // SAFETY: `arg` points at the caller's flock, valid until the call returns.
+                unsafe { flexsc_threads::syscall(libc::SYS_fcntl, &[fd as u64, cmd as u64, arg]) }
+            };
+            if let Some(r) = signal::after_call(r, true) {
+                return settle(r) as c_int;
+            }
+        }
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { glibc(fd, cmd, arg) }
+}
+
+/// `pselect`: exception-less on a green thread (the kernel's `pselect6` takes the mask as a
+/// pointer and size pair).
+///
+/// # Safety
+/// As `pselect(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pselect(
+    n: c_int,
+    r: *mut fd_set,
+    w: *mut fd_set,
+    e: *mut fd_set,
+    ts: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
+    if rt::on_green_thread() {
+        // The kernel's sixth argument: { const sigset_t *ss; size_t ss_len; }.
+        let data = [mask as u64, SIGSET_BYTES as u64];
+        loop {
+            let res = {
+                let _lib = rt::InLib::enter();
+                let args = [
+                    n as u64,
+                    r as u64,
+                    w as u64,
+                    e as u64,
+                    ts as u64,
+                    &data as *const _ as u64,
+                ];
+                // SAFETY: the caller's sets and timeout, and `data`, outlive the call.
+                unsafe { flexsc_threads::syscall(libc::SYS_pselect6, &args) }
+            };
+            if let Some(res) = signal::after_call(res, false) {
+                return settle(res) as c_int;
+            }
+        }
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real::pselect()(n, r, w, e, ts, mask) }
 }
 
 /// Whether Linux restarts `nr` after a handler with `SA_RESTART` (calls that wait with a timeout

@@ -1,5 +1,5 @@
-//! Signals aimed at green threads: `pthread_kill`, and per-green-thread masks
-//! (`pthread_sigmask`, `sigprocmask`).
+//! Signals aimed at green threads: `pthread_kill`, per-green-thread masks (`pthread_sigmask`,
+//! `sigprocmask`), and the `sigwait` family.
 //!
 //! The kernel only knows the carriers, so a signal for one green thread is kept here: it is
 //! made pending on that green thread, which is then interrupted ([`Interrupter`]): its system
@@ -14,16 +14,21 @@
 //! blocks waits until it is unblocked. A signal whose action is the default one is raised on the
 //! process, where the kernel applies it (terminate, stop, core), unless it is ignored by default.
 //!
+//! `sigwait`, `sigwaitinfo` and `sigtimedwait` on a green thread park it instead of its carrier:
+//! a signal sent to it wakes it at once, a process-directed one pending in the kernel is taken
+//! with a zero-timeout `rt_sigtimedwait` within 10 ms (the kernel cannot wake a green thread).
+//!
 //! Not yet: a green thread parked in a synchronisation object (mutex, condvar, semaphore, futex)
-//! runs its handler when that wait ends; process-directed signals are delivered by the kernel to
-//! a carrier or another thread that does not block them, and a handler run on a carrier runs on
-//! the green thread it is running.
+//! runs its handler when that wait ends; process-directed signals not taken by a `sigwait` are
+//! delivered by the kernel to a thread whose mask lets them in (a carrier's handler then runs on
+//! whichever green thread that carrier is running).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use flexsc_threads::Interrupter;
 use libc::{c_int, pthread_t, sigset_t};
@@ -339,6 +344,200 @@ fn from_bits(bits: u64, set: &mut sigset_t) {
     }
 }
 
+/// `sigwait`: on a green thread, waits without holding its carrier (see [`wait_for`]).
+///
+/// # Safety
+/// As `sigwait(3)`: `set` a valid set, `sig` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigwait(set: *const sigset_t, sig: *mut c_int) -> c_int {
+    if mine().is_none() || !rt::application_caller() {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real::sigwait()(set, sig) };
+    }
+    // SAFETY: the caller's contract.
+    let bits = to_bits(unsafe { &*set });
+    loop {
+        match wait_for(bits, None) {
+            Ok((s, _)) => {
+                // SAFETY: the caller's contract.
+                unsafe { *sig = s };
+                return 0;
+            }
+            // sigwait does not fail with EINTR: a handler ran, wait on.
+            Err(libc::EINTR) => continue,
+            Err(e) => return e,
+        }
+    }
+}
+
+/// `sigwaitinfo`: on a green thread, as [`sigtimedwait`] without a timeout.
+///
+/// # Safety
+/// As `sigwaitinfo(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigwaitinfo(set: *const sigset_t, info: *mut libc::siginfo_t) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { sigtimedwait(set, info, std::ptr::null()) }
+}
+
+/// `sigtimedwait`: on a green thread, waits for a signal of `set` sent to it or to the process
+/// without holding its carrier (see [`wait_for`]); `EAGAIN` at the timeout, `EINTR` if a handler
+/// of another signal ran meanwhile.
+///
+/// # Safety
+/// As `sigtimedwait(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sigtimedwait(
+    set: *const sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> c_int {
+    if mine().is_none() || !rt::application_caller() {
+        // SAFETY: forwarded unchanged.
+        return unsafe { real::sigtimedwait()(set, info, timeout) };
+    }
+    let deadline = if timeout.is_null() {
+        None
+    } else {
+        // SAFETY: the caller's contract.
+        match crate::io::duration(unsafe { &*timeout }) {
+            Ok(d) => Some(Instant::now() + d),
+            Err(e) => return fail(e),
+        }
+    };
+    // SAFETY: the caller's contract.
+    let bits = to_bits(unsafe { &*set });
+    match wait_for(bits, deadline) {
+        Ok((s, got)) => {
+            if !info.is_null() {
+                // SAFETY: the caller's contract.
+                unsafe { *info = got };
+            }
+            s
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// -1 with `errno`.
+fn fail(e: c_int) -> c_int {
+    // SAFETY: the calling thread's own errno.
+    unsafe { *libc::__errno_location() = e };
+    -1
+}
+
+/// Longest a green thread in `sigwait` goes without looking for process-directed signals.
+const SIGWAIT_POLL_MAX: Duration = Duration::from_millis(10);
+
+/// The wait of the `sigwait` family on a green thread: takes a signal of `set` sent to this green
+/// thread ([`pthread_kill`]), or pending for the process (or its carrier) in the kernel, taken
+/// with a zero-timeout `rt_sigtimedwait`. Between looks the green thread parks, so its carrier
+/// runs others: a signal sent to it wakes it at once; process-directed ones are seen within
+/// [`SIGWAIT_POLL_MAX`] (the kernel has no way to wake a green thread for them).
+fn wait_for(set: u64, deadline: Option<Instant>) -> Result<(c_int, libc::siginfo_t), c_int> {
+    let st = mine().expect("a green thread");
+    let set = set & !UNBLOCKABLE;
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(got) = take_sent(st, set) {
+            return Ok(got);
+        }
+        // SAFETY: zeroed siginfo and sigset are valid; a zero timeout makes the call a poll; the
+        // call is trapped here (the exported `syscall` would post it to another thread).
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let mut kset: sigset_t = std::mem::zeroed();
+            from_bits(set, &mut kset);
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let args = [
+                &kset as *const sigset_t as u64,
+                &mut info as *mut libc::siginfo_t as u64,
+                &zero as *const libc::timespec as u64,
+                8,
+                0,
+                0,
+            ];
+            let r = flexsc_threads::kmod::raw::syscall6(libc::SYS_rt_sigtimedwait as u64, &args);
+            if r > 0 {
+                return Ok((r as c_int, info));
+            }
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(libc::EAGAIN);
+        }
+        let wake = deadline.map_or(now + nap, |d| d.min(now + nap));
+        {
+            let _lib = rt::InLib::enter();
+            flexsc_threads::park_deadline(wake);
+        }
+        // A signal of the set sent meanwhile is taken above, before its handler could run.
+        if st.pending.load(Ordering::SeqCst) & set == 0 && handled_any() {
+            return Err(libc::EINTR);
+        }
+        nap = (nap * 2).min(SIGWAIT_POLL_MAX);
+    }
+}
+
+/// Takes the lowest signal of `set` sent to this green thread, with its siginfo.
+fn take_sent(st: &SigState, set: u64) -> Option<(c_int, libc::siginfo_t)> {
+    loop {
+        let ready = st.pending.load(Ordering::SeqCst) & set;
+        if ready == 0 {
+            return None;
+        }
+        let sig = ready.trailing_zeros() as c_int + 1;
+        let Some(value) = take_one(st, sig) else {
+            continue;
+        };
+        return Some((sig, siginfo(sig, value)));
+    }
+}
+
+/// Takes one instance of pending `sig` (and its queued value, if any): None if another taker
+/// got it first.
+fn take_one(st: &SigState, sig: c_int) -> Option<Option<libc::sigval>> {
+    let mut q = st.queued.lock().unwrap_or_else(|e| e.into_inner());
+    let value = q
+        .iter()
+        .position(|&(s, _)| s == sig)
+        .and_then(|i| q.remove(i))
+        .map(|(_, v)| v);
+    // Another queued instance keeps the signal pending.
+    if !q.iter().any(|&(s, _)| s == sig)
+        && st.pending.fetch_and(!bit(sig), Ordering::SeqCst) & bit(sig) == 0
+    {
+        return None;
+    }
+    Some(value)
+}
+
+/// The siginfo a `tgkill` (or, with a value, an `rt_tgsigqueueinfo`) from this process gives.
+fn siginfo(sig: c_int, value: Option<libc::sigval>) -> libc::siginfo_t {
+    // SAFETY: a zeroed siginfo_t is valid; the fields written are those of its `_rt` member at
+    // their x86_64 offsets: si_signo, si_errno, si_code, then (after padding) si_pid, si_uid
+    // and, 8-byte aligned, si_value.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let raw = &mut info as *mut libc::siginfo_t as *mut c_int;
+        *raw = sig;
+        *raw.add(2) = if value.is_some() {
+            libc::SI_QUEUE
+        } else {
+            libc::SI_TKILL
+        };
+        *raw.add(4) = libc::getpid();
+        *raw.add(5) = libc::getuid() as c_int;
+        if let Some(v) = value {
+            *(raw.add(6) as *mut libc::sigval) = v;
+        }
+        info
+    }
+}
+
 /// What running the pending signals did.
 #[derive(Clone, Copy, Debug, Default)]
 struct Ran {
@@ -385,20 +584,8 @@ fn deliver() -> Ran {
             return ran;
         }
         let sig = ready.trailing_zeros() as c_int + 1;
-        let value = {
-            let mut q = st.queued.lock().unwrap_or_else(|e| e.into_inner());
-            let value = q
-                .iter()
-                .position(|&(s, _)| s == sig)
-                .and_then(|i| q.remove(i))
-                .map(|(_, v)| v);
-            // Another queued instance keeps the signal pending.
-            if !q.iter().any(|&(s, _)| s == sig)
-                && st.pending.fetch_and(!bit(sig), Ordering::SeqCst) & bit(sig) == 0
-            {
-                continue;
-            }
-            value
+        let Some(value) = take_one(st, sig) else {
+            continue;
         };
         if let Some(restart) = run_action(st, sig, value) {
             ran.any = true;
@@ -456,24 +643,10 @@ fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<
 /// from this process.
 fn call_handler(handler: usize, sig: c_int, value: Option<libc::sigval>, siginfo: bool) {
     if siginfo {
-        // SAFETY: zeroed siginfo_t and ucontext_t are valid; the fields set are those a tgkill
-        // fills in; getcontext fills the context from the calling thread.
+        let mut info = self::siginfo(sig, value);
+        // SAFETY: a zeroed ucontext_t is valid and getcontext fills it from the calling thread;
+        // the handler was installed with SA_SIGINFO, so it has the three-argument form.
         unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let raw = &mut info as *mut libc::siginfo_t as *mut c_int;
-            // si_signo, si_errno, si_code, then (after padding) si_pid and si_uid.
-            *raw = sig;
-            *raw.add(2) = if value.is_some() {
-                libc::SI_QUEUE
-            } else {
-                libc::SI_TKILL
-            };
-            *raw.add(4) = libc::getpid();
-            *raw.add(5) = libc::getuid() as c_int;
-            if let Some(v) = value {
-                // si_value follows si_pid and si_uid, 8-byte aligned.
-                *(raw.add(6) as *mut libc::sigval) = v;
-            }
             let mut uc: libc::ucontext_t = std::mem::zeroed();
             libc::getcontext(&mut uc);
             let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =

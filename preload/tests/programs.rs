@@ -407,7 +407,6 @@ fn signals() {
 }
 
 #[test]
-#[ignore = "issue 4, not built yet: sigwait on green threads and process-directed signals routed to a green thread that does not block them"]
 fn sigwait() {
     check_program("sigwait.c");
 }

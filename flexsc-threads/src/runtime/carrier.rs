@@ -21,7 +21,7 @@ use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 use super::Shared;
 use super::local::LocalState;
 use super::queue::RunQueue;
-use super::stats::CarrierStats;
+use super::stats::{CarrierStats, CarrierSyscalls};
 use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
 use super::timer::Timers;
 
@@ -87,6 +87,8 @@ pub(crate) struct Carrier {
     overflow: VecDeque<(Arc<Task>, Syscall)>,
     timers: Timers,
     stats: CarrierStats,
+    /// This carrier's calls by number (live; its only writer).
+    syscalls: Arc<CarrierSyscalls>,
     /// Tells the overflow handler which green thread runs here.
     guard_slot: crate::overflow::CarrierSlot,
     /// The green thread `guard_slot` names (0: none; ids start at 1).
@@ -103,6 +105,7 @@ impl Carrier {
         guard_slot: crate::overflow::CarrierSlot,
     ) -> Self {
         let slots = poster.capacity();
+        let syscalls = shared.stats.carrier_syscalls(idx);
         Self {
             idx,
             shared,
@@ -111,6 +114,7 @@ impl Carrier {
             overflow: VecDeque::new(),
             timers: Timers::default(),
             stats: CarrierStats::default(),
+            syscalls,
             guard_slot,
             published: 0,
             cpu: CarrierCpu::current(),
@@ -296,10 +300,14 @@ impl Carrier {
     }
 
     /// A green thread's system call: post it and park the thread on its entry.
+    ///
+    /// Counted by number once it is posted (`posted`) or run here (`local`); a call that finds
+    /// the pages full is counted when a retry posts it.
     fn post(&mut self, task: Arc<Task>, call: Syscall) {
         match self.poster.post(&call) {
             Ok(t) => {
                 self.stats.posted += 1;
+                self.syscalls.count_posted(call.nr());
                 if task.interrupt.posted_on(self.idx) {
                     self.poster.interrupt(&t);
                 }
@@ -311,6 +319,7 @@ impl Carrier {
                 // Thread-bound (runs here, on the carrier, which is this green thread's kernel
                 // thread), not a syscall number, or the registration is shutting down.
                 self.stats.local_calls += 1;
+                self.syscalls.count_local(call.nr());
                 task.set_resume_value(self.poster.call(&call));
                 self.push_ready(task);
             }
@@ -403,7 +412,6 @@ impl Carrier {
         let local = &self.shared.locals[self.idx];
         self.stats.spawned = local.spawned();
         self.stats.finished = local.finished();
-        let mut all = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        all[self.idx] = self.stats;
+        self.shared.stats.publish(self.idx, self.stats);
     }
 }

@@ -6,6 +6,7 @@ mod local;
 mod mark;
 mod queue;
 mod stats;
+mod syscall_names;
 mod task;
 mod timer;
 
@@ -27,8 +28,10 @@ pub use interrupt::{Interrupter, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
-use stats::StatsSink;
-pub use stats::{BATCH_BUCKETS, CarrierStats, StatsTable};
+pub use stats::{
+    BATCH_BUCKETS, COUNTED_SYSCALLS, CarrierStats, StatsTable, SyscallStats, syscall_name,
+};
+use stats::{StatsShared, StatsSink};
 use task::{Suspend, Task};
 
 /// Entries a carrier posts before it submits them, by default.
@@ -61,8 +64,9 @@ pub(crate) struct Shared {
     /// Usable bytes of a default green-thread stack (rounded to pages).
     stack_size: usize,
     batch_limit: usize,
-    /// Each carrier's counters as last published (shared with the exit printer).
-    stats: Arc<Mutex<Vec<CarrierStats>>>,
+    /// Each carrier's counters as last published, and its system calls by number (shared with
+    /// the exit and SIGUSR2 printers).
+    stats: Arc<StatsShared>,
 }
 
 impl Shared {
@@ -410,9 +414,19 @@ impl Builder {
         self
     }
 
-    /// Prints the per-carrier statistics table ([`StatsTable`]) to stderr when the runtime shuts
-    /// down. `FLEXSC_STATS` does the same without code: `1` (or `stderr`) for stderr, `0` for
-    /// nothing, anything else is a file the table is appended to.
+    /// Prints the per-carrier statistics table ([`StatsTable`]) followed by the system calls by
+    /// name ([`SyscallStats`]) to stderr when the runtime shuts down, when the process exits with
+    /// it still running, and each time the process receives `SIGUSR2` while it runs.
+    /// `FLEXSC_STATS` does the same without code: `1` (or `stderr`) for stderr, `0` for nothing,
+    /// anything else is a file the table is appended to.
+    ///
+    /// SIGUSR2: the first runtime built with statistics on installs a handler, only if the
+    /// signal's action is `SIG_DFL` then (an application's handler is never replaced; one the
+    /// application installs later replaces ours, and the table then prints at exit only), and
+    /// starts an internal thread that prints the table of every runtime of the process with
+    /// statistics on, each to its own sink. With the handler in place SIGUSR2 no longer
+    /// terminates the process. In a `fork` child SIGUSR2 does nothing until a runtime with
+    /// statistics on is built there.
     pub fn stats_at_exit(mut self, on: bool) -> Self {
         self.stats_at_exit = on.then_some(StatsSink::Stderr);
         self
@@ -504,7 +518,7 @@ impl Builder {
                 },
                 (None, None) => DEFAULT_BATCH,
             },
-            stats: Arc::new(Mutex::new(vec![CarrierStats::default(); cores])),
+            stats: Arc::new(StatsShared::new(cores)),
         });
         let mut carriers = Vec::with_capacity(cores);
         for idx in 0..cores {
@@ -541,6 +555,7 @@ impl Builder {
         }
         if let Some(sink) = &stats_at_exit {
             stats::print_at_exit(&shared.stats, sink.clone());
+            stats::print_on_sigusr2();
         }
         Ok(Runtime { shared, carriers })
     }
@@ -602,11 +617,14 @@ impl Runtime {
 
     /// Per-carrier counters, as of each carrier's last idle moment (or exit).
     pub fn stats(&self) -> Vec<CarrierStats> {
-        self.shared
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.stats.carriers()
+    }
+
+    /// The system calls the green threads made, by number, summed over the carriers: those
+    /// posted as entries and those the carriers ran themselves (thread-bound). Live: every call
+    /// is counted when its carrier posts (or runs) it, whether or not statistics are printed.
+    pub fn syscall_stats(&self) -> SyscallStats {
+        self.shared.stats.syscalls()
     }
 
     /// Whether the caller is one of this runtime's green threads.
@@ -628,11 +646,7 @@ impl Runtime {
     /// (their stacks unwound).
     pub fn shutdown(mut self) -> Vec<CarrierStats> {
         self.stop();
-        self.shared
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.stats.carriers()
     }
 
     fn stop(&mut self) {
