@@ -108,7 +108,8 @@ static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
 /// an [`AltStack`] (without one the kernel cannot deliver the signal on an overflowed stack and
 /// the process dies by a plain SIGSEGV) and a [`CarrierSlot`].
 ///
-/// Handlers installed later by someone else replace ours; they see every fault first.
+/// Handlers installed later by someone else replace ours (they see every fault first), unless
+/// they are installed through [`set_chained`], as the preload's `sigaction` does.
 pub fn install() -> io::Result<()> {
     match INSTALLED.get_or_init(|| {
         install_one(libc::SIGSEGV, &PREV_SEGV)?;
@@ -117,6 +118,48 @@ pub fn install() -> io::Result<()> {
         Ok(()) => Ok(()),
         Err(errno) => Err(io::Error::from_raw_os_error(*errno)),
     }
+}
+
+/// For a `sigaction` interposer (the preload): once [`install`] has put the overflow handler on
+/// `sig` (SIGSEGV or SIGBUS), an application's action for it becomes the one the handler chains
+/// to, instead of replacing the handler, so a green thread's overflow is still reported. `old`
+/// receives the application's previous action (the one chained to). Returns false, touching
+/// nothing, when the handler is not installed or `sig` is another signal: then the caller makes
+/// the real `sigaction` call.
+pub fn set_chained(
+    sig: c_int,
+    new: Option<&libc::sigaction>,
+    old: Option<&mut libc::sigaction>,
+) -> bool {
+    let prev = match sig {
+        libc::SIGSEGV => &PREV_SEGV,
+        libc::SIGBUS => &PREV_BUS,
+        _ => return false,
+    };
+    if !matches!(INSTALLED.get(), Some(Ok(()))) {
+        return false;
+    }
+    if let Some(old) = old {
+        // SAFETY: sigaction is plain C data; all-zero is a valid (empty) value.
+        *old = unsafe { std::mem::zeroed() };
+        old.sa_sigaction = prev.handler.load(Ordering::Relaxed);
+        old.sa_flags = prev.flags.load(Ordering::Relaxed);
+        // SAFETY: the first word of a sigset_t holds signals 1..=64 (see `kernel_mask`).
+        unsafe {
+            (&mut old.sa_mask as *mut libc::sigset_t)
+                .cast::<u64>()
+                .write(prev.mask.load(Ordering::Relaxed))
+        };
+    }
+    if let Some(new) = new {
+        // The handler reads the three as a group only in a fault, rare enough that a change
+        // racing one is the application's own race (as with two threads calling sigaction).
+        prev.flags.store(new.sa_flags, Ordering::Relaxed);
+        prev.mask
+            .store(kernel_mask(&new.sa_mask), Ordering::Relaxed);
+        prev.handler.store(new.sa_sigaction, Ordering::Release);
+    }
+    true
 }
 
 fn install_one(sig: c_int, prev: &PrevAction) -> Result<(), i32> {

@@ -10,6 +10,8 @@
 //! - [`io`]: the blocking libc wrappers, exception-less on green threads;
 //! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls
 //!   interrupted) and per-green-thread signal masks;
+//! - [`sigaction`](mod@sigaction): applications' `sigaction`/`signal`, chained behind the
+//!   stack-overflow handler, and the library's interrupt signal kept from them;
 //! - [`key`]: thread-specific data whose destructors run when green threads end too;
 //! - [`c11`]: the C11 `<threads.h>` functions (`thrd_*`, `mtx_*`, `cnd_*`, `tss_*`, `call_once`)
 //!   on the exports above, which glibc's own call past;
@@ -24,6 +26,7 @@ pub mod key;
 pub mod pthread;
 mod real;
 mod rt;
+pub mod sigaction;
 pub mod signal;
 pub mod sync;
 pub mod syscall;

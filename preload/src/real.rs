@@ -69,6 +69,7 @@ real! {
     sigprocmask: fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
     pthread_sigqueue: fn(pthread_t, c_int, libc::sigval) -> c_int;
     sigpending: fn(*mut sigset_t) -> c_int;
+    sigaction: fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
     sigwait: fn(*const sigset_t, *mut c_int) -> c_int;
     sigtimedwait: fn(*const sigset_t, *mut libc::siginfo_t, *const timespec) -> c_int;
     read: fn(c_int, *mut c_void, size_t) -> ssize_t;

@@ -36,6 +36,7 @@ use scheduler::Group;
 pub(crate) use scheduler::Scheduler;
 use specialization::{Placer, PosterSeat};
 pub(crate) use syscall_thread::interrupt;
+pub use syscall_thread::interrupt_signal;
 
 /// Syscall threads in user space.
 #[derive(Debug)]

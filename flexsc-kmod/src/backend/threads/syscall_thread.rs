@@ -54,7 +54,7 @@ impl ThreadState {
 /// call, and by [`interrupt`] to the thread running an interrupted entry. Its handler
 /// (`raw::install_interrupt_handler`, without SA_RESTART) makes a blocked call return `-EINTR`
 /// and closes the window before the `syscall` instruction.
-pub(crate) fn interrupt_signal() -> i32 {
+pub fn interrupt_signal() -> i32 {
     libc::SIGRTMAX() - 2
 }
 
