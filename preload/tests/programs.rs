@@ -557,3 +557,62 @@ int main(int argc, char **argv) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Linking with `-lflexsc` in place of `-lpthread` (what `flexsc.pc` gives): the program runs on
+/// green threads without `LD_PRELOAD` (its statistics count them) and prints what it prints
+/// natively.
+#[test]
+fn linked_in_place_of_lpthread() {
+    let src = programs_dir().join("lifecycle.c");
+    let lib = preload_library();
+    let libdir = lib.parent().expect("the library's directory");
+    let mut dir = WorkDir::new("linked");
+    let native_bin = dir.path.join("native");
+    let linked_bin = dir.path.join("linked");
+    compile(&src, &native_bin).unwrap_or_else(|e| panic!("lifecycle.c: {e}"));
+    let out = Command::new("cc")
+        .args(["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-o"])
+        .arg(&linked_bin)
+        .arg(&src)
+        .arg(format!("-L{}", libdir.display()))
+        .arg(format!("-Wl,-rpath,{}", libdir.display()))
+        .arg("-lflexsc")
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "linking with -lflexsc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let native = run("native", &native_bin, &dir.path, None, TIMEOUT);
+    let stats = dir.path.join("linked.stats");
+    let linked = Command::new(&linked_bin)
+        .current_dir(&dir.path)
+        .env_remove("LD_PRELOAD")
+        .env("FLEXSC_STATS", &stats)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the linked program");
+    let stdout = String::from_utf8_lossy(&linked.stdout);
+    if !(native.succeeded() && linked.status.success() && stdout == native.stdout) {
+        dir.keep = true;
+        panic!(
+            "the linked run differs from the native one (kept in {}):\nlinked: {:?}\n{stdout}\n{}\n{}",
+            dir.path.display(),
+            linked.status,
+            String::from_utf8_lossy(&linked.stderr),
+            native.report()
+        );
+    }
+    let table = fs::read_to_string(&stats).unwrap_or_default();
+    let finished: u64 = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("all "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        finished > 0,
+        "the linked program ran no green thread (statistics:\n{table})"
+    );
+}
