@@ -215,7 +215,7 @@ pub unsafe extern "C" fn thrd_detach(thr: thrd_t) -> c_int {
 /// # Safety
 /// As `pthread_join(3)`: `thr` a joinable thread not joined yet; `res` null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn thrd_join(thr: thrd_t, res: *mut c_int) -> c_int {
+pub unsafe extern "C-unwind" fn thrd_join(thr: thrd_t, res: *mut c_int) -> c_int {
     let mut value = ptr::null_mut();
     // SAFETY: the caller's contract; `value` is ours.
     let err = unsafe { pthread::pthread_join(thr, &mut value) };
@@ -246,7 +246,10 @@ pub unsafe extern "C-unwind" fn thrd_exit(res: c_int) -> ! {
 /// # Safety
 /// As `thrd_sleep` in C11: `duration` null or readable, `remaining` null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn thrd_sleep(duration: *const timespec, remaining: *mut timespec) -> c_int {
+pub unsafe extern "C-unwind" fn thrd_sleep(
+    duration: *const timespec,
+    remaining: *mut timespec,
+) -> c_int {
     if duration.is_null() {
         // glibc's clock_nanosleep fails with EFAULT.
         return -2;
@@ -382,7 +385,7 @@ pub unsafe extern "C" fn cnd_broadcast(c: *mut cnd_t) -> c_int {
 /// # Safety
 /// `c` and `m` are null or point to live objects of their types.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cnd_wait(c: *mut cnd_t, m: *mut mtx_t) -> c_int {
+pub unsafe extern "C-unwind" fn cnd_wait(c: *mut cnd_t, m: *mut mtx_t) -> c_int {
     // SAFETY: the caller's contract.
     result(unsafe { sync::pthread_cond_wait(c, m) })
 }
@@ -393,7 +396,7 @@ pub unsafe extern "C" fn cnd_wait(c: *mut cnd_t, m: *mut mtx_t) -> c_int {
 /// # Safety
 /// `c` and `m` are null or point to live objects of their types; `deadline` is null or readable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cnd_timedwait(
+pub unsafe extern "C-unwind" fn cnd_timedwait(
     c: *mut cnd_t,
     m: *mut mtx_t,
     deadline: *const timespec,

@@ -4,6 +4,11 @@
 //!
 //! Sleeps on a green thread are timers of its carrier (no system call at all). The `_chk`
 //! variants (`-D_FORTIFY_SOURCE`) check their buffer sizes as glibc does first.
+//!
+//! The calls glibc makes cancellation points (all but `sendfile` and `flock`) and the sleeps are
+//! cancellation points on green threads ([`cancel::point`]): before the call, and when it was cut
+//! short. The exports are "C-unwind": a cancellation, here or in glibc's function on a glibc
+//! thread, unwinds through them.
 
 use std::ffi::c_void;
 use std::time::Duration;
@@ -14,7 +19,7 @@ use libc::{
     socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
-use crate::{real, rt, signal};
+use crate::{cancel, real, rt, signal};
 
 /// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
 fn settle(r: i64) -> i64 {
@@ -32,6 +37,38 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// A green thread's system call `nr`, exception-less (a raw result). Signals sent to it
+/// meanwhile are handled after it returns, outside the library, and the call is restarted as
+/// [`signal::after_call`] says; if `point`, it is a cancellation point, before each attempt and
+/// when it was interrupted.
+///
+/// # Safety
+/// `args` valid for the call: the caller's pointers stay valid until it returns (the green
+/// thread stays parked inside `syscall` until the kernel is done with them).
+unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
+    loop {
+        if point {
+            cancel::point();
+        }
+        let r = {
+            let _lib = rt::InLib::enter();
+            // SAFETY: the caller's contract.
+            unsafe { flexsc_threads::syscall(nr, args) }
+        };
+        if let Some(r) = signal::after_call(r, restartable(nr)) {
+            if point && r == -i64::from(libc::EINTR) {
+                cancel::point();
+            }
+            return r;
+        }
+    }
+}
+
+/// Whether glibc makes the call `nr` a cancellation point (`SYSCALL_CANCEL`).
+fn cancellation_point(nr: i64) -> bool {
+    !matches!(nr, libc::SYS_sendfile | libc::SYS_flock)
+}
+
 /// Declares exported wrappers: exception-less `nr` with the listed arguments on a green thread,
 /// glibc's function of the same name elsewhere.
 macro_rules! blocking {
@@ -41,22 +78,11 @@ macro_rules! blocking {
         /// # Safety
         /// As the libc function: pointers valid for the call.
         #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+        pub unsafe extern "C-unwind" fn $name($($a: $t),*) -> $ret {
             if rt::on_green_thread() {
-                loop {
-                    let r = {
-                        let _lib = rt::InLib::enter();
-                        // SAFETY: the caller's pointers stay valid until the call returns, and
-                        // the green thread stays parked inside `syscall` until the kernel is done
-                        // with them.
-                        unsafe { flexsc_threads::syscall($nr, &[$($arg as u64),*]) }
-                    };
-                    // Signals sent to the green thread meanwhile are handled here, outside the
-                    // library; the call may then be restarted.
-                    if let Some(r) = signal::after_call(r, restartable($nr)) {
-                        return settle(r) as $ret;
-                    }
-                }
+                // SAFETY: the caller's pointers, valid for the call.
+                let r = unsafe { green_call($nr, &[$($arg as u64),*], cancellation_point($nr)) };
+                return settle(r) as $ret;
             }
             // SAFETY: forwarded unchanged.
             unsafe { real::$name()($($a),*) }
@@ -169,14 +195,14 @@ blocking! {
 const CREAT_FLAGS: c_int = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
 
 /// `fcntl` (and `fcntl64`, its other name): the commands that wait for a lock
-/// (`F_SETLKW`, `F_OFD_SETLKW`) are exception-less on a green thread; the rest never block and
-/// stay glibc's. The argument is variadic in C; on x86_64 an integer or pointer passed there
+/// (`F_SETLKW`, `F_OFD_SETLKW`) are exception-less on a green thread, and cancellation points;
+/// the rest never block and stay glibc's. The argument is variadic in C; on x86_64 an integer or pointer passed there
 /// arrives as a fourth register argument would, so one `c_ulong` covers every command.
 ///
 /// # Safety
 /// As `fcntl(2)`: the argument valid for the command.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+pub unsafe extern "C-unwind" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
     // SAFETY: the caller's contract.
     unsafe { fcntl_impl(fd, cmd, arg, real::fcntl()) }
 }
@@ -186,7 +212,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_i
 /// # Safety
 /// As `fcntl(2)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+pub unsafe extern "C-unwind" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
     // SAFETY: the caller's contract.
     unsafe { fcntl_impl(fd, cmd, arg, real::fcntl64()) }
 }
@@ -197,31 +223,24 @@ unsafe fn fcntl_impl(
     fd: c_int,
     cmd: c_int,
     arg: libc::c_ulong,
-    glibc: unsafe extern "C" fn(c_int, c_int, libc::c_ulong) -> c_int,
+    glibc: unsafe extern "C-unwind" fn(c_int, c_int, libc::c_ulong) -> c_int,
 ) -> c_int {
     if matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW) && rt::on_green_thread() {
-        loop {
-            let r = {
-                let _lib = rt::InLib::enter();
-                // SAFETY: `arg` points at the caller's flock, valid until the call returns.
-                unsafe { flexsc_threads::syscall(libc::SYS_fcntl, &[fd as u64, cmd as u64, arg]) }
-            };
-            if let Some(r) = signal::after_call(r, true) {
-                return settle(r) as c_int;
-            }
-        }
+        let args = [fd as u64, cmd as u64, arg];
+        // SAFETY: `arg` points at the caller's flock, valid until the call returns.
+        return settle(unsafe { green_call(libc::SYS_fcntl, &args, true) }) as c_int;
     }
     // SAFETY: forwarded unchanged.
     unsafe { glibc(fd, cmd, arg) }
 }
 
 /// `pselect`: exception-less on a green thread (the kernel's `pselect6` takes the mask as a
-/// pointer and size pair).
+/// pointer and size pair), and a cancellation point.
 ///
 /// # Safety
 /// As `pselect(2)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pselect(
+pub unsafe extern "C-unwind" fn pselect(
     n: c_int,
     r: *mut fd_set,
     w: *mut fd_set,
@@ -232,24 +251,16 @@ pub unsafe extern "C" fn pselect(
     if rt::on_green_thread() {
         // The kernel's sixth argument: { const sigset_t *ss; size_t ss_len; }.
         let data = [mask as u64, SIGSET_BYTES as u64];
-        loop {
-            let res = {
-                let _lib = rt::InLib::enter();
-                let args = [
-                    n as u64,
-                    r as u64,
-                    w as u64,
-                    e as u64,
-                    ts as u64,
-                    &data as *const _ as u64,
-                ];
-                // SAFETY: the caller's sets and timeout, and `data`, outlive the call.
-                unsafe { flexsc_threads::syscall(libc::SYS_pselect6, &args) }
-            };
-            if let Some(res) = signal::after_call(res, false) {
-                return settle(res) as c_int;
-            }
-        }
+        let args = [
+            n as u64,
+            r as u64,
+            w as u64,
+            e as u64,
+            ts as u64,
+            &data as *const _ as u64,
+        ];
+        // SAFETY: the caller's sets and timeout, and `data`, outlive the call.
+        return settle(unsafe { green_call(libc::SYS_pselect6, &args, true) }) as c_int;
     }
     // SAFETY: forwarded unchanged.
     unsafe { real::pselect()(n, r, w, e, ts, mask) }
@@ -285,7 +296,7 @@ unsafe extern "C" {
 /// # Safety
 /// As `read`; `buflen` is the buffer's real size.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __read_chk(
+pub unsafe extern "C-unwind" fn __read_chk(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
@@ -304,7 +315,7 @@ pub unsafe extern "C" fn __read_chk(
 /// # Safety
 /// As `pread64`; `buflen` is the buffer's real size.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __pread64_chk(
+pub unsafe extern "C-unwind" fn __pread64_chk(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
@@ -324,7 +335,7 @@ pub unsafe extern "C" fn __pread64_chk(
 /// # Safety
 /// As `recv`; `buflen` is the buffer's real size.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __recv_chk(
+pub unsafe extern "C-unwind" fn __recv_chk(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
@@ -344,7 +355,7 @@ pub unsafe extern "C" fn __recv_chk(
 /// # Safety
 /// As `recvfrom`; `buflen` is the buffer's real size.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __recvfrom_chk(
+pub unsafe extern "C-unwind" fn __recvfrom_chk(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
@@ -366,7 +377,7 @@ pub unsafe extern "C" fn __recvfrom_chk(
 /// # Safety
 /// As `poll`; `fdslen` is the array's real size in bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __poll_chk(
+pub unsafe extern "C-unwind" fn __poll_chk(
     fds: *mut pollfd,
     n: nfds_t,
     timeout: c_int,
@@ -405,8 +416,9 @@ pub(crate) fn until(clock: clockid_t, deadline: &timespec) -> Result<Duration, c
 
 /// A green thread's sleep: a timer of its carrier.
 /// Sleeps the calling green thread for `d` on its carrier's timers; a signal handled meanwhile
-/// ends the sleep early (as `EINTR` does): `Err` with the time left.
+/// ends the sleep early (as `EINTR` does): `Err` with the time left. A cancellation point.
 fn green_sleep(d: Duration) -> Result<(), Duration> {
+    cancel::point();
     let until = std::time::Instant::now() + d;
     loop {
         let now = std::time::Instant::now();
@@ -417,7 +429,10 @@ fn green_sleep(d: Duration) -> Result<(), Duration> {
             let _lib = rt::InLib::enter();
             flexsc_threads::park_deadline(until);
         }
-        if signal::handled_any() {
+        let handled = signal::handled_any();
+        // A request cuts the sleep short (its interrupter ended the park).
+        cancel::point();
+        if handled {
             return Err(until.saturating_duration_since(now));
         }
     }
@@ -438,7 +453,7 @@ fn write_rem(rem: *mut timespec, left: Duration) {
 /// # Safety
 /// As `nanosleep(2)`: `req` readable, `rem` null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
+pub unsafe extern "C-unwind" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
     if rt::on_green_thread() {
         // SAFETY: the caller's contract.
         return match duration(unsafe { &*req }) {
@@ -465,7 +480,7 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
 /// # Safety
 /// As `clock_nanosleep(2)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn clock_nanosleep(
+pub unsafe extern "C-unwind" fn clock_nanosleep(
     clock: clockid_t,
     flags: c_int,
     req: *const timespec,
@@ -504,7 +519,7 @@ pub unsafe extern "C" fn clock_nanosleep(
 
 /// `usleep`.
 #[unsafe(no_mangle)]
-pub extern "C" fn usleep(us: useconds_t) -> c_int {
+pub extern "C-unwind" fn usleep(us: useconds_t) -> c_int {
     if rt::on_green_thread() {
         if green_sleep(Duration::from_micros(us.into())).is_err() {
             set_errno(libc::EINTR);
@@ -518,7 +533,7 @@ pub extern "C" fn usleep(us: useconds_t) -> c_int {
 
 /// `sleep`.
 #[unsafe(no_mangle)]
-pub extern "C" fn sleep(s: c_uint) -> c_uint {
+pub extern "C-unwind" fn sleep(s: c_uint) -> c_uint {
     if rt::on_green_thread() {
         // The seconds left, rounded up, as glibc's sleep returns them.
         return match green_sleep(Duration::from_secs(s.into())) {

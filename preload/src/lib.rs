@@ -13,6 +13,8 @@
 //! - [`sigaction`](mod@sigaction): applications' `sigaction`/`signal`, chained behind the
 //!   stack-overflow handler, and the library's interrupt signal kept from them;
 //! - [`key`]: thread-specific data whose destructors run when green threads end too;
+//! - [`cancel`]: deferred cancellation of green threads (`pthread_cancel`, cancel state,
+//!   cancellation points, cleanup handlers), which `pthread_exit` shares;
 //! - [`c11`]: the C11 `<threads.h>` functions (`thrd_*`, `mtx_*`, `cnd_*`, `tss_*`, `call_once`)
 //!   on the exports above, which glibc's own call past;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
@@ -21,6 +23,7 @@
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
 
 pub mod c11;
+pub mod cancel;
 pub mod io;
 pub mod key;
 pub mod pthread;

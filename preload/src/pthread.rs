@@ -1,5 +1,6 @@
 //! Thread lifecycle: `pthread_create` makes a green thread, `pthread_join`/`pthread_detach`
-//! manage it, `pthread_exit` ends it, `sched_yield` yields its carrier.
+//! manage it, `pthread_exit` ends it (running its cleanup handlers, [`cancel`](crate::cancel)),
+//! `sched_yield` yields its carrier.
 //!
 //! A green thread's `pthread_t` is its own glibc TCB (the value glibc's `pthread_self` reads from
 //! fs:0x10 on it), so every glibc function that only reads the calling thread's TCB keeps
@@ -38,11 +39,12 @@ fn joinable() -> std::sync::MutexGuard<'static, Joinable> {
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// In a fork child: the parent's threads are not the child's to join, and the table's lock may
-/// have been held by one of them at the fork; the old table is leaked.
+/// In a fork child: the parent's threads are not the child's to join (nor to cancel), and the
+/// tables' locks may have been held by one of them at the fork; the old tables are leaked.
 pub(crate) fn reset_after_fork() {
     let fresh = Box::into_raw(Box::new(Mutex::new(None)));
     JOINABLE.store(fresh, Ordering::Release);
+    crate::cancel::reset_after_fork();
 }
 
 unsafe extern "C" {
@@ -50,8 +52,15 @@ unsafe extern "C" {
     fn pthread_attr_getdetachstate(attr: *const pthread_attr_t, state: *mut c_int) -> c_int;
 }
 
-/// The unwinding payload of `pthread_exit` on a green thread, caught at its base.
+/// The unwinding payload that ends a green thread (`pthread_exit`, cancellation), caught at its
+/// base.
 struct ExitValue(Exit);
+
+/// Ends the calling green thread with `value` from its base frame ([`crate::cancel::base`]),
+/// which the forced unwind of `pthread_exit` or cancellation has reached.
+pub(crate) fn unwind_to_base(value: Exit) -> ! {
+    resume_unwind(Box::new(ExitValue(value)))
+}
 
 /// The stack a thread gets without an attribute: RLIMIT_STACK's soft limit, as glibc does
 /// (between 64 KiB and 8 MiB; a reservation, committed as touched).
@@ -83,6 +92,7 @@ pub unsafe extern "C" fn pthread_create(
     arg: *mut c_void,
 ) -> c_int {
     let _lib = rt::InLib::enter();
+    crate::cancel::install();
     let Some(runtime) = rt::get() else {
         // SAFETY: forwarded unchanged to glibc (the routine's ABI is C either way).
         return unsafe {
@@ -112,11 +122,13 @@ pub unsafe extern "C" fn pthread_create(
     }
     let arg = arg as usize;
     let mask = crate::signal::creator_mask();
+    let cancel = crate::cancel::new_state();
+    let theirs = cancel.clone();
     // A joinable thread's pthread_t (its TCB) must not name another thread before it is joined.
     let spawned = SpawnOptions::new()
         .stack_size(stack)
         .hold_tcb(!detached)
-        .spawn_on(runtime, move || run(start, arg, detached, mask));
+        .spawn_on(runtime, move || run(start, arg, detached, mask, theirs));
     let handle = match spawned {
         Ok(h) => h,
         Err(e) => return e.raw_os_error().unwrap_or(libc::EAGAIN),
@@ -126,6 +138,8 @@ pub unsafe extern "C" fn pthread_create(
         return libc::EAGAIN;
     };
     let id = tcb as pthread_t;
+    // Cancellable from now on, even before it runs.
+    crate::cancel::publish(id, &cancel);
     if !detached {
         joinable()
             .get_or_insert_with(HashMap::new)
@@ -136,11 +150,18 @@ pub unsafe extern "C" fn pthread_create(
     0
 }
 
-/// A green thread's body: the start routine, stopped early by `pthread_exit`.
-fn run(start: StartRoutine, arg: usize, detached: bool, mask: u64) -> Exit {
+/// A green thread's body: the start routine, stopped early by `pthread_exit` or cancellation.
+fn run(
+    start: StartRoutine,
+    arg: usize,
+    detached: bool,
+    mask: u64,
+    cancel: std::sync::Arc<crate::cancel::State>,
+) -> Exit {
     {
         let _lib = rt::InLib::enter();
         crate::signal::register(mask);
+        crate::cancel::register(&cancel);
     }
     if detached {
         // Recorded by the thread itself, first: it may ask before its creator returns.
@@ -150,7 +171,7 @@ fn run(start: StartRoutine, arg: usize, detached: bool, mask: u64) -> Exit {
             .detached
             .insert(unsafe { libc::pthread_self() });
     }
-    let v = match catch_unwind(AssertUnwindSafe(|| start(arg as *mut c_void) as Exit)) {
+    let v = match catch_unwind(AssertUnwindSafe(|| crate::cancel::base(start, arg))) {
         Ok(v) => v,
         Err(p) => exit_value(p),
     };
@@ -158,6 +179,7 @@ fn run(start: StartRoutine, arg: usize, detached: bool, mask: u64) -> Exit {
     // locks must reach the kernel; the TLS block is reset before it is used again.
     std::mem::forget(rt::InLib::enter());
     crate::signal::unregister();
+    crate::cancel::unregister();
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     let mut g = green_threads();
@@ -183,17 +205,21 @@ pub(crate) fn green_finished(thread: pthread_t) -> Option<bool> {
         .and_then(|m| m.get(&thread).map(JoinHandle::is_finished))
 }
 
-/// `pthread_join`.
+/// `pthread_join`: a cancellation point when the thread has not finished (a request that comes
+/// while it waits acts at the next one).
 ///
 /// # Safety
 /// As `pthread_join(3)`: `retval` null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_join(thread: pthread_t, retval: *mut *mut c_void) -> c_int {
-    let _lib = rt::InLib::enter();
+pub unsafe extern "C-unwind" fn pthread_join(thread: pthread_t, retval: *mut *mut c_void) -> c_int {
     // SAFETY: pthread_self has no preconditions.
     if thread == unsafe { libc::pthread_self() } {
         return libc::EDEADLK;
     }
+    if green_finished(thread) != Some(true) {
+        crate::cancel::point();
+    }
+    let _lib = rt::InLib::enter();
     let handle = joinable().as_mut().and_then(|m| m.remove(&thread));
     let Some(handle) = handle else {
         // Not a green thread we know: glibc's (created natively), or an error glibc reports.
@@ -239,15 +265,16 @@ pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
     }
 }
 
-/// `pthread_exit`: on a green thread, unwinds to its base with `retval` (C++ destructors on the
-/// way run; `pthread_cleanup_push` handlers do not yet); elsewhere glibc's.
+/// `pthread_exit`: on a green thread, unwinds to its base with `retval` as glibc does (its
+/// cleanup handlers and C++ destructors run on the way: [`crate::cancel::exit`]); elsewhere
+/// glibc's.
 ///
 /// # Safety
 /// As `pthread_exit(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
     if rt::on_green_thread() {
-        resume_unwind(Box::new(ExitValue(retval as Exit)));
+        crate::cancel::exit(retval as Exit);
     }
     // SAFETY: forwarded unchanged; glibc's pthread_exit does not return.
     unsafe { real::pthread_exit()(retval) };

@@ -16,22 +16,29 @@ pub(crate) fn lookup(slot: &AtomicUsize, name: &CStr) -> *mut c_void {
     // object's code.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     if p.is_null() {
-        let msg = b"libflexsc: a libc function it wraps was not found\n";
-        // SAFETY: writes a static message to stderr, then aborts.
-        unsafe {
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::abort();
-        }
+        missing();
     }
     slot.store(p as usize, Ordering::Relaxed);
     p
 }
 
+/// A wrapped libc function is not there: the export that asked has no way to do its job.
+fn missing() -> ! {
+    let msg = b"libflexsc: a libc function it wraps was not found\n";
+    // SAFETY: writes a static message to stderr, then aborts.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::abort()
+    }
+}
+
 /// Declares `real::name()`, returning glibc's `name` as a function pointer of the given type.
+/// The pointers are "C-unwind": glibc's cancellation points and `pthread_exit` end a glibc
+/// thread with a forced unwind, which passes through the export that called them.
 macro_rules! real {
     ($($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
         #[doc = concat!("glibc's `", stringify!($name), "`.")]
-        pub(crate) fn $name() -> unsafe extern "C" fn($($arg),*) -> $ret {
+        pub(crate) fn $name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
             static SLOT: AtomicUsize = AtomicUsize::new(0);
             let p = lookup(&SLOT, {
                 const NAME: &CStr = match CStr::from_bytes_with_nul(
@@ -44,7 +51,9 @@ macro_rules! real {
             });
             // SAFETY: `p` is glibc's definition of the function, whose C signature is the one
             // declared here (checked against the glibc headers when this list was written).
-            unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn($($arg),*) -> $ret>(p) }
+            unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C-unwind" fn($($arg),*) -> $ret>(p)
+            }
         }
     )*};
 }
@@ -130,4 +139,53 @@ real! {
     clock_nanosleep: fn(clockid_t, c_int, *const timespec, *mut timespec) -> c_int;
     usleep: fn(useconds_t) -> c_int;
     sleep: fn(c_uint) -> c_uint;
+    pthread_cancel: fn(pthread_t) -> c_int;
+    pthread_testcancel: fn() -> ();
+    pthread_setcancelstate: fn(c_int, *mut c_int) -> c_int;
+    pthread_setcanceltype: fn(c_int, *mut c_int) -> c_int;
+    __pthread_register_cancel: fn(*mut c_void) -> ();
+    __pthread_register_cancel_defer: fn(*mut c_void) -> ();
+    __pthread_unregister_cancel: fn(*mut c_void) -> ();
+    __pthread_unregister_cancel_restore: fn(*mut c_void) -> ();
+    __pthread_unwind_next: fn(*mut c_void) -> ();
+    _pthread_cleanup_push: fn(*mut c_void, unsafe extern "C" fn(*mut c_void), *mut c_void) -> ();
+    _pthread_cleanup_pop: fn(*mut c_void, c_int) -> ();
+}
+
+/// Declares `real::name()` for glibc's compatibility symbols, which only have a hidden version
+/// (`dlsym` does not find those): looked up with `dlvsym` at `version`.
+macro_rules! real_versioned {
+    ($($name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
+        #[doc = concat!("glibc's `", stringify!($name), "@", $version, "`.")]
+        pub(crate) fn $name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
+            static SLOT: AtomicUsize = AtomicUsize::new(0);
+            let mut p = SLOT.load(Ordering::Relaxed) as *mut c_void;
+            if p.is_null() {
+                // SAFETY: a versioned lookup with NUL-terminated names; RTLD_NEXT is valid from
+                // a shared object's code.
+                p = unsafe {
+                    libc::dlvsym(
+                        libc::RTLD_NEXT,
+                        concat!(stringify!($name), "\0").as_ptr().cast(),
+                        concat!($version, "\0").as_ptr().cast(),
+                    )
+                };
+                if p.is_null() {
+                    missing();
+                }
+                SLOT.store(p as usize, Ordering::Relaxed);
+            }
+            // SAFETY: `p` is glibc's definition of the function, whose C signature is the one
+            // declared here.
+            unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C-unwind" fn($($arg),*) -> $ret>(p)
+            }
+        }
+    )*};
+}
+
+real_versioned! {
+    _pthread_cleanup_push_defer @ "GLIBC_2.2.5":
+        fn(*mut c_void, unsafe extern "C" fn(*mut c_void), *mut c_void) -> ();
+    _pthread_cleanup_pop_restore @ "GLIBC_2.2.5": fn(*mut c_void, c_int) -> ();
 }

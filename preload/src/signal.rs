@@ -349,7 +349,7 @@ fn from_bits(bits: u64, set: &mut sigset_t) {
 /// # Safety
 /// As `sigwait(3)`: `set` a valid set, `sig` writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigwait(set: *const sigset_t, sig: *mut c_int) -> c_int {
+pub unsafe extern "C-unwind" fn sigwait(set: *const sigset_t, sig: *mut c_int) -> c_int {
     if mine().is_none() || !rt::application_caller() {
         // SAFETY: forwarded unchanged.
         return unsafe { real::sigwait()(set, sig) };
@@ -375,7 +375,10 @@ pub unsafe extern "C" fn sigwait(set: *const sigset_t, sig: *mut c_int) -> c_int
 /// # Safety
 /// As `sigwaitinfo(2)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigwaitinfo(set: *const sigset_t, info: *mut libc::siginfo_t) -> c_int {
+pub unsafe extern "C-unwind" fn sigwaitinfo(
+    set: *const sigset_t,
+    info: *mut libc::siginfo_t,
+) -> c_int {
     // SAFETY: the caller's contract.
     unsafe { sigtimedwait(set, info, std::ptr::null()) }
 }
@@ -387,7 +390,7 @@ pub unsafe extern "C" fn sigwaitinfo(set: *const sigset_t, info: *mut libc::sigi
 /// # Safety
 /// As `sigtimedwait(2)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigtimedwait(
+pub unsafe extern "C-unwind" fn sigtimedwait(
     set: *const sigset_t,
     info: *mut libc::siginfo_t,
     timeout: *const libc::timespec,
@@ -434,11 +437,13 @@ const SIGWAIT_POLL_MAX: Duration = Duration::from_millis(10);
 /// with a zero-timeout `rt_sigtimedwait`. Between looks the green thread parks, so its carrier
 /// runs others: a signal sent to it wakes it at once; process-directed ones are seen within
 /// [`SIGWAIT_POLL_MAX`] (the kernel has no way to wake a green thread for them).
+/// A cancellation point (`cancel.rs`; a request ends the park through the interrupter).
 fn wait_for(set: u64, deadline: Option<Instant>) -> Result<(c_int, libc::siginfo_t), c_int> {
     let st = mine().expect("a green thread");
     let set = set & !UNBLOCKABLE;
     let mut nap = Duration::from_millis(1);
     loop {
+        crate::cancel::point();
         if let Some(got) = take_sent(st, set) {
             return Ok(got);
         }
@@ -649,13 +654,13 @@ fn call_handler(handler: usize, sig: c_int, value: Option<libc::sigval>, siginfo
         unsafe {
             let mut uc: libc::ucontext_t = std::mem::zeroed();
             libc::getcontext(&mut uc);
-            let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            let f: extern "C-unwind" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
                 std::mem::transmute(handler);
             f(sig, &mut info, (&mut uc as *mut libc::ucontext_t).cast());
         }
     } else {
         // SAFETY: an installed handler of the classic form.
-        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
+        let f: extern "C-unwind" fn(c_int) = unsafe { std::mem::transmute(handler) };
         f(sig);
     }
 }

@@ -412,7 +412,6 @@ fn sigwait() {
 }
 
 #[test]
-#[ignore = "issue 4, not built yet: pthread_cancel and cleanup handlers for green threads"]
 fn cancel() {
     check_program("cancel.c");
 }

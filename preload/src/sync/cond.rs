@@ -22,6 +22,10 @@
 //! A waiter leaves the count before taking the mutex back, its last access to the condition
 //! variable; `pthread_cond_destroy` waits for the count to drain, so a condition variable can be
 //! destroyed as soon as its waiters have been woken, as POSIX allows.
+//!
+//! The waits are cancellation points on green threads: a request pending on entry acts at once
+//! (the caller holds the mutex); one that comes during the wait wakes it ([`cancellable`]), and
+//! acts once the waiter holds the mutex again, before its cleanup handlers run, as POSIX says.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,7 +37,7 @@ use libc::{
 use super::attr::{COND_CLOCK_SHIFT, COND_PSHARED, CondAttr};
 use super::mutex::{Mutex, mutex};
 use super::time::Timeout;
-use super::wait::Scope;
+use super::wait::{Scope, cancellable, cancellation_point};
 use super::{Inside, view};
 
 /// A `pthread_cond_t` (module doc).
@@ -63,8 +67,9 @@ impl Cond {
         }
     }
 
-    /// Releases `m`, waits for a signal (or the deadline), takes `m` back.
+    /// Releases `m`, waits for a signal (or the deadline), takes `m` back; a cancellation point.
     fn wait(&self, m: &Mutex, timeout: Timeout) -> c_int {
+        cancellation_point();
         let deadline = match timeout.deadline() {
             Ok(d) => d,
             Err(e) => return e,
@@ -79,9 +84,12 @@ impl Cond {
                 return e;
             }
         };
-        let waited = inside.scope.wait(&self.seq, seq, deadline);
+        // Cut short by a cancellation request: a wake-up like any other, until `point` below.
+        let waited = cancellable(&self.seq, || inside.scope.wait(&self.seq, seq, deadline))
+            .unwrap_or(Ok(()));
         inside.leave();
         m.relock(held);
+        cancellation_point();
         if waited.is_err() { ETIMEDOUT } else { 0 }
     }
 
@@ -148,7 +156,7 @@ pub unsafe extern "C" fn pthread_cond_destroy(c: *mut pthread_cond_t) -> c_int {
 /// # Safety
 /// `c` and `m` are null or point to live objects of their types.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_wait(
+pub unsafe extern "C-unwind" fn pthread_cond_wait(
     c: *mut pthread_cond_t,
     m: *mut pthread_mutex_t,
 ) -> c_int {
@@ -166,7 +174,7 @@ pub unsafe extern "C" fn pthread_cond_wait(
 /// `c` and `m` are null or point to live objects of their types; `abstime` is null or
 /// readable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_timedwait(
+pub unsafe extern "C-unwind" fn pthread_cond_timedwait(
     c: *mut pthread_cond_t,
     m: *mut pthread_mutex_t,
     abstime: *const timespec,
@@ -186,7 +194,7 @@ pub unsafe extern "C" fn pthread_cond_timedwait(
 /// `c` and `m` are null or point to live objects of their types; `abstime` is null or
 /// readable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_cond_clockwait(
+pub unsafe extern "C-unwind" fn pthread_cond_clockwait(
     c: *mut pthread_cond_t,
     m: *mut pthread_mutex_t,
     clock: clockid_t,

@@ -28,7 +28,7 @@ pub mod rwlock;
 pub mod sem;
 pub mod spin;
 mod time;
-mod wait;
+pub(crate) mod wait;
 
 pub use attr::*;
 pub use barrier::*;

@@ -2,9 +2,9 @@
 //! until it has finished.
 //!
 //! `pthread_once_t` is an `int`, 0 (`PTHREAD_ONCE_INIT`) until the initializer has run:
-//! 1 while it runs, 2 while it runs and someone sleeps on it, 3 once done. The initializer is C
-//! code that returns: one that unwinds (a C++ exception, or `pthread_exit` on a green thread)
-//! aborts the process at this function's boundary.
+//! 1 while it runs, 2 while it runs and someone sleeps on it, 3 once done. An initializer that
+//! unwinds (cancelled, `pthread_exit`, a C++ exception) leaves it 0, as if it had never been
+//! called (POSIX, and glibc), and wakes the sleepers, one of which runs it then.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -17,13 +17,25 @@ const RUNNING: u32 = 1;
 const WAITED: u32 = 2;
 const DONE: u32 = 3;
 
+/// While an initializer runs: if it unwinds, puts its `pthread_once_t` back to not run, waking
+/// the sleepers.
+struct Unrun<'a>(&'a AtomicU32);
+
+impl Drop for Unrun<'_> {
+    fn drop(&mut self) {
+        if self.0.swap(INCOMPLETE, Ordering::Release) == WAITED {
+            Scope::Private.wake(self.0, u32::MAX);
+        }
+    }
+}
+
 /// `pthread_once`: runs `init` if no call on `once` has run it yet; returns once it has run.
 ///
 /// # Safety
 /// `once` is null or points to a live `pthread_once_t`; `init` is null or a function that may be
 /// called with no arguments.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn pthread_once(
+pub unsafe extern "C-unwind" fn pthread_once(
     once: *mut pthread_once_t,
     init: Option<unsafe extern "C" fn()>,
 ) -> c_int {
@@ -39,8 +51,18 @@ pub unsafe extern "C" fn pthread_once(
     loop {
         match word.compare_exchange(INCOMPLETE, RUNNING, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
+                // SAFETY: the same function with the platform's C calling convention, called in
+                // the one that lets it unwind (the C type is the ABI's, and C++ exceptions and
+                // cancellation may unwind through C).
+                let init = unsafe {
+                    std::mem::transmute::<unsafe extern "C" fn(), unsafe extern "C-unwind" fn()>(
+                        init,
+                    )
+                };
+                let unrun = Unrun(word);
                 // SAFETY: by the caller's contract.
                 unsafe { init() };
+                std::mem::forget(unrun);
                 if word.swap(DONE, Ordering::Release) == WAITED {
                     Scope::Private.wake(word, u32::MAX);
                 }

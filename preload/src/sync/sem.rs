@@ -23,6 +23,10 @@
 //! bit again and wakes as many sleepers as there are tokens (glibc's 32-bit scheme): a sleeper
 //! never stays asleep with tokens left because the bit was cleared under it.
 //!
+//! `sem_wait`, `sem_timedwait` and `sem_clockwait` are cancellation points on green threads when
+//! they have to wait (as glibc's, whose fast path is not one): a request pending then acts; one
+//! that comes during the wait wakes it ([`cancellable`]) and acts once the waiter has left.
+//!
 //! Limit: POSIX makes `sem_post` async-signal-safe. Here it is when it wakes nobody (one
 //! compare-and-swap), or on an OS thread for a process-shared semaphore (a raw `FUTEX_WAKE`);
 //! waking a sleeper of a private one takes a lock of the futex table, which a signal handler must
@@ -34,7 +38,7 @@ use libc::{CLOCK_REALTIME, EAGAIN, EINVAL, EOVERFLOW, c_int, c_uint, clockid_t, 
 
 use super::time::Timeout;
 use super::view;
-use super::wait::Scope;
+use super::wait::{Scope, cancellable, cancellation_point};
 
 /// `value`'s bit: sleepers may exist.
 const SLEEPERS: u32 = 1 << 31;
@@ -77,6 +81,7 @@ impl Sem {
         if self.try_take() {
             return Ok(());
         }
+        cancellation_point();
         let deadline = timeout.deadline()?;
         let scope = self.scope();
         self.waiters.fetch_add(1, Ordering::SeqCst);
@@ -100,11 +105,17 @@ impl Sem {
             {
                 continue;
             }
-            if scope.wait(&self.value, SLEEPERS, deadline).is_err() {
-                break Err(libc::ETIMEDOUT);
+            match cancellable(&self.value, || scope.wait(&self.value, SLEEPERS, deadline)) {
+                Some(Ok(())) => {}
+                Some(Err(_)) => break Err(libc::ETIMEDOUT),
+                // A cancellation request: it acts once this thread has left.
+                None => break Err(libc::EINTR),
             }
         };
         self.stop_waiting(scope);
+        if r == Err(libc::EINTR) {
+            cancellation_point();
+        }
         r
     }
 
@@ -214,7 +225,7 @@ pub unsafe extern "C" fn sem_destroy(s: *mut sem_t) -> c_int {
 /// # Safety
 /// `s` is null or points to a live `sem_t`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_wait(s: *mut sem_t) -> c_int {
+pub unsafe extern "C-unwind" fn sem_wait(s: *mut sem_t) -> c_int {
     // SAFETY: by the caller's contract.
     unsafe { with(s, |s| s.wait(Timeout::Never)) }
 }
@@ -235,7 +246,7 @@ pub unsafe extern "C" fn sem_trywait(s: *mut sem_t) -> c_int {
 /// # Safety
 /// `s` is null or points to a live `sem_t`; `abstime` is null or readable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_timedwait(s: *mut sem_t, abstime: *const timespec) -> c_int {
+pub unsafe extern "C-unwind" fn sem_timedwait(s: *mut sem_t, abstime: *const timespec) -> c_int {
     // SAFETY: by the caller's contract.
     unsafe { sem_clockwait(s, CLOCK_REALTIME, abstime) }
 }
@@ -246,7 +257,7 @@ pub unsafe extern "C" fn sem_timedwait(s: *mut sem_t, abstime: *const timespec) 
 /// # Safety
 /// `s` is null or points to a live `sem_t`; `abstime` is null or readable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sem_clockwait(
+pub unsafe extern "C-unwind" fn sem_clockwait(
     s: *mut sem_t,
     clock: clockid_t,
     abstime: *const timespec,

@@ -16,7 +16,11 @@
 //! Both run as the library's own code ([`InLib`]): the futex table's and the runtime's locks are
 //! std's, which wait with `syscall(SYS_futex)`, and those calls must reach the kernel rather than
 //! the futex emulation of the `syscall` export (which the table itself implements).
+//!
+//! The condition variable and semaphore waits are cancellation points ([`cancellation_point`],
+//! [`cancellable`]), through the [`Cancellation`] the preload installs.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
@@ -27,6 +31,41 @@ use crate::rt::InLib;
 /// A wait's deadline passed.
 #[derive(Debug)]
 pub(crate) struct TimedOut;
+
+/// Thread cancellation as the preload implements it (`cancel.rs`), installed in
+/// [`CANCELLATION`] when the first thread is created or cancelled. Where this module is compiled
+/// on its own (its test, `tests/sync.rs`) there is none, and no wait is a cancellation point.
+pub(crate) trait Cancellation: Sync {
+    /// A cancellation point: a request pending on the calling thread acts (the thread ends).
+    fn point(&self);
+    /// Before a wait on `word`: registers it, so that a request wakes the wait; false if a
+    /// request is pending (do not wait). [`Cancellation::leave`] follows either way.
+    fn enter(&self, word: &AtomicU32) -> bool;
+    /// After [`Cancellation::enter`] (and the wait).
+    fn leave(&self);
+}
+
+/// The installed [`Cancellation`].
+pub(crate) static CANCELLATION: OnceLock<&'static dyn Cancellation> = OnceLock::new();
+
+/// A cancellation point (see [`Cancellation::point`]).
+pub(crate) fn cancellation_point() {
+    if let Some(c) = CANCELLATION.get() {
+        c.point();
+    }
+}
+
+/// Runs `wait`, a wait on `word`, as a cancellable one: a cancellation request that comes
+/// meanwhile wakes it. `None` (without waiting) if a request is pending; the caller then leaves
+/// the object and calls [`cancellation_point`] where POSIX has the request act.
+pub(crate) fn cancellable<R>(word: &AtomicU32, wait: impl FnOnce() -> R) -> Option<R> {
+    let Some(c) = CANCELLATION.get() else {
+        return Some(wait());
+    };
+    let r = c.enter(word).then(wait);
+    c.leave();
+    r
+}
 
 /// Who may wait on and wake an object's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
