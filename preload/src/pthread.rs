@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use flexsc_threads::{JoinHandle, SpawnOptions};
 use libc::{c_int, pthread_attr_t, pthread_t};
@@ -44,6 +44,9 @@ fn joinable() -> std::sync::MutexGuard<'static, Joinable> {
 pub(crate) fn reset_after_fork() {
     let fresh = Box::into_raw(Box::new(Mutex::new(None)));
     JOINABLE.store(fresh, Ordering::Release);
+    LIVE.store(0, Ordering::SeqCst);
+    MAIN_EXITED.store(false, Ordering::SeqCst);
+    EXITING.store(false, Ordering::SeqCst);
     crate::cancel::reset_after_fork();
 }
 
@@ -124,6 +127,8 @@ pub unsafe extern "C" fn pthread_create(
     let mask = crate::signal::creator_mask();
     let cancel = crate::cancel::new_state();
     let theirs = cancel.clone();
+    // Counted before it can run (and end).
+    LIVE.fetch_add(1, Ordering::SeqCst);
     // A joinable thread's pthread_t (its TCB) must not name another thread before it is joined.
     let spawned = SpawnOptions::new()
         .stack_size(stack)
@@ -131,7 +136,10 @@ pub unsafe extern "C" fn pthread_create(
         .spawn_on(runtime, move || run(start, arg, detached, mask, theirs));
     let handle = match spawned {
         Ok(h) => h,
-        Err(e) => return e.raw_os_error().unwrap_or(libc::EAGAIN),
+        Err(e) => {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+            return e.raw_os_error().unwrap_or(libc::EAGAIN);
+        }
     };
     let Some(tcb) = handle.tcb() else {
         // The runtime always runs green threads on TCBs of their own (rt.rs).
@@ -185,7 +193,29 @@ fn run(
     let mut g = green_threads();
     g.detached.remove(&me);
     g.names.remove(&me);
+    drop(g);
+    // The last thread of a process whose main thread called pthread_exit ends the process, as
+    // with glibc (the carriers alone would keep it alive).
+    if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 && MAIN_EXITED.load(Ordering::SeqCst) {
+        exit_process();
+    }
     v
+}
+
+/// Green threads created and not yet finished.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The main thread ended with `pthread_exit` while the runtime ran.
+static MAIN_EXITED: AtomicBool = AtomicBool::new(false);
+/// `exit_process` was called (once is enough).
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// `exit(0)`, as glibc's last thread does, by whichever of the main thread and the last green
+/// thread sees the other gone first.
+fn exit_process() {
+    if !EXITING.swap(true, Ordering::SeqCst) {
+        // SAFETY: the process ends as POSIX says it does when its last thread terminates.
+        unsafe { libc::exit(0) };
+    }
 }
 
 /// The value a `pthread_exit` unwind carries; any other panic continues to the joiner.
@@ -246,6 +276,110 @@ pub unsafe extern "C-unwind" fn pthread_join(thread: pthread_t, retval: *mut *mu
     0
 }
 
+/// `pthread_tryjoin_np`: `EBUSY` while a green thread runs.
+///
+/// # Safety
+/// As `pthread_tryjoin_np(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pthread_tryjoin_np(
+    thread: pthread_t,
+    retval: *mut *mut c_void,
+) -> c_int {
+    match green_finished(thread) {
+        // SAFETY: forwarded unchanged.
+        None => unsafe { real::pthread_tryjoin_np()(thread, retval) },
+        Some(false) => libc::EBUSY,
+        // SAFETY: the caller's contract.
+        Some(true) => unsafe { pthread_join(thread, retval) },
+    }
+}
+
+/// `pthread_timedjoin_np`: as [`pthread_clockjoin_np`] on `CLOCK_REALTIME`.
+///
+/// # Safety
+/// As `pthread_timedjoin_np(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pthread_timedjoin_np(
+    thread: pthread_t,
+    retval: *mut *mut c_void,
+    abstime: *const libc::timespec,
+) -> c_int {
+    // SAFETY: the caller's contract; forwarded unchanged for threads that are not ours.
+    unsafe {
+        timed_join(thread, retval, libc::CLOCK_REALTIME, abstime, || {
+            real::pthread_timedjoin_np()(thread, retval, abstime)
+        })
+    }
+}
+
+/// `pthread_clockjoin_np`: a green thread's join that gives up with `ETIMEDOUT` at `abstime`
+/// on `clock` (`CLOCK_REALTIME` or `CLOCK_MONOTONIC`); a null `abstime` waits as long as it
+/// takes. The joiner looks at the thread at growing intervals up to 10 ms (the runtime's join
+/// has no deadline), parking meanwhile.
+///
+/// # Safety
+/// As `pthread_clockjoin_np(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pthread_clockjoin_np(
+    thread: pthread_t,
+    retval: *mut *mut c_void,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    // SAFETY: the caller's contract; forwarded unchanged for threads that are not ours.
+    unsafe {
+        timed_join(thread, retval, clock, abstime, || {
+            real::pthread_clockjoin_np()(thread, retval, clock, abstime)
+        })
+    }
+}
+
+/// # Safety
+/// `retval` null or writable, `abstime` null or valid.
+unsafe fn timed_join(
+    thread: pthread_t,
+    retval: *mut *mut c_void,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+    native: impl FnOnce() -> c_int,
+) -> c_int {
+    if green_finished(thread).is_none() {
+        return native();
+    }
+    if abstime.is_null() {
+        // SAFETY: the caller's contract.
+        return unsafe { pthread_join(thread, retval) };
+    }
+    if !matches!(clock, libc::CLOCK_REALTIME | libc::CLOCK_MONOTONIC) {
+        return libc::EINVAL;
+    }
+    let mut nap = std::time::Duration::from_micros(100);
+    loop {
+        if green_finished(thread) != Some(false) {
+            // Finished (or joined meanwhile by another thread: then join reports it).
+            // SAFETY: the caller's contract.
+            return unsafe { pthread_join(thread, retval) };
+        }
+        // SAFETY: the caller's contract.
+        let left = match crate::io::until(clock, unsafe { &*abstime }) {
+            Ok(d) => d,
+            Err(e) => return e,
+        };
+        if left.is_zero() {
+            return libc::ETIMEDOUT;
+        }
+        crate::cancel::point();
+        let d = left.min(nap);
+        if rt::on_green_thread() {
+            let _lib = rt::InLib::enter();
+            flexsc_threads::sleep(d);
+        } else {
+            std::thread::sleep(d);
+        }
+        nap = (nap * 2).min(std::time::Duration::from_millis(10));
+    }
+}
+
 /// `pthread_detach`.
 ///
 /// # Safety
@@ -275,6 +409,14 @@ pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
 pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
     if rt::on_green_thread() {
         crate::cancel::exit(retval as Exit);
+    }
+    // SAFETY: getpid and gettid have no preconditions.
+    if rt::started().is_some() && unsafe { libc::getpid() == libc::gettid() } {
+        // The main thread: the process lives on until its last green thread ends.
+        MAIN_EXITED.store(true, Ordering::SeqCst);
+        if LIVE.load(Ordering::SeqCst) == 0 {
+            exit_process();
+        }
     }
     // SAFETY: forwarded unchanged; glibc's pthread_exit does not return.
     unsafe { real::pthread_exit()(retval) };

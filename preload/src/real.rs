@@ -74,6 +74,9 @@ real! {
     pthread_getname_np: fn(pthread_t, *mut c_char, size_t) -> c_int;
     sched_yield: fn() -> c_int;
     pthread_kill: fn(pthread_t, c_int) -> c_int;
+    pthread_tryjoin_np: fn(pthread_t, *mut *mut c_void) -> c_int;
+    pthread_timedjoin_np: fn(pthread_t, *mut *mut c_void, *const timespec) -> c_int;
+    pthread_clockjoin_np: fn(pthread_t, *mut *mut c_void, clockid_t, *const timespec) -> c_int;
     pthread_sigmask: fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
     sigprocmask: fn(c_int, *const sigset_t, *mut sigset_t) -> c_int;
     pthread_sigqueue: fn(pthread_t, c_int, libc::sigval) -> c_int;

@@ -427,6 +427,11 @@ fn stdthread() {
 }
 
 #[test]
+fn join_np() {
+    check_program("join_np.c");
+}
+
+#[test]
 fn c11() {
     check_program("c11.c");
 }
@@ -447,6 +452,7 @@ fn every_program_has_a_test() {
         "stdthread.cpp",
         "futex.c",
         "c11.c",
+        "join_np.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
