@@ -427,6 +427,11 @@ fn stdthread() {
 }
 
 #[test]
+fn segv() {
+    check_program("segv.c");
+}
+
+#[test]
 fn join_np() {
     check_program("join_np.c");
 }
@@ -453,6 +458,7 @@ fn every_program_has_a_test() {
         "futex.c",
         "c11.c",
         "join_np.c",
+        "segv.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
@@ -620,4 +626,62 @@ fn linked_in_place_of_lpthread() {
         finished > 0,
         "the linked program ran no green thread (statistics:\n{table})"
     );
+}
+
+/// A green thread that overflows its stack is reported by name even after the application
+/// installed its own SIGSEGV handler (which the overflow handler chains to, rather than being
+/// replaced by it); natively such a program just dies of the fault.
+#[test]
+fn overflow_is_reported_despite_an_application_handler() {
+    const SOURCE: &str = r#"
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+static void on_segv(int sig) { (void)sig; write(2, "application handler\n", 20); _exit(3); }
+static int deep(int n) { volatile char buf[512]; buf[0] = (char)n; return deep(n + 1) + buf[0]; }
+static void *overflow(void *a) { (void)a; return (void *)(long)deep(0); }
+static void *nothing(void *a) { return a; }
+int main(void) {
+    pthread_t t;
+    pthread_create(&t, 0, nothing, 0);
+    pthread_join(t, 0);
+    signal(SIGSEGV, on_segv);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 256 * 1024);
+    pthread_create(&t, &at, overflow, 0);
+    pthread_join(t, 0);
+    return 0;
+}
+"#;
+    let mut dir = WorkDir::new("overflow");
+    let src = dir.path.join("overflow.c");
+    fs::write(&src, SOURCE).expect("write the program");
+    let bin = dir.path.join("overflow");
+    let out = Command::new("cc")
+        .args(["-O0", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&bin)
+        .env("LD_PRELOAD", preload_library())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the program");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let aborted = std::os::unix::process::ExitStatusExt::signal(&run.status) == Some(6);
+    if !(aborted && stderr.contains("overflowed its stack")) {
+        dir.keep = true;
+        panic!(
+            "expected the overflow report and an abort, got {:?}:\n{stderr}",
+            run.status
+        );
+    }
 }
