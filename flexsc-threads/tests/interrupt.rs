@@ -2,14 +2,14 @@
 //! kernel ends with `-EINTR`, a park returns, the mark stays until taken (so a call posted after
 //! it is interrupted too), and a call that completes keeps its result.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::backends::Build;
 use flexsc_threads::kmod::BackendKind;
 use flexsc_threads::{Interrupter, Runtime, park, spawn, syscall, take_interrupt};
-
-/// Builds a runtime.
-type Build = fn() -> Runtime;
 
 /// Both backends.
 fn backends() -> [(&'static str, Build); 2] {
@@ -29,23 +29,9 @@ fn backends() -> [(&'static str, Build); 2] {
     [("threads", threads), ("uring", uring)]
 }
 
-/// Runs `f` on each backend, failing the test if it hangs for 30 s (a hang guard, not a speed
-/// assertion).
+/// Runs `f` on each backend (see `common::backends::on_each`).
 fn on_each_backend(test: &'static str, f: fn(&'static str, Runtime)) {
-    for (name, build) in backends() {
-        let (tx, rx) = mpsc::channel();
-        let h = std::thread::spawn(move || {
-            f(name, build());
-            let _ = tx.send(());
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(()) => h.join().unwrap(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::panic::resume_unwind(h.join().unwrap_err())
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{test} on {name}: hung for 30 s"),
-        }
-    }
+    common::backends::on_each(test, &backends(), f);
 }
 
 fn pipe() -> [i32; 2] {

@@ -2,17 +2,15 @@
 //! connection, files with positional and positioned I/O, pipes between green threads, and the
 //! errors `std` gives.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::net::Shutdown;
-use std::sync::mpsc;
-use std::time::Duration;
 
+use common::backends::Build;
 use flexsc_threads::io::{File, OpenOptions, TcpListener, TcpStream, pipe};
 use flexsc_threads::kmod::BackendKind;
 use flexsc_threads::{Runtime, spawn};
-
-/// Builds a runtime.
-type Build = fn() -> Runtime;
 
 /// Both backends, each with the configuration these tests use.
 fn backends() -> [(&'static str, Build); 2] {
@@ -36,23 +34,9 @@ fn backends() -> [(&'static str, Build); 2] {
     [("threads", threads), ("uring", uring)]
 }
 
-/// Runs `f` on each backend, failing the test if it takes more than 30 s (a hang guard, not a
-/// speed assertion).
+/// Runs `f` on each backend (see `common::backends::on_each`).
 fn on_each_backend(test: &'static str, f: fn(&'static str, Runtime)) {
-    for (name, build) in backends() {
-        let (tx, rx) = mpsc::channel();
-        let h = std::thread::spawn(move || {
-            f(name, build());
-            let _ = tx.send(());
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(()) => h.join().unwrap(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::panic::resume_unwind(h.join().unwrap_err())
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{test} on {name}: hung for 30 s"),
-        }
-    }
+    common::backends::on_each(test, &backends(), f);
 }
 
 /// A file name of our own in the temporary directory.
