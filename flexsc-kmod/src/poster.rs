@@ -727,6 +727,15 @@ mod tests {
     #[test]
     #[should_panic(expected = "stale ticket")]
     fn a_ticket_of_another_poster_beyond_this_ones_slots_panics() {
+        let (_big, _q, last) = ticket_in_a_second_page();
+        let reg = registration();
+        let mut p = reg.poster(0).unwrap();
+        let _ = p.try_take(last);
+    }
+
+    /// A ticket of slot 64, from a two-page registration's poster (both returned: they outlive
+    /// the ticket's use), beyond the slots of [`registration`]'s one page.
+    fn ticket_in_a_second_page() -> (Registration, super::Poster, super::Ticket) {
         let big = register(Config {
             cores: 1,
             pages_per_core: 2,
@@ -735,12 +744,12 @@ mod tests {
         })
         .unwrap();
         let mut q = big.poster(0).unwrap();
-        let tickets: Vec<_> = (0..65).map(|_| q.post(&Syscall::nop()).unwrap()).collect();
-        let reg = registration();
-        let mut p = reg.poster(0).unwrap();
-        let last = tickets.into_iter().last().unwrap();
+        let last = (0..65)
+            .map(|_| q.post(&Syscall::nop()).unwrap())
+            .last()
+            .unwrap();
         assert_eq!(last.slot(), 64);
-        let _ = p.try_take(last);
+        (big, q, last)
     }
 
     #[test]
@@ -759,17 +768,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "another poster's")]
     fn interrupting_a_ticket_beyond_this_posters_slots_panics() {
-        let big = register(Config {
-            cores: 1,
-            pages_per_core: 2,
-            executor_spins: 0,
-            ..Config::default()
-        })
-        .unwrap();
-        let mut q = big.poster(0).unwrap();
-        let tickets: Vec<_> = (0..65).map(|_| q.post(&Syscall::nop()).unwrap()).collect();
+        let (_big, _q, last) = ticket_in_a_second_page();
         let reg = registration();
         let mut p = reg.poster(0).unwrap();
-        p.interrupt(&tickets[64]);
+        p.interrupt(&last);
     }
 }
