@@ -15,19 +15,6 @@ static void *sleeper(void *arg)
     return (void *)(intptr_t)((long)(intptr_t)arg + 1);
 }
 
-static struct timespec in_ms(clockid_t clock, long ms)
-{
-    struct timespec t;
-    clock_gettime(clock, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 static uint64_t h = MIX_INIT;
 
 static void *last(void *arg)
@@ -47,14 +34,14 @@ int main(void)
 
     CHECK_RC(pthread_create(&t, NULL, sleeper, (void *)(intptr_t)300));
     CHECK(pthread_tryjoin_np(t, &v) == EBUSY, "tryjoin on a running thread");
-    struct timespec soon = in_ms(CLOCK_REALTIME, 50);
+    struct timespec soon = deadline_ms(CLOCK_REALTIME, 50);
     CHECK(pthread_timedjoin_np(t, &v, &soon) == ETIMEDOUT, "timedjoin before the end");
-    struct timespec mono = in_ms(CLOCK_MONOTONIC, 30);
+    struct timespec mono = deadline_ms(CLOCK_MONOTONIC, 30);
     CHECK(pthread_clockjoin_np(t, &v, CLOCK_MONOTONIC, &mono) == ETIMEDOUT,
           "clockjoin before the end");
     CHECK(pthread_clockjoin_np(t, &v, CLOCK_PROCESS_CPUTIME_ID, &mono) == EINVAL,
           "clockjoin on an unsupported clock");
-    struct timespec later = in_ms(CLOCK_MONOTONIC, 10000);
+    struct timespec later = deadline_ms(CLOCK_MONOTONIC, 10000);
     CHECK_RC(pthread_clockjoin_np(t, &v, CLOCK_MONOTONIC, &later));
     CHECK((intptr_t)v == 301, "clockjoin's value %ld", (long)(intptr_t)v);
     printf("timed joins ok\n");
@@ -64,7 +51,7 @@ int main(void)
     while (pthread_tryjoin_np(t, &v) == EBUSY)
         sleep_ms(5);
     CHECK((intptr_t)v == 11, "tryjoin's value %ld", (long)(intptr_t)v);
-    later = in_ms(CLOCK_REALTIME, 1000);
+    later = deadline_ms(CLOCK_REALTIME, 1000);
     CHECK_RC(pthread_create(&t, NULL, sleeper, (void *)(intptr_t)0));
     CHECK_RC(pthread_timedjoin_np(t, &v, &later));
     CHECK((intptr_t)v == 1, "timedjoin's value %ld", (long)(intptr_t)v);
