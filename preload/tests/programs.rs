@@ -600,6 +600,9 @@ fn linked_in_place_of_lpthread() {
     let linked = Command::new(&linked_bin)
         .current_dir(&dir.path)
         .env_remove("LD_PRELOAD")
+        // cargo's LD_LIBRARY_PATH names target/<profile>, where an older `cargo build` may have
+        // left another libflexsc.so; it would win over the binary's rpath (a RUNPATH).
+        .env_remove("LD_LIBRARY_PATH")
         .env("FLEXSC_STATS", &stats)
         .stdin(Stdio::null())
         .output()
