@@ -40,13 +40,14 @@
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use flexsc_threads::Interrupter;
 use flexsc_threads::futex::{self, BITSET_MATCH_ANY};
 use libc::{c_int, pthread_t};
 
+use crate::fork_table::ForkTable;
 use crate::real;
 use crate::rt::{self, InLib};
 use crate::sync::wait::{CANCELLATION, Cancellation};
@@ -142,25 +143,14 @@ struct Tables {
     glibc_waits: HashMap<pthread_t, (usize, u64)>,
 }
 
-type Table = Option<Tables>;
-
-/// The [`Tables`]: a static one to begin with, a fresh one in each fork child
-/// ([`reset_after_fork`]).
-static FIRST: Mutex<Table> = Mutex::new(None);
-static TABLE: AtomicPtr<Mutex<Table>> =
-    AtomicPtr::new(&FIRST as *const Mutex<Table> as *mut Mutex<Table>);
-
-/// The table, locked (call it as the library's own code, [`InLib`]: its lock is std's).
-fn table() -> MutexGuard<'static, Table> {
-    // SAFETY: TABLE points at FIRST or at a leaked Box, never freed.
-    lock(unsafe { &*TABLE.load(Ordering::Acquire) })
-}
+/// The [`Tables`] (fresh in each fork child; lock it as the library's own code, [`InLib`]: its
+/// lock is std's).
+static TABLE: ForkTable<Tables> = ForkTable::new();
 
 /// In a fork child: the parent's green threads are gone, the table's lock may have been held at
 /// the fork (the old table is leaked), and the thread that forked is no longer a green thread.
 pub(crate) fn reset_after_fork() {
-    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
-    TABLE.store(fresh, Ordering::Release);
+    TABLE.reset_after_fork();
     LOCAL.with(|l| l.state.set(std::ptr::null()));
 }
 
@@ -185,7 +175,7 @@ pub(crate) fn new_state() -> Arc<State> {
 /// creator once it knows the id, and by the thread itself first, whichever comes first.
 pub(crate) fn publish(id: pthread_t, st: &Arc<State>) {
     let _lib = InLib::enter();
-    let mut t = table();
+    let mut t = TABLE.lock();
     if !st.ended.load(Ordering::Relaxed) {
         t.get_or_insert_with(Tables::default)
             .green
@@ -207,7 +197,7 @@ pub(crate) fn unregister() {
         return;
     };
     LOCAL.with(|l| l.state.set(std::ptr::null()));
-    let mut t = table();
+    let mut t = TABLE.lock();
     st.ended.store(true, Ordering::Relaxed);
     if let Some(t) = t.as_mut() {
         // SAFETY: pthread_self has no preconditions.
@@ -382,7 +372,7 @@ impl Cancellation for Hooks {
                 let _lib = InLib::enter();
                 // SAFETY: pthread_self has no preconditions.
                 let me = unsafe { libc::pthread_self() };
-                let mut t = table();
+                let mut t = TABLE.lock();
                 t.get_or_insert_with(Tables::default)
                     .glibc_waits
                     .insert(me, (word, n));
@@ -401,7 +391,7 @@ impl Cancellation for Hooks {
             Some(st) => st.waiting.store(0, Ordering::SeqCst),
             None => {
                 let _lib = InLib::enter();
-                if let Some(t) = table().as_mut() {
+                if let Some(t) = TABLE.lock().as_mut() {
                     // SAFETY: pthread_self has no preconditions.
                     t.glibc_waits.remove(&unsafe { libc::pthread_self() });
                 }
@@ -553,7 +543,10 @@ pub unsafe extern "C-unwind" fn pthread_cancel(thread: pthread_t) -> c_int {
     install();
     let target = {
         let _lib = InLib::enter();
-        table().as_ref().and_then(|t| t.green.get(&thread).cloned())
+        TABLE
+            .lock()
+            .as_ref()
+            .and_then(|t| t.green.get(&thread).cloned())
     };
     if let Some(st) = target {
         st.cancel();
@@ -570,7 +563,8 @@ pub unsafe extern "C-unwind" fn pthread_cancel(thread: pthread_t) -> c_int {
         // wait (see `Hooks::enter`).
         let glibc_wait = || {
             let _lib = InLib::enter();
-            table()
+            TABLE
+                .lock()
                 .as_ref()
                 .and_then(|t| t.glibc_waits.get(&thread).copied())
         };

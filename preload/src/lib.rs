@@ -24,6 +24,7 @@
 
 pub mod c11;
 pub mod cancel;
+mod fork_table;
 pub mod io;
 pub mod key;
 pub mod pthread;

@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use flexsc_threads::{JoinHandle, SpawnOptions};
 use libc::{c_int, pthread_attr_t, pthread_t};
 
+use crate::fork_table::ForkTable;
 use crate::{real, rt};
 
 /// A start routine, called with the "C-unwind" ABI so `pthread_exit` can unwind through it.
@@ -25,25 +26,13 @@ type StartRoutine = extern "C-unwind" fn(*mut c_void) -> *mut c_void;
 /// What a green thread's function returns: its `void *` result.
 type Exit = usize;
 
-type Joinable = Option<HashMap<pthread_t, JoinHandle<Exit>>>;
-
-/// Green threads not yet joined or detached, by `pthread_t`: a static table to begin with, a
-/// fresh one in each fork child ([`reset_after_fork`]).
-static FIRST: Mutex<Joinable> = Mutex::new(None);
-static JOINABLE: AtomicPtr<Mutex<Joinable>> =
-    AtomicPtr::new(&FIRST as *const Mutex<Joinable> as *mut Mutex<Joinable>);
-
-fn joinable() -> std::sync::MutexGuard<'static, Joinable> {
-    // SAFETY: JOINABLE points at FIRST or at a leaked Box, never freed.
-    let table = unsafe { &*JOINABLE.load(Ordering::Acquire) };
-    table.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Green threads not yet joined or detached, by `pthread_t` (fresh in each fork child).
+static JOINABLE: ForkTable<HashMap<pthread_t, JoinHandle<Exit>>> = ForkTable::new();
 
 /// In a fork child: the parent's threads are not the child's to join (nor to cancel), and the
 /// tables' locks may have been held by one of them at the fork; the old tables are leaked.
 pub(crate) fn reset_after_fork() {
-    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
-    JOINABLE.store(fresh, Ordering::Release);
+    JOINABLE.reset_after_fork();
     LIVE.store(0, Ordering::SeqCst);
     MAIN_EXITED.store(false, Ordering::SeqCst);
     EXITING.store(false, Ordering::SeqCst);
@@ -149,7 +138,8 @@ pub unsafe extern "C" fn pthread_create(
     // Cancellable from now on, even before it runs.
     crate::cancel::publish(id, &cancel);
     if !detached {
-        joinable()
+        JOINABLE
+            .lock()
             .get_or_insert_with(HashMap::new)
             .insert(id, handle);
     }
@@ -230,7 +220,8 @@ fn exit_value(p: Box<dyn Any + Send>) -> Exit {
 /// (`Some(false)`); `None` if it is not a joinable green thread.
 pub(crate) fn green_finished(thread: pthread_t) -> Option<bool> {
     let _lib = rt::InLib::enter();
-    joinable()
+    JOINABLE
+        .lock()
         .as_ref()
         .and_then(|m| m.get(&thread).map(JoinHandle::is_finished))
 }
@@ -250,7 +241,7 @@ pub unsafe extern "C-unwind" fn pthread_join(thread: pthread_t, retval: *mut *mu
         crate::cancel::point();
     }
     let _lib = rt::InLib::enter();
-    let handle = joinable().as_mut().and_then(|m| m.remove(&thread));
+    let handle = JOINABLE.lock().as_mut().and_then(|m| m.remove(&thread));
     let Some(handle) = handle else {
         // Not a green thread we know: glibc's (created natively), or an error glibc reports.
         // SAFETY: forwarded unchanged.
@@ -387,7 +378,7 @@ unsafe fn timed_join(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_detach(thread: pthread_t) -> c_int {
     let _lib = rt::InLib::enter();
-    match joinable().as_mut().and_then(|m| m.remove(&thread)) {
+    match JOINABLE.lock().as_mut().and_then(|m| m.remove(&thread)) {
         Some(h) => {
             if !h.is_finished() {
                 green_threads().detached.insert(thread);
@@ -456,7 +447,10 @@ fn green_threads() -> std::sync::MutexGuard<'static, GreenThreads> {
 fn is_green(thread: pthread_t) -> bool {
     // SAFETY: pthread_self has no preconditions.
     (thread == unsafe { libc::pthread_self() } && rt::on_green_thread())
-        || joinable().as_ref().is_some_and(|m| m.contains_key(&thread))
+        || JOINABLE
+            .lock()
+            .as_ref()
+            .is_some_and(|m| m.contains_key(&thread))
         || green_threads().detached.contains(&thread)
 }
 

@@ -26,13 +26,14 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flexsc_threads::Interrupter;
 use libc::{c_int, pthread_t, sigset_t};
 
+use crate::fork_table::ForkTable;
 use crate::{real, rt};
 
 /// One green thread's signal state.
@@ -52,25 +53,12 @@ unsafe impl Send for SigState {}
 // SAFETY: as above; every field is behind an atomic or a mutex.
 unsafe impl Sync for SigState {}
 
-type Table = Option<HashMap<pthread_t, Arc<SigState>>>;
+/// Live green threads' signal states, by `pthread_t` (fresh in each fork child).
+static TABLE: ForkTable<HashMap<pthread_t, Arc<SigState>>> = ForkTable::new();
 
-/// Live green threads' signal states, by `pthread_t`: a static table to begin with, a fresh one in
-/// each fork child ([`reset_after_fork`]).
-static FIRST: Mutex<Table> = Mutex::new(None);
-static TABLE: AtomicPtr<Mutex<Table>> =
-    AtomicPtr::new(&FIRST as *const Mutex<Table> as *mut Mutex<Table>);
-
-fn table() -> std::sync::MutexGuard<'static, Table> {
-    // SAFETY: TABLE points at FIRST or at a leaked Box, never freed.
-    let t = unsafe { &*TABLE.load(Ordering::Acquire) };
-    t.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// In a fork child: the parent's green threads are gone, and the table's lock may have been held
-/// at the fork; the old table is leaked.
+/// In a fork child: the parent's green threads are gone.
 pub(crate) fn reset_after_fork() {
-    let fresh = Box::into_raw(Box::new(Mutex::new(None)));
-    TABLE.store(fresh, Ordering::Release);
+    TABLE.reset_after_fork();
 }
 
 thread_local! {
@@ -126,7 +114,7 @@ pub(crate) fn register(mask: u64) {
     MINE.with(|m| m.set(Arc::as_ptr(&st)));
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
-    table().get_or_insert_with(HashMap::new).insert(me, st);
+    TABLE.lock().get_or_insert_with(HashMap::new).insert(me, st);
 }
 
 /// Called by a green thread last: signals sent to it from now on are dropped, as glibc drops
@@ -135,7 +123,7 @@ pub(crate) fn unregister() {
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     MINE.with(|m| m.set(std::ptr::null()));
-    if let Some(t) = table().as_mut() {
+    if let Some(t) = TABLE.lock().as_mut() {
         t.remove(&me);
     }
 }
@@ -180,7 +168,7 @@ fn send(
     let target = loop {
         let found = {
             let _lib = rt::InLib::enter();
-            table().as_ref().and_then(|t| t.get(&thread).cloned())
+            TABLE.lock().as_ref().and_then(|t| t.get(&thread).cloned())
         };
         if let Some(t) = found {
             break t;
