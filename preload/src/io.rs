@@ -22,7 +22,7 @@ use libc::{
 use crate::{cancel, real, rt, signal};
 
 /// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
-fn settle(r: i64) -> i64 {
+pub(crate) fn settle(r: i64) -> i64 {
     if r < 0 {
         set_errno((-r) as c_int);
         -1
@@ -31,7 +31,7 @@ fn settle(r: i64) -> i64 {
     }
 }
 
-fn set_errno(e: c_int) {
+pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns the calling thread's errno (the green thread's own: it
     // runs on its own TLS block).
     unsafe { *libc::__errno_location() = e };
@@ -45,7 +45,7 @@ fn set_errno(e: c_int) {
 /// # Safety
 /// `args` valid for the call: the caller's pointers stay valid until it returns (the green
 /// thread stays parked inside `syscall` until the kernel is done with them).
-unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
+pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
     loop {
         if point {
             cancel::point();

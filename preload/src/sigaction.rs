@@ -32,8 +32,7 @@ pub unsafe extern "C" fn sigaction(
     if rt::application_caller() {
         if sig == interrupt_signal() && !act.is_null() {
             refuse_once(sig);
-            // SAFETY: the calling thread's own errno.
-            unsafe { *libc::__errno_location() = libc::EINVAL };
+            crate::io::set_errno(libc::EINVAL);
             return -1;
         }
         // SAFETY: the caller's contract: `act` and `old` null or valid.
@@ -63,8 +62,7 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     if handler == libc::SIG_ERR || !(1..=64).contains(&sig) {
-        // SAFETY: the calling thread's own errno.
-        unsafe { *libc::__errno_location() = libc::EINVAL };
+        crate::io::set_errno(libc::EINVAL);
         return libc::SIG_ERR;
     }
     // SAFETY: zeroed sigactions are valid; sigemptyset/sigaddset write the one we own.

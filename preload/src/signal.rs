@@ -273,11 +273,7 @@ pub unsafe extern "C" fn sigprocmask(
         // SAFETY: the caller's contract.
         Some(st) => match unsafe { change_mask(st, how, set, old) } {
             0 => 0,
-            e => {
-                // SAFETY: the calling thread's own errno.
-                unsafe { *libc::__errno_location() = e };
-                -1
-            }
+            e => fail(e),
         },
         // SAFETY: forwarded unchanged.
         None => unsafe { real::sigprocmask()(how, set, old) },
@@ -412,8 +408,7 @@ pub unsafe extern "C-unwind" fn sigtimedwait(
 
 /// -1 with `errno`.
 fn fail(e: c_int) -> c_int {
-    // SAFETY: the calling thread's own errno.
-    unsafe { *libc::__errno_location() = e };
+    crate::io::set_errno(e);
     -1
 }
 

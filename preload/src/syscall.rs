@@ -15,7 +15,7 @@ use std::time::Instant;
 use flexsc_threads::futex::{self, BITSET_MATCH_ANY};
 use libc::{c_long, timespec};
 
-use crate::io;
+use crate::io::{self, settle};
 use crate::rt::{self, InLib};
 
 const FUTEX_WAIT: c_long = 0;
@@ -52,31 +52,13 @@ pub unsafe extern "C" fn syscall(
         }
         if rt::on_green_thread() {
             drop(_lib);
-            loop {
-                let r = {
-                    let _lib = InLib::enter();
-                    // SAFETY: the caller's contract.
-                    unsafe { flexsc_threads::syscall(nr, &args) }
-                };
-                if let Some(r) = crate::signal::after_call(r, io::restartable(nr)) {
-                    return settle(r);
-                }
-            }
+            // Not a cancellation point: glibc's syscall() is not one.
+            // SAFETY: the caller's contract.
+            return settle(unsafe { io::green_call(nr, &args, false) });
         }
     }
     // SAFETY: the caller's contract; a raw trap, so nothing of ours can recurse.
     settle(unsafe { flexsc_threads::kmod::raw::syscall6(nr as u64, &args) })
-}
-
-/// libc's convention: -1 and errno for a negative result.
-fn settle(r: i64) -> c_long {
-    if r < 0 {
-        // SAFETY: the calling thread's own errno.
-        unsafe { *libc::__errno_location() = (-r) as i32 };
-        -1
-    } else {
-        r as c_long
-    }
 }
 
 /// A private futex operation with green threads in mind; `None`: the kernel's (an OS thread's
