@@ -2,9 +2,11 @@
 //! (filtered to [`child_process_entry`], its role chosen by an environment variable), lets it
 //! fault, and checks how it died and what it printed.
 
+mod common;
+
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use corosensei::{Coroutine, Yielder};
@@ -22,16 +24,7 @@ const USER_EXIT: i32 = 77;
 
 /// Runs `role` in a child process and returns how it ended.
 fn run_child(role: &str) -> (Output, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .output()
-        .unwrap();
+    let out = common::child::command(ROLE, role).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out, stderr)
 }

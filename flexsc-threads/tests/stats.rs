@@ -5,9 +5,11 @@
 //! [`child_process_entry`], its role chosen by an environment variable) with `FLEXSC_STATS`
 //! naming a file, and checks the tables the child appended to it.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,14 +30,7 @@ fn stats_file(case: &str) -> PathBuf {
 
 /// Starts this binary as a child in `role`, its statistics going to `path`.
 fn start_child(role: &str, path: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
+    common::child::command(ROLE, role)
         .env("FLEXSC_STATS", path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
