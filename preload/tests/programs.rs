@@ -92,6 +92,12 @@ impl Drop for WorkDir {
 
 /// Compiles `source` (C, or C++ when it ends in `.cpp`) into `out`.
 fn compile(source: &Path, out: &Path) -> Result<(), String> {
+    compile_with(source, out, &[])
+}
+
+/// As [`compile`], with `extra` arguments after the source (later flags override earlier ones,
+/// libraries link in order).
+fn compile_with(source: &Path, out: &Path, extra: &[String]) -> Result<(), String> {
     let cpp = source.extension().is_some_and(|e| e == "cpp");
     let (compiler, std) = if cpp {
         ("g++", "-std=c++17")
@@ -102,6 +108,7 @@ fn compile(source: &Path, out: &Path) -> Result<(), String> {
         .args([std, "-O2", "-g", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(out)
         .arg(source)
+        .args(extra)
         .stdin(Stdio::null())
         .output();
     let output = match output {
@@ -581,20 +588,13 @@ fn linked_in_place_of_lpthread() {
     let native_bin = dir.path.join("native");
     let linked_bin = dir.path.join("linked");
     compile(&src, &native_bin).unwrap_or_else(|e| panic!("lifecycle.c: {e}"));
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-o"])
-        .arg(&linked_bin)
-        .arg(&src)
-        .arg(format!("-L{}", libdir.display()))
-        .arg(format!("-Wl,-rpath,{}", libdir.display()))
-        .arg("-lflexsc")
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "linking with -lflexsc failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let link = [
+        format!("-L{}", libdir.display()),
+        format!("-Wl,-rpath,{}", libdir.display()),
+        "-lflexsc".to_string(),
+    ];
+    compile_with(&src, &linked_bin, &link)
+        .unwrap_or_else(|e| panic!("linking with -lflexsc failed: {e}"));
     let native = run("native", &native_bin, &dir.path, None, TIMEOUT);
     let stats = dir.path.join("linked.stats");
     let linked = Command::new(&linked_bin)
@@ -662,17 +662,8 @@ int main(void) {
     let src = dir.path.join("overflow.c");
     fs::write(&src, SOURCE).expect("write the program");
     let bin = dir.path.join("overflow");
-    let out = Command::new("cc")
-        .args(["-O0", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // -O0: the recursion must stay a recursion.
+    compile_with(&src, &bin, &["-O0".to_string()]).unwrap_or_else(|e| panic!("{e}"));
     let run = Command::new(&bin)
         .env("LD_PRELOAD", preload_library())
         .stdin(Stdio::null())
