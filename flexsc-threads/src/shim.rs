@@ -3,9 +3,9 @@
 //! inside loom's model checker (`loom-tests/`), as `flexsc-kmod/src/sync.rs` does for the kernel
 //! side.
 //!
-//! For real, these are std's atomics and mutex and the runtime's park (a green thread gives its
-//! carrier to others, an OS thread blocks): plain re-exports, so the shim costs nothing. Under
-//! loom every waiter is a loom thread (loom's `park` and `Thread::unpark`), and time is
+//! For real, these are std's atomics and mutex and the runtime's wait-list park (a green thread
+//! gives its carrier to others, an OS thread blocks): plain re-exports, so the shim costs nothing.
+//! Under loom every waiter is a loom thread (loom's `park` and `Thread::unpark`), and time is
 //! abstracted: a deadline has always passed ([`expired`]), so a timed wait looks once for its
 //! wake-up and then gives up, racing its withdrawal against any wake (the interleavings in which
 //! a timeout can go wrong).
@@ -20,9 +20,9 @@ pub(crate) use std::sync::atomic::{
 };
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 // Per-thread statics: per loom thread under loom, whose threads all run on one OS thread.
 #[cfg(loom)]
@@ -31,7 +31,29 @@ pub(crate) use loom::thread_local;
 pub(crate) use std::thread_local;
 
 #[cfg(not(loom))]
-pub(crate) use crate::runtime::{Unparker, current_id, park, park_deadline, yield_now};
+pub(crate) use crate::runtime::{Sleeper, Woke, current_id, wait, yield_now};
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// std's `UnsafeCell` with loom's access API, so one body serves both.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    /// A cell holding `v`.
+    pub(crate) const fn new(v: T) -> Self {
+        Self(std::cell::UnsafeCell::new(v))
+    }
+
+    /// Runs `f` on a pointer to the contents (the caller rules out aliasing, as with std's).
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
 
 use std::time::Instant;
 
@@ -72,34 +94,147 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
-/// Wakes one parked loom thread: the model's stand-in for the runtime's `Unparker`.
+/// The wait lists' lock: for real a spin lock (held for a few instructions, never across a
+/// park, so a waiter spins briefly and then yields the CPU to a holder that was preempted);
+/// under loom a loom mutex, as loom cannot explore spin loops (every spin is a branch).
+pub(crate) struct ListLock {
+    #[cfg(not(loom))]
+    locked: AtomicBool,
+    #[cfg(loom)]
+    mutex: Mutex<()>,
+}
+
+/// Holds a [`ListLock`]; releases it when dropped.
+pub(crate) struct ListGuard<'a> {
+    #[cfg(not(loom))]
+    locked: &'a AtomicBool,
+    #[cfg(loom)]
+    _guard: MutexGuard<'a, ()>,
+}
+
+/// Spins on a held [`ListLock`] before yielding the CPU.
+#[cfg(not(loom))]
+const LOCK_SPINS: u32 = 100;
+
+impl ListLock {
+    const_fn! {
+        /// Unlocked.
+        pub(crate) fn new() -> Self {
+            Self {
+                #[cfg(not(loom))]
+                locked: AtomicBool::new(false),
+                #[cfg(loom)]
+                mutex: Mutex::new(()),
+            }
+        }
+    }
+
+    /// Takes the lock.
+    #[cfg(not(loom))]
+    pub(crate) fn lock(&self) -> ListGuard<'_> {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while self.locked.load(Ordering::Relaxed) {
+                spins += 1;
+                if spins < LOCK_SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        ListGuard {
+            locked: &self.locked,
+        }
+    }
+
+    /// Takes the lock.
+    #[cfg(loom)]
+    pub(crate) fn lock(&self) -> ListGuard<'_> {
+        ListGuard {
+            _guard: self.mutex.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for ListGuard<'_> {
+    fn drop(&mut self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+// Under loom a wait-list waiter is a loom thread with a green thread's park state: the wake-up
+// under the list lock makes the state transition (as `Task::wake` does), and only a transition
+// out of WAITING is followed, after the lock, by the loom unpark that stands for queueing the
+// green thread on its carrier.
 #[cfg(loom)]
-#[derive(Clone, Debug)]
-pub(crate) struct Unparker(loom::thread::Thread);
+loom::thread_local! {
+    static PARK: std::sync::Arc<crate::park::ParkState> = std::sync::Arc::default();
+}
+
+/// A wait-list waiter: the model's stand-in for the runtime's `Sleeper`.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct Sleeper {
+    park: std::sync::Arc<crate::park::ParkState>,
+    thread: loom::thread::Thread,
+}
 
 #[cfg(loom)]
-impl Unparker {
-    /// The calling loom thread's unparker.
+impl Sleeper {
+    /// The calling loom thread.
     pub(crate) fn current() -> Self {
-        Self(loom::thread::current())
+        Self {
+            park: PARK.with(|p| p.clone()),
+            thread: loom::thread::current(),
+        }
     }
 
-    /// Wakes the thread, or makes its next park return at once.
-    pub(crate) fn unpark(&self) {
-        self.0.unpark();
+    /// Unparks the waiter's park state under the list lock, as `Task::wake` does.
+    ///
+    /// # Safety
+    /// None needed under loom; unsafe to match the runtime's `Sleeper::wake`.
+    pub(crate) unsafe fn wake(&self) -> Woke {
+        use crate::park::Unparked;
+        Woke((self.park.unpark() != Unparked::Running).then(|| self.thread.clone()))
     }
 }
 
-/// Parks the calling loom thread until unparked.
+/// A wake-up begun under a wait list's lock: the thread to "queue" (unpark), if it was waiting.
 #[cfg(loom)]
-pub(crate) fn park() {
+#[derive(Debug)]
+pub(crate) struct Woke(Option<loom::thread::Thread>);
+
+#[cfg(loom)]
+impl Woke {
+    /// Unparks the thread if the wake-up took it out of WAITING.
+    pub(crate) fn finish(self) {
+        if let Some(t) = self.0 {
+            t.unpark();
+        }
+    }
+}
+
+/// A green thread's wait, on a loom thread: consume a notification, else suspend as WAITING and
+/// sleep until a wake-up's `finish`. A timed wait's deadline passes at once (module doc): its
+/// timer fires right after the park, unparking like any waker.
+#[cfg(loom)]
+pub(crate) fn wait(deadline: Option<Instant>) {
+    use crate::park::{Park, Unparked};
+    let park = PARK.with(|p| p.clone());
+    if park.take_notification() || !park.try_park(Park::Waiting) {
+        return;
+    }
+    // Only a transition out of WAITING (by a waker or by the timer) resumes us: one unpark each.
+    if deadline.is_some() && park.unpark() == Unparked::Waiting {
+        return; // the timer woke us
+    }
     loom::thread::park();
-}
-
-/// A timed park whose deadline passes at once (module doc): returns without waiting.
-#[cfg(loom)]
-pub(crate) fn park_deadline(_deadline: Instant) {
-    loom::thread::yield_now();
 }
 
 /// No loom thread is a green thread.

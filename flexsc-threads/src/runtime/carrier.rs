@@ -225,6 +225,15 @@ impl Carrier {
                     self.push_ready(task);
                 }
             }
+            CoroutineResult::Yield(Suspend::Wait(deadline)) => {
+                // The timer's reference is taken first: once waiting, the task is not ours.
+                if let Some(at) = deadline {
+                    self.timers.add(at, task.clone());
+                }
+                if let Some(task) = task.wait() {
+                    self.push_ready(task);
+                }
+            }
             CoroutineResult::Yield(Suspend::Syscall(call)) => self.post(task, call),
         }
     }
@@ -370,8 +379,8 @@ impl Carrier {
         let mut any = false;
         self.timers.due(Instant::now(), |task| {
             any = true;
-            if task.unpark() {
-                shared.schedule(task);
+            if let Some(t) = task.wake() {
+                shared.schedule(t);
             }
         });
         any

@@ -79,8 +79,8 @@ impl Interrupter {
             self.shared.wake_carrier(c);
         }
         // A park returns (its caller re-checks, as after any spurious wake-up).
-        if self.task.unpark() {
-            self.shared.schedule(self.task.clone());
+        if let Some(t) = self.task.wake() {
+            self.shared.schedule(t);
         }
     }
 }

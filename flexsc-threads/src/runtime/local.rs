@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn task(id: u64) -> Arc<Task> {
-        Arc::new(Task::new(id, None, 0, 0..0, None))
+        Arc::new(Task::new(id, None, 0, 0..0, None, Default::default()))
     }
 
     fn ids(r: &mut Ready, n: usize) -> Vec<u64> {

@@ -5,6 +5,7 @@ mod interrupt;
 mod local;
 mod mark;
 mod queue;
+mod sleeper;
 mod stats;
 mod syscall_names;
 mod task;
@@ -28,6 +29,7 @@ pub use interrupt::{Interrupter, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
+pub(crate) use sleeper::{Sleeper, Woke, wait};
 pub use stats::{
     BATCH_BUCKETS, COUNTED_SYSCALLS, CarrierStats, StatsTable, SyscallStats, syscall_name,
 };
@@ -198,7 +200,20 @@ impl Shared {
             Some(c) => unsafe { self.local(c, |l| l.next_id(&NEXT_ID)) },
             None => NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let mut fresh = Task::new(id, name, home, guard, tls);
+        // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither resumes
+        // nor re-enters.
+        let cached = here.and_then(|c| unsafe { self.local(c, |l| l.tasks.pop()) });
+        // A cached task was this runtime's: its reference to the runtime is reused as it is.
+        let (cached, runtime) = match cached {
+            Some(mut t) => {
+                let rt = Arc::get_mut(&mut t)
+                    .expect("a cached task is unshared")
+                    .take_runtime();
+                (Some(t), rt)
+            }
+            None => (None, Arc::downgrade(&self.arc())),
+        };
+        let mut fresh = Task::new(id, name, home, guard, tls, runtime);
         let tcb_hold = hold_tcb.then(|| {
             Arc::new(task::HeldTcb {
                 block: Mutex::new(None),
@@ -206,9 +221,7 @@ impl Shared {
             })
         });
         fresh.tcb_hold = tcb_hold.clone();
-        // SAFETY: a green thread of carrier c runs on c's kernel thread; popping neither resumes
-        // nor re-enters.
-        let task = match here.and_then(|c| unsafe { self.local(c, |l| l.tasks.pop()) }) {
+        let task = match cached {
             Some(mut cached) => {
                 // Unshared when cached, and nobody could have cloned it since.
                 *Arc::get_mut(&mut cached).expect("a cached task is unshared") = fresh;
@@ -889,8 +902,8 @@ impl Waiter {
     fn wake(&self) {
         match self {
             Waiter::Green(task, shared) => {
-                if task.unpark() {
-                    shared.schedule(task.clone());
+                if let Some(t) = task.wake() {
+                    shared.schedule(t);
                 }
             }
             Waiter::Os(t) => t.unpark(),

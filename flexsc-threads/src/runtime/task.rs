@@ -12,11 +12,13 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use flexsc_kmod::Syscall;
 
 use crate::fpu::FpuControl;
+use crate::park::{Park, Unparked};
 use crate::stack::Stack;
 use crate::tls::{self, TlsBlock};
 
@@ -25,8 +27,11 @@ use crate::tls::{self, TlsBlock};
 pub(crate) enum Suspend {
     /// Still runnable: put it at the back of the run queue.
     Yield,
-    /// Park until unparked (or, with a deadline, until then).
+    /// Park until unparked (or, with a deadline, until then), kept alive by the unparkers.
     Park(Option<std::time::Instant>),
+    /// As `Park`, in a wait list: the task holds a reference to itself meanwhile (see
+    /// [`crate::park`]), so the wait list needs none.
+    Wait(Option<std::time::Instant>),
     /// Run this system call exception-less; resume with its result.
     Syscall(Syscall),
 }
@@ -61,6 +66,8 @@ pub(crate) struct Task {
     park: crate::park::ParkState,
     /// The carrier it last ran on (a wake-up goes back there, for locality).
     pub(crate) home: AtomicUsize,
+    /// Its runtime, where a wake-up from outside it queues the task (if it still exists).
+    runtime: Weak<super::Shared>,
     /// Its interrupt mark and where its call is in flight ([`super::interrupt`]).
     pub(crate) interrupt: super::mark::InterruptMark,
     co: UnsafeCell<Option<GreenCoroutine>>,
@@ -81,12 +88,12 @@ pub(crate) struct Task {
 
 /// A finished green thread's TLS block, kept (its TCB address not reused) until the last of the
 /// task and its join handle lets go; then reset and given back to its runtime's pool.
-pub(crate) type TcbHold = std::sync::Arc<HeldTcb>;
+pub(crate) type TcbHold = Arc<HeldTcb>;
 
 /// See [`TcbHold`].
 pub(crate) struct HeldTcb {
     pub(crate) block: std::sync::Mutex<Option<TlsBlock>>,
-    pub(crate) runtime: std::sync::Weak<super::Shared>,
+    pub(crate) runtime: Weak<super::Shared>,
 }
 
 impl Drop for HeldTcb {
@@ -129,8 +136,10 @@ impl Task {
         home: usize,
         guard: std::ops::Range<usize>,
         tls: Option<TlsBlock>,
+        runtime: Weak<super::Shared>,
     ) -> Self {
         Self {
+            runtime,
             guard,
             id,
             name,
@@ -184,13 +193,13 @@ impl Task {
     }
 
     /// An owning handle from a borrow (every task lives in an `Arc`, made in `Shared::spawn`).
-    pub(crate) fn arc(&self) -> std::sync::Arc<Task> {
+    pub(crate) fn arc(&self) -> Arc<Task> {
         let p = self as *const Task;
         // SAFETY: every Task is created inside an Arc and borrowed only through one (the carrier
         // holds it while the task runs); the strong count is bumped before the second Arc exists.
         unsafe {
-            std::sync::Arc::increment_strong_count(p);
-            std::sync::Arc::from_raw(p)
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
         }
     }
 
@@ -279,14 +288,42 @@ impl Task {
         self.park.take_notification()
     }
 
-    /// Carrier side of park (see [`crate::park`]).
+    /// Carrier side of a [`Suspend::Park`] (see [`crate::park`]): true if it is now parked.
     pub(crate) fn try_park(&self) -> bool {
-        self.park.try_park()
+        self.park.try_park(Park::Held)
     }
 
-    /// Wakes the task: true if the caller must now schedule it (see [`crate::park`]).
-    pub(crate) fn unpark(&self) -> bool {
-        self.park.unpark()
+    /// Carrier side of a [`Suspend::Wait`]: leaves the task waiting, holding the carrier's
+    /// reference to itself, or hands that reference back if an unpark came first (it must run
+    /// again).
+    pub(crate) fn wait(self: Arc<Self>) -> Option<Arc<Self>> {
+        let me = Arc::into_raw(self);
+        // SAFETY: `me` is the reference just released, which nobody else can take until the
+        // transition to WAITING below succeeds.
+        let parked = unsafe { (*me).park.try_park(Park::Waiting) };
+        // SAFETY: the park failed, so no unpark took the reference over: it is still ours.
+        (!parked).then(|| unsafe { Arc::from_raw(me) })
+    }
+
+    /// Wakes the task: the reference to queue it with, if it was suspended (see [`crate::park`]).
+    pub(crate) fn wake(&self) -> Option<Arc<Self>> {
+        match self.park.unpark() {
+            Unparked::Running => None,
+            Unparked::Held => Some(self.arc()),
+            // SAFETY: a waiting task holds one reference to itself, released into `wait` by its
+            // carrier; leaving WAITING hands it to whoever made the transition, here us.
+            Unparked::Waiting => Some(unsafe { Arc::from_raw(self) }),
+        }
+    }
+
+    /// Its runtime, if it still exists.
+    pub(crate) fn runtime(&self) -> &Weak<super::Shared> {
+        &self.runtime
+    }
+
+    /// Takes its runtime reference (for the in-place reuse of a finished task).
+    pub(crate) fn take_runtime(&mut self) -> Weak<super::Shared> {
+        std::mem::take(&mut self.runtime)
     }
 }
 

@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use super::waitlist::WaitList;
-use crate::shim::{Unparker, const_fn};
+use crate::shim::const_fn;
 
 const READ: u8 = 0;
 const WRITE: u8 = 1;
@@ -73,18 +73,16 @@ impl<T: ?Sized> RwLock<T> {
         if let Some(g) = self.try_read() {
             return g;
         }
-        let me = Unparker::current();
-        let ticket = {
-            let mut l = self.q.lock();
-            let s = l.state();
+        let still = |s: &mut State| {
             if !s.writer && s.writers_waiting == 0 {
                 s.readers += 1;
-                return RwLockReadGuard::new(self);
+                return false;
             }
-            l.enqueue(READ, me)
+            true
         };
-        // Woken means granted: the waker counted us in `readers`.
-        self.q.park(&ticket, None);
+        // Either way it is ours: taken under the lock, or granted by the waker, which counted us
+        // in `readers`.
+        self.q.wait_tagged(READ, still, None);
         RwLockReadGuard::new(self)
     }
 
@@ -100,20 +98,18 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Exclusive access, parking until every holder is gone (and earlier waiters served).
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        let me = Unparker::current();
-        let ticket = {
-            let mut l = self.q.lock();
-            let s = l.state();
+        let still = |s: &mut State| {
             // Free implies nobody queued: a release with waiters hands the lock over at once.
             if !s.writer && s.readers == 0 {
                 s.writer = true;
-                return RwLockWriteGuard::new(self);
+                return false;
             }
             s.writers_waiting += 1;
-            l.enqueue(WRITE, me)
+            true
         };
-        // Woken means granted: the waker set `writer` for us.
-        self.q.park(&ticket, None);
+        // Either way it is ours: taken under the lock, or granted by the waker, which set
+        // `writer` for us.
+        self.q.wait_tagged(WRITE, still, None);
         RwLockWriteGuard::new(self)
     }
 

@@ -1,35 +1,52 @@
-//! The wait queue every primitive (and each bucket of the futex table) parks on: a FIFO of
-//! [`Unparker`]s, each with a tag saying what it waits for, plus whatever state the primitive
-//! wants edited atomically with it, behind a std mutex that is held only for those edits (never
-//! across a park, and unparks happen after it is released).
+//! The wait queue every primitive (and each bucket of the futex table) parks on: an intrusive
+//! FIFO of waiters, each a node on its own stack with a tag saying what it waits for, plus
+//! whatever state the primitive wants edited atomically with it, behind a spin lock held only for
+//! those edits (never across a park).
 //!
-//! The protocol that makes wake-ups impossible to lose: a waiter is dequeued only by a waker, and
-//! the waker marks it `woken` *while holding the list lock*. So a waiter whose park times out
-//! takes the lock and tries to remove itself: if it is still queued, nobody woke it (it timed
-//! out, and no wake was spent on it); if it is gone, a waker took it and the wake is its own
-//! (it must act as woken, not as timed out, or the wake would be lost).
+//! Nodes live in the waiting function's frame, so queueing allocates nothing, and they name a
+//! green thread by address: a green thread waiting here holds a reference to itself (see
+//! [`crate::park`]), which the wake-up takes over. A wait therefore costs two locked operations
+//! on the list lock, plus the park state's, and no reference counting.
+//!
+//! A node's state goes QUEUED -> WAKING -> WOKEN, both steps made by the waker that dequeued it,
+//! under the list lock, with the unpark in between:
+//! - the waiter returns only once it sees WOKEN, so its node and (for a green thread) the thread
+//!   itself outlive every use the waker makes of them;
+//! - WAKING is stored before the unpark, so a waiter that consumed that unpark and looks again
+//!   sees WAKING or WOKEN and spins the few instructions to WOKEN, instead of parking again with
+//!   nobody left to wake it.
+//!
+//! A waiter whose deadline passes takes the lock: if its node is still QUEUED, nobody woke it (it
+//! unlinks itself and timed out, and no wake was spent on it); otherwise a waker took it (and,
+//! under the lock, finished: WOKEN), so it must act as woken, or the wake would be lost.
 //!
 //! Model-checked through the primitives built on it, under loom (`loom-tests/tests/mutex.rs`,
-//! `condvar.rs`, `futex.rs`).
+//! `condvar.rs`, `futex.rs`, `rwlock.rs`, ...).
 
-use std::collections::VecDeque;
+use std::cell::Cell;
+use std::ptr;
 use std::time::Instant;
 
 use crate::shim::{
-    Arc, AtomicBool, Mutex, MutexGuard, Ordering, Unparker, const_fn, expired, park, park_deadline,
+    AtomicU8, ListGuard, ListLock, Ordering, Sleeper, UnsafeCell, Woke, const_fn, expired,
+    spin_hint, wait,
 };
 
-/// One parked thread.
-struct Waiter<K> {
-    /// Set under the list lock by the waker that dequeued it.
-    woken: AtomicBool,
+const QUEUED: u8 = 0;
+const WAKING: u8 = 1;
+const WOKEN: u8 = 2;
+
+/// One waiter, on its own stack while queued.
+struct Node<K> {
+    /// Links, touched only under the list lock.
+    prev: Cell<*const Node<K>>,
+    next: Cell<*const Node<K>>,
     /// What the primitive queued it for (reader or writer, an address and bitset...).
     tag: K,
-    unparker: Unparker,
+    /// QUEUED, WAKING, WOKEN (module doc).
+    state: AtomicU8,
+    sleeper: Sleeper,
 }
-
-/// A queued waiter's handle on its place in a [`WaitList`].
-pub(crate) struct Ticket<K = u8>(Arc<Waiter<K>>);
 
 /// How a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,13 +61,23 @@ pub(crate) enum Wait {
 
 struct Inner<S, K> {
     state: S,
-    queue: VecDeque<Arc<Waiter<K>>>,
+    head: *const Node<K>,
+    tail: *const Node<K>,
 }
 
 /// A FIFO of parked threads, each tagged with a `K`, with state `S` edited under the same lock.
 pub(crate) struct WaitList<S = (), K = u8> {
-    inner: Mutex<Inner<S, K>>,
+    lock: ListLock,
+    inner: UnsafeCell<Inner<S, K>>,
 }
+
+// SAFETY: the state and the queue are only reached under the lock, which hands them to one
+// thread at a time; the nodes they point to are alive while queued (their waiters do not return
+// before a waker or they themselves unlink them, under the lock). Tags and state move between
+// threads with them, hence `Send` bounds.
+unsafe impl<S: Send, K: Send> Send for WaitList<S, K> {}
+// SAFETY: as above.
+unsafe impl<S: Send, K: Send> Sync for WaitList<S, K> {}
 
 impl<S: Default, K> Default for WaitList<S, K> {
     fn default() -> Self {
@@ -63,9 +90,11 @@ impl<S, K> WaitList<S, K> {
         /// An empty list.
         pub(crate) fn new(state: S) -> Self {
             Self {
-                inner: Mutex::new(Inner {
+                lock: ListLock::new(),
+                inner: UnsafeCell::new(Inner {
                     state,
-                    queue: VecDeque::new(),
+                    head: ptr::null(),
+                    tail: ptr::null(),
                 }),
             }
         }
@@ -74,51 +103,57 @@ impl<S, K> WaitList<S, K> {
     /// Takes the list lock (short: no parking while it is held).
     pub(crate) fn lock(&self) -> Locked<'_, S, K> {
         Locked {
-            // Every edit under this lock leaves the queue consistent, so a panic in a caller's
-            // closure does not make it unusable: ignore poisoning.
-            guard: Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())),
+            list: self,
+            guard: Some(self.lock.lock()),
             wake: ToWake::default(),
         }
     }
 
-    /// [`wait_if`](WaitList::wait_if), queued with `tag`.
+    /// Futex-style wait queued with `tag`: under the lock, parks only if `still(state)` holds
+    /// (it may also edit the state); then until a waker dequeues us or `deadline` passes.
     pub(crate) fn wait_tagged(
         &self,
         tag: K,
         still: impl FnOnce(&mut S) -> bool,
         deadline: Option<Instant>,
     ) -> Wait {
-        // Made before locking: it clones Arcs, which need not lengthen the critical section.
-        let me = Unparker::current();
-        let ticket = {
+        let node = Node {
+            prev: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+            tag,
+            state: AtomicU8::new(QUEUED),
+            sleeper: Sleeper::current(),
+        };
+        {
             let mut l = self.lock();
             if !still(l.state()) {
                 return Wait::Changed;
             }
-            l.enqueue(tag, me)
-        };
-        self.park(&ticket, deadline)
-    }
-
-    /// Parks on `ticket` until woken or `deadline`: [`Wait::Woken`] or [`Wait::TimedOut`].
-    pub(crate) fn park(&self, ticket: &Ticket<K>, deadline: Option<Instant>) -> Wait {
+            l.push_back(&node);
+        }
+        // `node` stays in this frame, unmoved, until the loop below sees it dequeued.
         loop {
-            if ticket.0.woken.load(Ordering::Acquire) {
-                return Wait::Woken;
+            match node.state.load(Ordering::Acquire) {
+                WOKEN => return Wait::Woken,
+                // A waker is between its unpark and WOKEN: a few instructions (module doc).
+                WAKING => {
+                    spin_hint();
+                    continue;
+                }
+                _ => {}
             }
             match deadline {
-                None => park(),
-                Some(d) if !expired(d) => park_deadline(d),
-                Some(_) => {
-                    // Timed out, unless a waker dequeued us meanwhile (module doc).
-                    return if self.lock().cancel(ticket) {
-                        Wait::TimedOut
-                    } else {
-                        Wait::Woken
-                    };
+                Some(d) if expired(d) => {
+                    let mut l = self.lock();
+                    if node.state.load(Ordering::Relaxed) == QUEUED {
+                        l.unlink(&node);
+                        return Wait::TimedOut;
+                    }
+                    // Dequeued by a waker, which finished under the lock: woken (module doc).
                 }
+                // May return spuriously: loop to look at the node again.
+                _ => wait(deadline),
             }
-            // park may return spuriously: loop to re-check `woken`.
         }
     }
 
@@ -134,8 +169,7 @@ impl<S, K> WaitList<S, K> {
 }
 
 impl<S> WaitList<S> {
-    /// Futex-style wait: under the lock, parks only if `still(state)` holds; then until a waker
-    /// dequeues us or `deadline` passes.
+    /// [`wait_tagged`](WaitList::wait_tagged) with the default tag.
     pub(crate) fn wait_if(
         &self,
         still: impl FnOnce(&mut S) -> bool,
@@ -145,30 +179,24 @@ impl<S> WaitList<S> {
     }
 }
 
-/// The list, locked. Threads it wakes are unparked when it is dropped, after the lock is released.
+/// The list, locked. Wake-ups it starts are finished when it is dropped, after the lock is
+/// released (queueing a green thread, unparking an OS thread).
 pub(crate) struct Locked<'a, S, K = u8> {
-    guard: Option<MutexGuard<'a, Inner<S, K>>>,
-    wake: ToWake<K>,
+    list: &'a WaitList<S, K>,
+    guard: Option<ListGuard<'a>>,
+    wake: ToWake,
 }
 
-/// The waiters a [`Locked`] dequeued, to unpark once the lock is released. Most wakes are of one
+/// The wake-ups a [`Locked`] started, to finish once the lock is released. Most wakes are of one
 /// thread: that one needs no allocation.
-struct ToWake<K> {
-    first: Option<Arc<Waiter<K>>>,
-    rest: Vec<Arc<Waiter<K>>>,
+#[derive(Default)]
+struct ToWake {
+    first: Option<Woke>,
+    rest: Vec<Woke>,
 }
 
-impl<K> Default for ToWake<K> {
-    fn default() -> Self {
-        Self {
-            first: None,
-            rest: Vec::new(),
-        }
-    }
-}
-
-impl<K> ToWake<K> {
-    fn push(&mut self, w: Arc<Waiter<K>>) {
+impl ToWake {
+    fn push(&mut self, w: Woke) {
         if self.first.is_none() {
             self.first = Some(w);
         } else {
@@ -176,34 +204,73 @@ impl<K> ToWake<K> {
         }
     }
 
-    fn unpark_all(&mut self) {
+    fn finish_all(&mut self) {
         for w in self.first.take().into_iter().chain(self.rest.drain(..)) {
-            w.unparker.unpark();
+            w.finish();
         }
     }
 }
 
 impl<S, K> Locked<'_, S, K> {
-    fn inner(&mut self) -> &mut Inner<S, K> {
-        self.guard
-            .as_mut()
-            .expect("the list is locked until dropped")
+    /// Runs `f` on the locked list.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Inner<S, K>) -> R) -> R {
+        // SAFETY: we hold the lock (made in `WaitList::lock`, released in drop), so nobody else
+        // reaches `inner`; `f` is one of this module's short edits and does not re-lock.
+        self.list.inner.with_mut(|p| f(unsafe { &mut *p }))
     }
 
     /// The primitive's state.
     pub(crate) fn state(&mut self) -> &mut S {
-        &mut self.inner().state
+        let p = self.with(|i| &mut i.state as *mut S);
+        // SAFETY: as in `with`; the borrow is tied to `self`, which keeps the lock held.
+        unsafe { &mut *p }
     }
 
-    /// Queues `unparker` at the back with `tag`.
-    pub(crate) fn enqueue(&mut self, tag: K, unparker: Unparker) -> Ticket<K> {
-        let w = Arc::new(Waiter {
-            woken: AtomicBool::new(false),
-            tag,
-            unparker,
+    fn push_back(&mut self, node: &Node<K>) {
+        let n: *const Node<K> = node;
+        self.with(|i| {
+            node.prev.set(i.tail);
+            node.next.set(ptr::null());
+            match i.tail.is_null() {
+                true => i.head = n,
+                // SAFETY: queued nodes are alive (the type's SAFETY note); we hold the lock.
+                false => unsafe { (*i.tail).next.set(n) },
+            }
+            i.tail = n;
         });
-        self.inner().queue.push_back(w.clone());
-        Ticket(w)
+    }
+
+    fn unlink(&mut self, node: &Node<K>) {
+        let (prev, next) = (node.prev.get(), node.next.get());
+        self.with(|i| {
+            match prev.is_null() {
+                true => i.head = next,
+                // SAFETY: as in `push_back`.
+                false => unsafe { (*prev).next.set(next) },
+            }
+            match next.is_null() {
+                true => i.tail = prev,
+                // SAFETY: as in `push_back`.
+                false => unsafe { (*next).prev.set(prev) },
+            }
+        });
+    }
+
+    /// Dequeues `node` and wakes it: WAKING, the unpark, WOKEN (module doc).
+    fn wake_node(&mut self, node: &Node<K>) {
+        self.unlink(node);
+        node.state.store(WAKING, Ordering::Relaxed);
+        // SAFETY: the waiter cannot return before it sees WOKEN, stored below.
+        let w = unsafe { node.sleeper.wake() };
+        node.state.store(WOKEN, Ordering::Release);
+        self.wake.push(w);
+    }
+
+    /// The first waiter, if any.
+    fn front(&mut self) -> Option<&Node<K>> {
+        let head = self.with(|i| i.head);
+        // SAFETY: queued nodes are alive while we hold the lock (the type's SAFETY note).
+        (!head.is_null()).then(|| unsafe { &*head })
     }
 
     /// The first waiter's tag.
@@ -211,19 +278,17 @@ impl<S, K> Locked<'_, S, K> {
     where
         K: Copy,
     {
-        self.inner().queue.front().map(|w| w.tag)
+        self.front().map(|n| n.tag)
     }
 
-    /// Dequeues the first waiter and wakes it (once the lock is released); false if none.
+    /// Dequeues the first waiter and wakes it; false if none.
     pub(crate) fn wake_front(&mut self) -> bool {
-        match self.inner().queue.pop_front() {
-            Some(w) => {
-                w.woken.store(true, Ordering::Release);
-                self.wake.push(w);
-                true
-            }
-            None => false,
-        }
+        let Some(n) = self.front().map(|n| n as *const Node<K>) else {
+            return false;
+        };
+        // SAFETY: a queued node, alive until we store WOKEN into it.
+        self.wake_node(unsafe { &*n });
+        true
     }
 
     /// Wakes every waiter; how many.
@@ -235,49 +300,34 @@ impl<S, K> Locked<'_, S, K> {
         n
     }
 
-    /// Dequeues, front first, up to `max` waiters whose tag satisfies `wanted`, and wakes them
-    /// (once the lock is released); how many.
+    /// Dequeues, front first, up to `max` waiters whose tag satisfies `wanted`, and wakes them;
+    /// how many.
     pub(crate) fn wake_matching(
         &mut self,
         max: usize,
         mut wanted: impl FnMut(&K) -> bool,
     ) -> usize {
-        let Self { guard, wake } = self;
-        let q = &mut guard
-            .as_mut()
-            .expect("the list is locked until dropped")
-            .queue;
         let mut n = 0;
-        q.retain(|w| {
-            if n == max || !wanted(&w.tag) {
-                return true;
+        let mut at = self.with(|i| i.head);
+        while n < max && !at.is_null() {
+            // SAFETY: a queued node (the type's SAFETY note); its successor is read before it is
+            // woken, after which it may be gone.
+            let node = unsafe { &*at };
+            at = node.next.get();
+            if wanted(&node.tag) {
+                self.wake_node(node);
+                n += 1;
             }
-            w.woken.store(true, Ordering::Release);
-            wake.push(w.clone());
-            n += 1;
-            false
-        });
-        n
-    }
-
-    /// Removes a waiter that gives up: true if it was still queued (so nobody woke it).
-    pub(crate) fn cancel(&mut self, t: &Ticket<K>) -> bool {
-        let q = &mut self.inner().queue;
-        match q.iter().position(|w| Arc::ptr_eq(w, &t.0)) {
-            Some(i) => {
-                q.remove(i);
-                true
-            }
-            None => false,
         }
+        n
     }
 }
 
 impl<S, K> Drop for Locked<'_, S, K> {
     fn drop(&mut self) {
-        // Unlock first: an unpark may schedule a green thread (another lock), and the woken
-        // thread's first act is often to take this lock again.
+        // Unlock first: finishing a wake may queue a green thread (another lock) or unpark an OS
+        // thread (a system call), and the woken thread's first act is often to take this lock.
         drop(self.guard.take());
-        self.wake.unpark_all();
+        self.wake.finish_all();
     }
 }
