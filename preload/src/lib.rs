@@ -17,6 +17,8 @@
 //!   cancellation points, cleanup handlers), which `pthread_exit` shares;
 //! - [`c11`]: the C11 `<threads.h>` functions (`thrd_*`, `mtx_*`, `cnd_*`, `tss_*`, `call_once`)
 //!   on the exports above, which glibc's own call past;
+//! - [`sched`]: `gettid` and the affinity, scheduling and CPU-clock calls for green threads
+//!   (recorded per green thread and reported back);
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
@@ -30,6 +32,7 @@ pub mod key;
 pub mod pthread;
 mod real;
 mod rt;
+pub mod sched;
 pub mod sigaction;
 pub mod signal;
 pub mod sync;

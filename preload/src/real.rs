@@ -72,6 +72,14 @@ real! {
     pthread_getattr_np: fn(pthread_t, *mut pthread_attr_t) -> c_int;
     pthread_setname_np: fn(pthread_t, *const c_char) -> c_int;
     pthread_getname_np: fn(pthread_t, *mut c_char, size_t) -> c_int;
+    pthread_setaffinity_np: fn(pthread_t, size_t, *const libc::cpu_set_t) -> c_int;
+    pthread_getaffinity_np: fn(pthread_t, size_t, *mut libc::cpu_set_t) -> c_int;
+    sched_setaffinity: fn(pid_t, size_t, *const libc::cpu_set_t) -> c_int;
+    sched_getaffinity: fn(pid_t, size_t, *mut libc::cpu_set_t) -> c_int;
+    pthread_setschedparam: fn(pthread_t, c_int, *const libc::sched_param) -> c_int;
+    pthread_getschedparam: fn(pthread_t, *mut c_int, *mut libc::sched_param) -> c_int;
+    pthread_setschedprio: fn(pthread_t, c_int) -> c_int;
+    pthread_getcpuclockid: fn(pthread_t, *mut clockid_t) -> c_int;
     sched_yield: fn() -> c_int;
     pthread_kill: fn(pthread_t, c_int) -> c_int;
     pthread_tryjoin_np: fn(pthread_t, *mut *mut c_void) -> c_int;

@@ -87,6 +87,7 @@ extern "C" fn forget_in_child() {
     flexsc_threads::futex::reset_after_fork();
     crate::pthread::reset_after_fork();
     crate::signal::reset_after_fork();
+    crate::sched::reset_after_fork();
     RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
     // The child may start its own runtime (the lock may have been held across fork by another
     // thread, which does not exist here: start from a fresh one).

@@ -660,7 +660,7 @@ fn raise_on_process(sig: c_int) {
         // Trapped directly: the exported `syscall` would post it to another thread.
         let args = [
             libc::getpid() as u64,
-            libc::gettid() as u64,
+            crate::sched::kernel_tid() as u64,
             sig as u64,
             0,
             0,

@@ -448,6 +448,11 @@ fn c11() {
     check_program("c11.c");
 }
 
+#[test]
+fn sched() {
+    check_program("sched.c");
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -466,6 +471,7 @@ fn every_program_has_a_test() {
         "c11.c",
         "join_np.c",
         "segv.c",
+        "sched.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
