@@ -21,6 +21,8 @@
 //!   (recorded per green thread and reported back);
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
+//! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
+//!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
 
@@ -37,5 +39,6 @@ pub mod sigaction;
 pub mod signal;
 pub mod sync;
 pub mod syscall;
+mod versions;
 
 pub use flexsc_threads as threads;

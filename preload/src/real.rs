@@ -200,3 +200,30 @@ real_versioned! {
         fn(*mut c_void, unsafe extern "C" fn(*mut c_void), *mut c_void) -> ();
     _pthread_cleanup_pop_restore @ "GLIBC_2.2.5": fn(*mut c_void, c_int) -> ();
 }
+
+/// glibc's `pthread_kill@GLIBC_2.2.5` (`ESRCH` for a thread that has exited).
+pub(crate) fn pthread_kill_esrch() -> unsafe extern "C-unwind" fn(pthread_t, c_int) -> c_int {
+    static SLOT: AtomicUsize = AtomicUsize::new(0);
+    let mut p = SLOT.load(Ordering::Relaxed) as *mut c_void;
+    if p.is_null() {
+        // SAFETY: a versioned lookup with NUL-terminated names; RTLD_NEXT is valid from a
+        // shared object's code.
+        p = unsafe {
+            libc::dlvsym(
+                libc::RTLD_NEXT,
+                c"pthread_kill".as_ptr(),
+                c"GLIBC_2.2.5".as_ptr(),
+            )
+        };
+        if p.is_null() {
+            missing();
+        }
+        SLOT.store(p as usize, Ordering::Relaxed);
+    }
+    // SAFETY: glibc's pthread_kill, of this signature.
+    unsafe {
+        std::mem::transmute::<*mut c_void, unsafe extern "C-unwind" fn(pthread_t, c_int) -> c_int>(
+            p,
+        )
+    }
+}

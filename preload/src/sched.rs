@@ -443,7 +443,7 @@ unsafe fn write_mask(m: &Mask, size: size_t, set: *mut cpu_set_t) -> Result<usiz
 ///
 /// # Safety
 /// As `pthread_setaffinity_np(3)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_pthread_setaffinity_np")]
 pub unsafe extern "C" fn pthread_setaffinity_np(
     thread: pthread_t,
     size: size_t,
@@ -467,7 +467,7 @@ pub unsafe extern "C" fn pthread_setaffinity_np(
 ///
 /// # Safety
 /// As `pthread_getaffinity_np(3)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_pthread_getaffinity_np")]
 pub unsafe extern "C" fn pthread_getaffinity_np(
     thread: pthread_t,
     size: size_t,
@@ -490,7 +490,7 @@ pub unsafe extern "C" fn pthread_getaffinity_np(
 ///
 /// # Safety
 /// As `sched_setaffinity(2)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_sched_setaffinity")]
 pub unsafe extern "C" fn sched_setaffinity(
     pid: pid_t,
     size: size_t,
@@ -508,7 +508,7 @@ pub unsafe extern "C" fn sched_setaffinity(
 ///
 /// # Safety
 /// As `sched_getaffinity(2)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_sched_getaffinity")]
 pub unsafe extern "C" fn sched_getaffinity(pid: pid_t, size: size_t, set: *mut cpu_set_t) -> c_int {
     // SAFETY: the caller's contract.
     match unsafe { get_affinity_raw(pid, size, set) } {
@@ -557,6 +557,58 @@ pub(crate) unsafe fn get_affinity_raw(
         Ok(n) => n as i64,
         Err(e) => -i64::from(e),
     })
+}
+
+/// The size of glibc's `cpu_set_t`, which the `GLIBC_2.3.3` affinity calls assume.
+const OLD_SET: size_t = size_of::<cpu_set_t>();
+
+/// `pthread_setaffinity_np@GLIBC_2.3.3` ([`crate::versions`]): no size argument.
+///
+/// # Safety
+/// As `pthread_setaffinity_np(3)` with a 128-byte set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_pthread_setaffinity_old(
+    thread: pthread_t,
+    set: *const cpu_set_t,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { pthread_setaffinity_np(thread, OLD_SET, set) }
+}
+
+/// `pthread_getaffinity_np@GLIBC_2.3.3`: no size argument.
+///
+/// # Safety
+/// As `pthread_getaffinity_np(3)` with a 128-byte set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_pthread_getaffinity_old(
+    thread: pthread_t,
+    set: *mut cpu_set_t,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { pthread_getaffinity_np(thread, OLD_SET, set) }
+}
+
+/// `sched_setaffinity@GLIBC_2.3.3`: no size argument.
+///
+/// # Safety
+/// As `sched_setaffinity(2)` with a 128-byte set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_sched_setaffinity_old(
+    pid: pid_t,
+    set: *const cpu_set_t,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { sched_setaffinity(pid, OLD_SET, set) }
+}
+
+/// `sched_getaffinity@GLIBC_2.3.3`: no size argument.
+///
+/// # Safety
+/// As `sched_getaffinity(2)` with a 128-byte set.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_sched_getaffinity_old(pid: pid_t, set: *mut cpu_set_t) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { sched_getaffinity(pid, OLD_SET, set) }
 }
 
 // ---- policy and priority ----

@@ -128,16 +128,32 @@ pub(crate) fn unregister() {
     }
 }
 
-/// `pthread_kill`: to a green thread, made pending there and the thread interrupted; to anything
-/// else, glibc's.
+/// `pthread_kill` (`@@GLIBC_2.34`, [`crate::versions`]): to a green thread, made pending there
+/// and the thread interrupted; to anything else, glibc's.
 ///
 /// # Safety
 /// As `pthread_kill(3)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_pthread_kill")]
 pub unsafe extern "C" fn pthread_kill(thread: pthread_t, sig: c_int) -> c_int {
     // SAFETY: forwarded unchanged when the thread is not ours.
     send(thread, sig, None, || unsafe {
         real::pthread_kill()(thread, sig)
+    })
+}
+
+/// `pthread_kill@GLIBC_2.2.5`, for programs linked before glibc 2.34: as [`pthread_kill`], but
+/// `ESRCH` for a thread that has exited and is not joined yet.
+///
+/// # Safety
+/// As `pthread_kill(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_pthread_kill_esrch(thread: pthread_t, sig: c_int) -> c_int {
+    if crate::pthread::green_finished(thread) == Some(true) {
+        return libc::ESRCH;
+    }
+    // SAFETY: forwarded unchanged when the thread is not ours.
+    send(thread, sig, None, || unsafe {
+        real::pthread_kill_esrch()(thread, sig)
     })
 }
 

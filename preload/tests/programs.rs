@@ -453,6 +453,11 @@ fn sched() {
     check_program("sched.c");
 }
 
+#[test]
+fn versions() {
+    check_program("versions.c");
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -472,6 +477,7 @@ fn every_program_has_a_test() {
         "join_np.c",
         "segv.c",
         "sched.c",
+        "versions.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
