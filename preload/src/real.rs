@@ -143,6 +143,15 @@ real! {
     wait: fn(*mut c_int) -> pid_t;
     waitid: fn(libc::idtype_t, libc::id_t, *mut libc::siginfo_t, c_int) -> c_int;
     epoll_pwait2: fn(c_int, *mut epoll_event, c_int, *const timespec, *const sigset_t) -> c_int;
+    stat: fn(*const c_char, *mut libc::stat) -> c_int;
+    stat64: fn(*const c_char, *mut libc::stat64) -> c_int;
+    lstat: fn(*const c_char, *mut libc::stat) -> c_int;
+    lstat64: fn(*const c_char, *mut libc::stat64) -> c_int;
+    fstat: fn(c_int, *mut libc::stat) -> c_int;
+    fstat64: fn(c_int, *mut libc::stat64) -> c_int;
+    fstatat: fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    fstatat64: fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+    statx: fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
     pselect: fn(c_int, *mut fd_set, *mut fd_set, *mut fd_set, *const timespec, *const sigset_t) -> c_int;

@@ -259,6 +259,23 @@ versions! {
     pthread_rwlock_unlock => __pthread_rwlock_unlock { v2_2_5 = "GLIBC_2.2.5" "@" }
     pthread_rwlock_wrlock => __pthread_rwlock_wrlock { v2_2_5 = "GLIBC_2.2.5" "@" }
     pthread_setspecific => __pthread_setspecific { v2_2_5 = "GLIBC_2.2.5" "@" }
+    stat => stat { v2_33 = "GLIBC_2.33" "@" }
+    stat64 => stat64 { v2_33 = "GLIBC_2.33" "@" }
+    lstat => lstat { v2_33 = "GLIBC_2.33" "@" }
+    lstat64 => lstat64 { v2_33 = "GLIBC_2.33" "@" }
+    fstat => fstat { v2_33 = "GLIBC_2.33" "@" }
+    fstat64 => fstat64 { v2_33 = "GLIBC_2.33" "@" }
+    fstatat => fstatat { v2_33 = "GLIBC_2.33" "@" }
+    fstatat64 => fstatat64 { v2_33 = "GLIBC_2.33" "@" }
+    statx => statx { v2_28 = "GLIBC_2.28" "@" }
+    __xstat => __xstat { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __xstat64 => __xstat64 { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __lxstat => __lxstat { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __lxstat64 => __lxstat64 { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __fxstat => __fxstat { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __fxstat64 => __fxstat64 { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __fxstatat => __fxstatat { v2_4 = "GLIBC_2.4" "@" }
+    __fxstatat64 => __fxstatat64 { v2_4 = "GLIBC_2.4" "@" }
     __flexsc_pthread_kill => pthread_kill { v2_34 = "GLIBC_2.34" "@@" }
     __flexsc_pthread_kill_esrch => pthread_kill { v2_2_5 = "GLIBC_2.2.5" "@" }
     __flexsc_pthread_setaffinity_np => pthread_setaffinity_np { v2_3_4 = "GLIBC_2.3.4" "@", v2_34 = "GLIBC_2.34" "@@" }
