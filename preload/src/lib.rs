@@ -19,6 +19,8 @@
 //!   on the exports above, which glibc's own call past;
 //! - [`sched`]: `gettid` and the affinity, scheduling and CPU-clock calls for green threads
 //!   (recorded per green thread and reported back);
+//! - [`spawn`]: `system`, `posix_spawn`, `vfork` and `_Fork` from green threads (the green
+//!   thread waits, not its carrier; the child never reaches the syscall pages);
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
@@ -37,6 +39,7 @@ mod rt;
 pub mod sched;
 pub mod sigaction;
 pub mod signal;
+pub mod spawn;
 pub mod sync;
 pub mod syscall;
 mod versions;

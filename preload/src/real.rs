@@ -152,6 +152,12 @@ real! {
     fstatat: fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
     fstatat64: fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
     statx: fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
+    posix_spawn: fn(*mut pid_t, *const c_char, *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    posix_spawnp: fn(*mut pid_t, *const c_char, *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    system: fn(*const c_char) -> c_int;
+    vfork: fn() -> pid_t;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
     pselect: fn(c_int, *mut fd_set, *mut fd_set, *mut fd_set, *const timespec, *const sigset_t) -> c_int;
@@ -174,10 +180,14 @@ real! {
 
 /// Declares `real::name()` for glibc's compatibility symbols, which only have a hidden version
 /// (`dlsym` does not find those): looked up with `dlvsym` at `version`.
+/// `rust_name = symbol @ "VERSION"` names the function differently from the symbol.
 macro_rules! real_versioned {
-    ($($name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
+    ($($name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {
+        real_versioned!($($name = $name @ $version: fn($($arg),*) -> $ret;)*);
+    };
+    ($($fn_name:ident = $name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
         #[doc = concat!("glibc's `", stringify!($name), "@", $version, "`.")]
-        pub(crate) fn $name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
+        pub(crate) fn $fn_name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
             static SLOT: AtomicUsize = AtomicUsize::new(0);
             let mut p = SLOT.load(Ordering::Relaxed) as *mut c_void;
             if p.is_null() {
@@ -210,29 +220,13 @@ real_versioned! {
     _pthread_cleanup_pop_restore @ "GLIBC_2.2.5": fn(*mut c_void, c_int) -> ();
 }
 
-/// glibc's `pthread_kill@GLIBC_2.2.5` (`ESRCH` for a thread that has exited).
-pub(crate) fn pthread_kill_esrch() -> unsafe extern "C-unwind" fn(pthread_t, c_int) -> c_int {
-    static SLOT: AtomicUsize = AtomicUsize::new(0);
-    let mut p = SLOT.load(Ordering::Relaxed) as *mut c_void;
-    if p.is_null() {
-        // SAFETY: a versioned lookup with NUL-terminated names; RTLD_NEXT is valid from a
-        // shared object's code.
-        p = unsafe {
-            libc::dlvsym(
-                libc::RTLD_NEXT,
-                c"pthread_kill".as_ptr(),
-                c"GLIBC_2.2.5".as_ptr(),
-            )
-        };
-        if p.is_null() {
-            missing();
-        }
-        SLOT.store(p as usize, Ordering::Relaxed);
-    }
-    // SAFETY: glibc's pthread_kill, of this signature.
-    unsafe {
-        std::mem::transmute::<*mut c_void, unsafe extern "C-unwind" fn(pthread_t, c_int) -> c_int>(
-            p,
-        )
-    }
+real_versioned! {
+    fork_without_handlers = _Fork @ "GLIBC_2.34": fn() -> pid_t;
+    pthread_kill_esrch = pthread_kill @ "GLIBC_2.2.5": fn(pthread_t, c_int) -> c_int;
+    posix_spawn_compat = posix_spawn @ "GLIBC_2.2.5": fn(*mut pid_t, *const c_char,
+        *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t,
+        *const *mut c_char, *const *mut c_char) -> c_int;
+    posix_spawnp_compat = posix_spawnp @ "GLIBC_2.2.5": fn(*mut pid_t, *const c_char,
+        *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t,
+        *const *mut c_char, *const *mut c_char) -> c_int;
 }

@@ -100,6 +100,39 @@ pub(crate) fn creator_mask() -> u64 {
     }
 }
 
+/// The calling green thread's mask, as a set; `None` on other threads.
+pub(crate) fn green_mask() -> Option<sigset_t> {
+    let st = mine()?;
+    // SAFETY: a zeroed sigset is valid; from_bits fills it.
+    let mut set: sigset_t = unsafe { std::mem::zeroed() };
+    from_bits(st.mask.load(Ordering::Relaxed), &mut set);
+    Some(set)
+}
+
+/// In a child forked by a green thread (async-signal-safe): the kernel mask becomes the green
+/// thread's (the carrier's was copied), and the thread has no green state any more.
+pub(crate) fn forget_in_child() {
+    let Some(st) = mine() else {
+        return;
+    };
+    let bits = st.mask.load(Ordering::Relaxed);
+    MINE.with(|m| m.set(std::ptr::null()));
+    // SAFETY: rt_sigprocmask with a mask of our own (the kernel's 8-byte set), trapped directly.
+    unsafe {
+        flexsc_threads::kmod::raw::syscall6(
+            libc::SYS_rt_sigprocmask as u64,
+            &[
+                libc::SIG_SETMASK as u64,
+                &bits as *const u64 as u64,
+                0,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
 /// Called by a new green thread first: records its state, starting with `mask`.
 pub(crate) fn register(mask: u64) {
     let Some(interrupter) = Interrupter::current() else {

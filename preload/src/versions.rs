@@ -5,9 +5,10 @@
 //! `__pthread_key_create` at `GLIBC_2.34`), on the corresponding exports.
 //!
 //! Every export keeps its unversioned definition, which the dynamic loader binds to a reference
-//! of any version, except the five whose glibc versions differ: `pthread_kill@GLIBC_2.2.5`
-//! returns `ESRCH` for a thread that has exited (2.34's returns 0), and the `GLIBC_2.3.3`
-//! affinity calls take no size (a 128-byte `cpu_set_t`). Those have no unversioned definition
+//! of any version, except those whose glibc versions differ: `pthread_kill@GLIBC_2.2.5`
+//! returns `ESRCH` for a thread that has exited (2.34's returns 0), the `GLIBC_2.3.3`
+//! affinity calls take no size (a 128-byte `cpu_set_t`), and `posix_spawn`/`posix_spawnp` at
+//! `GLIBC_2.2.5` run a script without `#!` through the shell. Those have no unversioned definition
 //! (the loader would pick either one for an old reference): their current version is the
 //! default (`@@`), as in libc.
 //!
@@ -276,6 +277,13 @@ versions! {
     __fxstat64 => __fxstat64 { v2_2_5 = "GLIBC_2.2.5" "@" }
     __fxstatat => __fxstatat { v2_4 = "GLIBC_2.4" "@" }
     __fxstatat64 => __fxstatat64 { v2_4 = "GLIBC_2.4" "@" }
+    system => system { v2_2_5 = "GLIBC_2.2.5" "@" }
+    _Fork => _Fork { v2_34 = "GLIBC_2.34" "@" }
+    vfork => vfork { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __flexsc_posix_spawn => posix_spawn { v2_15 = "GLIBC_2.15" "@@" }
+    __flexsc_posix_spawn_compat => posix_spawn { v2_2_5 = "GLIBC_2.2.5" "@" }
+    __flexsc_posix_spawnp => posix_spawnp { v2_15 = "GLIBC_2.15" "@@" }
+    __flexsc_posix_spawnp_compat => posix_spawnp { v2_2_5 = "GLIBC_2.2.5" "@" }
     __flexsc_pthread_kill => pthread_kill { v2_34 = "GLIBC_2.34" "@@" }
     __flexsc_pthread_kill_esrch => pthread_kill { v2_2_5 = "GLIBC_2.2.5" "@" }
     __flexsc_pthread_setaffinity_np => pthread_setaffinity_np { v2_3_4 = "GLIBC_2.3.4" "@", v2_34 = "GLIBC_2.34" "@@" }

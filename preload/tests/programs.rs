@@ -497,6 +497,11 @@ fn versions() {
 }
 
 #[test]
+fn spawn() {
+    check_program("spawn.c");
+}
+
+#[test]
 fn stat() {
     // stat.c's 8 threads each make 50 rounds of these calls on green threads.
     check_program_posting(
@@ -530,6 +535,7 @@ fn every_program_has_a_test() {
         "sched.c",
         "versions.c",
         "stat.c",
+        "spawn.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
