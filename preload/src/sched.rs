@@ -135,8 +135,17 @@ pub(crate) fn unregister() {
     }
 }
 
-fn lock(st: &Sched) -> std::sync::MutexGuard<'_, Attrs> {
-    st.attrs.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs `f` on a green thread's attributes, as the library's own code: the lock is std's, whose
+/// waits must reach the kernel (a green thread's `syscall(SYS_futex)` would wait in the futex
+/// table, where a waker inside the library does not look).
+fn with<R>(st: &Sched, f: impl FnOnce(&mut Attrs) -> R) -> R {
+    let _lib = rt::InLib::enter();
+    f(&mut st.attrs.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A copy of a green thread's attributes.
+fn attrs(st: &Sched) -> Attrs {
+    with(st, |a| *a)
 }
 
 /// The record of green thread `thread`, if it is one.
@@ -394,6 +403,8 @@ fn scan_carriers() -> Option<Mask> {
 
 /// What a green thread reports: its recorded mask, else its carriers' CPUs; online ones only.
 fn reported(a: &Attrs) -> Mask {
+    // The caches below wait on std's locks (see `with`).
+    let _lib = rt::InLib::enter();
     let mut m = a.affinity.unwrap_or_else(carrier_cpus);
     m.iter_mut().zip(online()).for_each(|(w, o)| *w &= o);
     m
@@ -404,6 +415,8 @@ fn reported(a: &Attrs) -> Mask {
 /// # Safety
 /// `set` readable for `size` bytes.
 unsafe fn read_mask(size: size_t, set: *const cpu_set_t) -> Result<Mask, c_int> {
+    // `online` waits on std's locks (see `with`).
+    let _lib = rt::InLib::enter();
     if set.is_null() {
         return Err(libc::EFAULT);
     }
@@ -423,6 +436,8 @@ unsafe fn read_mask(size: size_t, set: *const cpu_set_t) -> Result<Mask, c_int> 
 /// # Safety
 /// `set` writable for `size` bytes.
 unsafe fn write_mask(m: &Mask, size: size_t, set: *mut cpu_set_t) -> Result<usize, c_int> {
+    // `kernel_mask_bytes` waits on std's locks (see `with`).
+    let _lib = rt::InLib::enter();
     let kernel = kernel_mask_bytes();
     if size < kernel || size % size_of::<libc::c_ulong>() != 0 {
         return Err(libc::EINVAL);
@@ -456,7 +471,7 @@ pub unsafe extern "C" fn pthread_setaffinity_np(
     // SAFETY: the caller's contract.
     match unsafe { read_mask(size, set) } {
         Ok(m) => {
-            lock(&st).affinity = Some(m);
+            with(&st, |a| a.affinity = Some(m));
             0
         }
         Err(e) => e,
@@ -477,7 +492,7 @@ pub unsafe extern "C" fn pthread_getaffinity_np(
         // SAFETY: forwarded unchanged.
         return unsafe { real::pthread_getaffinity_np()(thread, size, set) };
     };
-    let m = reported(&lock(&st));
+    let m = reported(&attrs(&st));
     // SAFETY: the caller's contract.
     match unsafe { write_mask(&m, size, set) } {
         Ok(_) => 0,
@@ -533,7 +548,7 @@ pub(crate) unsafe fn set_affinity_raw(
     // SAFETY: the caller's contract.
     Some(match unsafe { read_mask(size, set) } {
         Ok(m) => {
-            lock(&st).affinity = Some(m);
+            with(&st, |a| a.affinity = Some(m));
             0
         }
         Err(e) => -i64::from(e),
@@ -551,7 +566,7 @@ pub(crate) unsafe fn get_affinity_raw(
     set: *mut cpu_set_t,
 ) -> Option<i64> {
     let st = by_pid(pid)?;
-    let m = reported(&lock(&st));
+    let m = reported(&attrs(&st));
     // SAFETY: the caller's contract.
     Some(match unsafe { write_mask(&m, size, set) } {
         Ok(n) => n as i64,
@@ -683,9 +698,10 @@ pub unsafe extern "C" fn pthread_setschedparam(
     if let Err(e) = check_policy(policy, param.sched_priority) {
         return e;
     }
-    let mut a = lock(&st);
-    a.policy = policy & !libc::SCHED_RESET_ON_FORK;
-    a.priority = param.sched_priority;
+    with(&st, |a| {
+        a.policy = policy & !libc::SCHED_RESET_ON_FORK;
+        a.priority = param.sched_priority;
+    });
     0
 }
 
@@ -703,7 +719,7 @@ pub unsafe extern "C" fn pthread_getschedparam(
         // SAFETY: forwarded unchanged.
         return unsafe { real::pthread_getschedparam()(thread, policy, param) };
     };
-    let a = *lock(&st);
+    let a = attrs(&st);
     // SAFETY: the caller's contract: both writable.
     unsafe {
         *policy = a.policy;
@@ -722,11 +738,11 @@ pub unsafe extern "C" fn pthread_setschedprio(thread: pthread_t, priority: c_int
         // SAFETY: forwarded unchanged.
         return unsafe { real::pthread_setschedprio()(thread, priority) };
     };
-    let policy = lock(&st).policy;
+    let policy = attrs(&st).policy;
     if let Err(e) = check_policy(policy, priority) {
         return e;
     }
-    lock(&st).priority = priority;
+    with(&st, |a| a.priority = priority);
     0
 }
 
@@ -775,7 +791,7 @@ unsafe extern "C" {
 /// `attr` null or an initialised attribute object.
 pub(crate) unsafe fn initial(attr: *const pthread_attr_t) -> Result<Attrs, c_int> {
     let mut a = match mine() {
-        Some(st) => *lock(st),
+        Some(st) => attrs(st),
         None => {
             let (mut policy, mut param) = (0, sched_param { sched_priority: 0 });
             // SAFETY: glibc's for the calling (glibc) thread, into our own out-parameters.
@@ -826,7 +842,7 @@ pub(crate) unsafe fn fill_attr(thread: pthread_t, attr: *mut pthread_attr_t) {
     let Some(st) = by_thread(thread) else {
         return;
     };
-    let a = *lock(&st);
+    let a = attrs(&st);
     let m = reported(&a);
     let param = sched_param {
         sched_priority: a.priority,
