@@ -5,7 +5,8 @@
 //! Sleeps on a green thread are timers of its carrier (no system call at all). The `_chk`
 //! variants (`-D_FORTIFY_SOURCE`) check their buffer sizes as glibc does first.
 //!
-//! The calls glibc makes cancellation points (all but `sendfile` and `flock`) and the sleeps are
+//! The calls glibc makes cancellation points (all but `sendfile`, `flock` and the stat family)
+//! and the sleeps are
 //! cancellation points on green threads ([`cancel::point`]): before the call, and when it was cut
 //! short. The exports are "C-unwind": a cancellation, here or in glibc's function on a glibc
 //! thread, unwinds through them.
@@ -66,7 +67,14 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
 
 /// Whether glibc makes the call `nr` a cancellation point (`SYSCALL_CANCEL`).
 fn cancellation_point(nr: i64) -> bool {
-    !matches!(nr, libc::SYS_sendfile | libc::SYS_flock)
+    !matches!(
+        nr,
+        libc::SYS_sendfile
+            | libc::SYS_flock
+            | libc::SYS_newfstatat
+            | libc::SYS_fstat
+            | libc::SYS_statx
+    )
 }
 
 /// Declares exported wrappers: exception-less `nr` with the listed arguments on a green thread,
@@ -189,6 +197,62 @@ blocking! {
     fn epoll_pwait2(ep: c_int, ev: *mut epoll_event, max: c_int, ts: *const timespec,
         mask: *const sigset_t) -> c_int =
         libc::SYS_epoll_pwait2, [ep, ev, max, ts, mask, SIGSET_BYTES];
+    // The stat family: a lookup or an attribute fetch may wait for the disk or the network
+    // (NFS, FUSE). On x86_64 `struct stat` and `struct stat64` are the kernel's.
+    fn stat(path: *const c_char, buf: *mut libc::stat) -> c_int =
+        libc::SYS_newfstatat, [libc::AT_FDCWD, path, buf, 0];
+    fn stat64(path: *const c_char, buf: *mut libc::stat64) -> c_int =
+        libc::SYS_newfstatat, [libc::AT_FDCWD, path, buf, 0];
+    fn lstat(path: *const c_char, buf: *mut libc::stat) -> c_int =
+        libc::SYS_newfstatat, [libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW];
+    fn lstat64(path: *const c_char, buf: *mut libc::stat64) -> c_int =
+        libc::SYS_newfstatat, [libc::AT_FDCWD, path, buf, libc::AT_SYMLINK_NOFOLLOW];
+    fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int = libc::SYS_fstat, [fd, buf];
+    fn fstat64(fd: c_int, buf: *mut libc::stat64) -> c_int = libc::SYS_fstat, [fd, buf];
+    fn fstatat(dir: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int =
+        libc::SYS_newfstatat, [dir, path, buf, flags];
+    fn fstatat64(dir: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int)
+        -> c_int = libc::SYS_newfstatat, [dir, path, buf, flags];
+    fn statx(dir: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx)
+        -> c_int = libc::SYS_statx, [dir, path, flags, mask, buf];
+}
+
+/// The `ver` argument of the `__xstat` family that x86_64's glibc accepts (`_STAT_VER_KERNEL`,
+/// `_STAT_VER_LINUX`); any other is `EINVAL`, as there.
+fn stat_ver_ok(ver: c_int) -> bool {
+    (0..=1).contains(&ver)
+}
+
+/// Declares the `__xstat` family (what programs built before glibc 2.33 call for `stat`):
+/// glibc's version check, then the export it stands for.
+macro_rules! xstat {
+    ($( fn $name:ident($($a:ident: $t:ty),*) = $target:ident; )*) => {$(
+        #[doc = concat!("`", stringify!($name), "`: `", stringify!($target), "` after the version check.")]
+        ///
+        /// # Safety
+        /// As the libc function: pointers valid for the call.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C-unwind" fn $name(ver: c_int, $($a: $t),*) -> c_int {
+            if !stat_ver_ok(ver) {
+                set_errno(libc::EINVAL);
+                return -1;
+            }
+            // SAFETY: the caller's pointers, valid for the call.
+            unsafe { $target($($a),*) }
+        }
+    )*};
+}
+
+xstat! {
+    fn __xstat(path: *const c_char, buf: *mut libc::stat) = stat;
+    fn __xstat64(path: *const c_char, buf: *mut libc::stat64) = stat64;
+    fn __lxstat(path: *const c_char, buf: *mut libc::stat) = lstat;
+    fn __lxstat64(path: *const c_char, buf: *mut libc::stat64) = lstat64;
+    fn __fxstat(fd: c_int, buf: *mut libc::stat) = fstat;
+    fn __fxstat64(fd: c_int, buf: *mut libc::stat64) = fstat64;
+    fn __fxstatat(dir: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) = fstatat;
+    fn __fxstatat64(dir: c_int, path: *const c_char, buf: *mut libc::stat64, flags: c_int) =
+        fstatat64;
 }
 
 /// `creat`'s flags.

@@ -17,7 +17,13 @@
 //!   cancellation points, cleanup handlers), which `pthread_exit` shares;
 //! - [`c11`]: the C11 `<threads.h>` functions (`thrd_*`, `mtx_*`, `cnd_*`, `tss_*`, `call_once`)
 //!   on the exports above, which glibc's own call past;
+//! - [`sched`]: `gettid` and the affinity, scheduling and CPU-clock calls for green threads
+//!   (recorded per green thread and reported back);
+//! - [`spawn`]: `system`, `posix_spawn`, `vfork` and `_Fork` from green threads (the green
+//!   thread waits, not its carrier; the child never reaches the syscall pages);
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
+//!
+//! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
 //! threads and on the runtime's internal threads it falls through to glibc ([`real`]).
@@ -30,9 +36,12 @@ pub mod key;
 pub mod pthread;
 mod real;
 mod rt;
+pub mod sched;
 pub mod sigaction;
 pub mod signal;
+pub mod spawn;
 pub mod sync;
 pub mod syscall;
+mod versions;
 
 pub use flexsc_threads as threads;

@@ -112,6 +112,13 @@ pub unsafe extern "C" fn pthread_create(
             }
         }
     }
+    // Affinity and scheduling from the attribute or the creator, checked as glibc's would be.
+    // SAFETY: `attr` null or initialised (the caller's contract).
+    let sched = match unsafe { crate::sched::initial(attr) } {
+        Ok(a) => crate::sched::new_record(a),
+        Err(e) => return e,
+    };
+    let theirs_sched = sched.clone();
     let arg = arg as usize;
     let mask = crate::signal::creator_mask();
     let cancel = crate::cancel::new_state();
@@ -122,7 +129,9 @@ pub unsafe extern "C" fn pthread_create(
     let spawned = SpawnOptions::new()
         .stack_size(stack)
         .hold_tcb(!detached)
-        .spawn_on(runtime, move || run(start, arg, detached, mask, theirs));
+        .spawn_on(runtime, move || {
+            run(start, arg, detached, mask, theirs, theirs_sched)
+        });
     let handle = match spawned {
         Ok(h) => h,
         Err(e) => {
@@ -137,6 +146,7 @@ pub unsafe extern "C" fn pthread_create(
     let id = tcb as pthread_t;
     // Cancellable from now on, even before it runs.
     crate::cancel::publish(id, &cancel);
+    crate::sched::publish(id, &sched);
     if !detached {
         JOINABLE
             .lock()
@@ -155,11 +165,13 @@ fn run(
     detached: bool,
     mask: u64,
     cancel: std::sync::Arc<crate::cancel::State>,
+    sched: std::sync::Arc<crate::sched::Sched>,
 ) -> Exit {
     {
         let _lib = rt::InLib::enter();
         crate::signal::register(mask);
         crate::cancel::register(&cancel);
+        crate::sched::register(&sched);
     }
     if detached {
         // Recorded by the thread itself, first: it may ask before its creator returns.
@@ -178,6 +190,7 @@ fn run(
     std::mem::forget(rt::InLib::enter());
     crate::signal::unregister();
     crate::cancel::unregister();
+    crate::sched::unregister();
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     let mut g = green_threads();
@@ -401,8 +414,8 @@ pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
     if rt::on_green_thread() {
         crate::cancel::exit(retval as Exit);
     }
-    // SAFETY: getpid and gettid have no preconditions.
-    if rt::started().is_some() && unsafe { libc::getpid() == libc::gettid() } {
+    // SAFETY: getpid has no preconditions.
+    if rt::started().is_some() && unsafe { libc::getpid() } == crate::sched::kernel_tid() {
         // The main thread: the process lives on until its last green thread ends.
         MAIN_EXITED.store(true, Ordering::SeqCst);
         if LIVE.load(Ordering::SeqCst) == 0 {
@@ -455,7 +468,8 @@ fn is_green(thread: pthread_t) -> bool {
 }
 
 /// `pthread_getattr_np`: glibc's, with a green thread's detach state (which glibc reads from a
-/// TCB field the runtime does not set).
+/// TCB field the runtime does not set), and its recorded affinity and scheduling (glibc's come
+/// from its carrier).
 ///
 /// # Safety
 /// As `pthread_getattr_np(3)`.
@@ -467,6 +481,10 @@ pub unsafe extern "C" fn pthread_getattr_np(thread: pthread_t, attr: *mut pthrea
     if r == 0 && green_threads().detached.contains(&thread) {
         // SAFETY: glibc just initialised `attr`.
         unsafe { libc::pthread_attr_setdetachstate(attr, libc::PTHREAD_CREATE_DETACHED) };
+    }
+    if r == 0 {
+        // SAFETY: glibc just initialised `attr`.
+        unsafe { crate::sched::fill_attr(thread, attr) };
     }
     r
 }

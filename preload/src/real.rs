@@ -72,6 +72,14 @@ real! {
     pthread_getattr_np: fn(pthread_t, *mut pthread_attr_t) -> c_int;
     pthread_setname_np: fn(pthread_t, *const c_char) -> c_int;
     pthread_getname_np: fn(pthread_t, *mut c_char, size_t) -> c_int;
+    pthread_setaffinity_np: fn(pthread_t, size_t, *const libc::cpu_set_t) -> c_int;
+    pthread_getaffinity_np: fn(pthread_t, size_t, *mut libc::cpu_set_t) -> c_int;
+    sched_setaffinity: fn(pid_t, size_t, *const libc::cpu_set_t) -> c_int;
+    sched_getaffinity: fn(pid_t, size_t, *mut libc::cpu_set_t) -> c_int;
+    pthread_setschedparam: fn(pthread_t, c_int, *const libc::sched_param) -> c_int;
+    pthread_getschedparam: fn(pthread_t, *mut c_int, *mut libc::sched_param) -> c_int;
+    pthread_setschedprio: fn(pthread_t, c_int) -> c_int;
+    pthread_getcpuclockid: fn(pthread_t, *mut clockid_t) -> c_int;
     sched_yield: fn() -> c_int;
     pthread_kill: fn(pthread_t, c_int) -> c_int;
     pthread_tryjoin_np: fn(pthread_t, *mut *mut c_void) -> c_int;
@@ -135,6 +143,21 @@ real! {
     wait: fn(*mut c_int) -> pid_t;
     waitid: fn(libc::idtype_t, libc::id_t, *mut libc::siginfo_t, c_int) -> c_int;
     epoll_pwait2: fn(c_int, *mut epoll_event, c_int, *const timespec, *const sigset_t) -> c_int;
+    stat: fn(*const c_char, *mut libc::stat) -> c_int;
+    stat64: fn(*const c_char, *mut libc::stat64) -> c_int;
+    lstat: fn(*const c_char, *mut libc::stat) -> c_int;
+    lstat64: fn(*const c_char, *mut libc::stat64) -> c_int;
+    fstat: fn(c_int, *mut libc::stat) -> c_int;
+    fstat64: fn(c_int, *mut libc::stat64) -> c_int;
+    fstatat: fn(c_int, *const c_char, *mut libc::stat, c_int) -> c_int;
+    fstatat64: fn(c_int, *const c_char, *mut libc::stat64, c_int) -> c_int;
+    statx: fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
+    posix_spawn: fn(*mut pid_t, *const c_char, *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    posix_spawnp: fn(*mut pid_t, *const c_char, *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
+    system: fn(*const c_char) -> c_int;
+    vfork: fn() -> pid_t;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
     pselect: fn(c_int, *mut fd_set, *mut fd_set, *mut fd_set, *const timespec, *const sigset_t) -> c_int;
@@ -157,10 +180,14 @@ real! {
 
 /// Declares `real::name()` for glibc's compatibility symbols, which only have a hidden version
 /// (`dlsym` does not find those): looked up with `dlvsym` at `version`.
+/// `rust_name = symbol @ "VERSION"` names the function differently from the symbol.
 macro_rules! real_versioned {
-    ($($name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
+    ($($name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {
+        real_versioned!($($name = $name @ $version: fn($($arg),*) -> $ret;)*);
+    };
+    ($($fn_name:ident = $name:ident @ $version:literal: fn($($arg:ty),*) -> $ret:ty;)*) => {$(
         #[doc = concat!("glibc's `", stringify!($name), "@", $version, "`.")]
-        pub(crate) fn $name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
+        pub(crate) fn $fn_name() -> unsafe extern "C-unwind" fn($($arg),*) -> $ret {
             static SLOT: AtomicUsize = AtomicUsize::new(0);
             let mut p = SLOT.load(Ordering::Relaxed) as *mut c_void;
             if p.is_null() {
@@ -191,4 +218,15 @@ real_versioned! {
     _pthread_cleanup_push_defer @ "GLIBC_2.2.5":
         fn(*mut c_void, unsafe extern "C" fn(*mut c_void), *mut c_void) -> ();
     _pthread_cleanup_pop_restore @ "GLIBC_2.2.5": fn(*mut c_void, c_int) -> ();
+}
+
+real_versioned! {
+    fork_without_handlers = _Fork @ "GLIBC_2.34": fn() -> pid_t;
+    pthread_kill_esrch = pthread_kill @ "GLIBC_2.2.5": fn(pthread_t, c_int) -> c_int;
+    posix_spawn_compat = posix_spawn @ "GLIBC_2.2.5": fn(*mut pid_t, *const c_char,
+        *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t,
+        *const *mut c_char, *const *mut c_char) -> c_int;
+    posix_spawnp_compat = posix_spawnp @ "GLIBC_2.2.5": fn(*mut pid_t, *const c_char,
+        *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t,
+        *const *mut c_char, *const *mut c_char) -> c_int;
 }

@@ -81,13 +81,22 @@ extern "C" fn register_fork_handler() {
     unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
 }
 
+/// In the child of a fork made by a green thread: the thread stops being one (its calls trap,
+/// its kernel mask is its green mask) and the runtime is forgotten. Async-signal-safe (no
+/// allocation, no lock), so the child of `_Fork` (and so of a green `vfork`) can run it.
+pub(crate) fn become_plain_in_child() {
+    flexsc_threads::after_fork_in_child();
+    crate::signal::forget_in_child();
+    RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
+}
+
 /// The child side of `fork`: the runtime's threads did not come along.
 extern "C" fn forget_in_child() {
-    flexsc_threads::after_fork_in_child();
+    become_plain_in_child();
     flexsc_threads::futex::reset_after_fork();
     crate::pthread::reset_after_fork();
     crate::signal::reset_after_fork();
-    RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
+    crate::sched::reset_after_fork();
     // The child may start its own runtime (the lock may have been held across fork by another
     // thread, which does not exist here: start from a fresh one).
     START.clear_poison();

@@ -100,6 +100,39 @@ pub(crate) fn creator_mask() -> u64 {
     }
 }
 
+/// The calling green thread's mask, as a set; `None` on other threads.
+pub(crate) fn green_mask() -> Option<sigset_t> {
+    let st = mine()?;
+    // SAFETY: a zeroed sigset is valid; from_bits fills it.
+    let mut set: sigset_t = unsafe { std::mem::zeroed() };
+    from_bits(st.mask.load(Ordering::Relaxed), &mut set);
+    Some(set)
+}
+
+/// In a child forked by a green thread (async-signal-safe): the kernel mask becomes the green
+/// thread's (the carrier's was copied), and the thread has no green state any more.
+pub(crate) fn forget_in_child() {
+    let Some(st) = mine() else {
+        return;
+    };
+    let bits = st.mask.load(Ordering::Relaxed);
+    MINE.with(|m| m.set(std::ptr::null()));
+    // SAFETY: rt_sigprocmask with a mask of our own (the kernel's 8-byte set), trapped directly.
+    unsafe {
+        flexsc_threads::kmod::raw::syscall6(
+            libc::SYS_rt_sigprocmask as u64,
+            &[
+                libc::SIG_SETMASK as u64,
+                &bits as *const u64 as u64,
+                0,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
 /// Called by a new green thread first: records its state, starting with `mask`.
 pub(crate) fn register(mask: u64) {
     let Some(interrupter) = Interrupter::current() else {
@@ -128,16 +161,32 @@ pub(crate) fn unregister() {
     }
 }
 
-/// `pthread_kill`: to a green thread, made pending there and the thread interrupted; to anything
-/// else, glibc's.
+/// `pthread_kill` (`@@GLIBC_2.34`, [`crate::versions`]): to a green thread, made pending there
+/// and the thread interrupted; to anything else, glibc's.
 ///
 /// # Safety
 /// As `pthread_kill(3)`.
-#[unsafe(no_mangle)]
+#[unsafe(export_name = "__flexsc_pthread_kill")]
 pub unsafe extern "C" fn pthread_kill(thread: pthread_t, sig: c_int) -> c_int {
     // SAFETY: forwarded unchanged when the thread is not ours.
     send(thread, sig, None, || unsafe {
         real::pthread_kill()(thread, sig)
+    })
+}
+
+/// `pthread_kill@GLIBC_2.2.5`, for programs linked before glibc 2.34: as [`pthread_kill`], but
+/// `ESRCH` for a thread that has exited and is not joined yet.
+///
+/// # Safety
+/// As `pthread_kill(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __flexsc_pthread_kill_esrch(thread: pthread_t, sig: c_int) -> c_int {
+    if crate::pthread::green_finished(thread) == Some(true) {
+        return libc::ESRCH;
+    }
+    // SAFETY: forwarded unchanged when the thread is not ours.
+    send(thread, sig, None, || unsafe {
+        real::pthread_kill_esrch()(thread, sig)
     })
 }
 
@@ -660,7 +709,7 @@ fn raise_on_process(sig: c_int) {
         // Trapped directly: the exported `syscall` would post it to another thread.
         let args = [
             libc::getpid() as u64,
-            libc::gettid() as u64,
+            crate::sched::kernel_tid() as u64,
             sig as u64,
             0,
             0,

@@ -6,7 +6,8 @@
 //! thread waits in the kernel as usual; a wake wakes table waiters first and, for the rest of its
 //! count, kernel waiters, so green and OS threads waiting on one word (InnoDB's mutexes, or a
 //! Rust program's std locks) wake each other. Other futex operations are refused with `ENOSYS`
-//! and one log line. Any other call on a green thread is exception-less. Everything else (OS
+//! and one log line. `gettid` and `sched_{get,set}affinity` on a green thread answer as their
+//! exports do ([`sched`](crate::sched)). Any other call on a green thread is exception-less. Everything else (OS
 //! threads' other calls, the library's own code, its internal threads) traps directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -52,6 +53,10 @@ pub unsafe extern "C" fn syscall(
         }
         if rt::on_green_thread() {
             drop(_lib);
+            // SAFETY: the caller's contract.
+            if let Some(r) = unsafe { crate::sched::emulated(nr, &args) } {
+                return settle(r);
+            }
             // Not a cancellation point: glibc's syscall() is not one.
             // SAFETY: the caller's contract.
             return settle(unsafe { io::green_call(nr, &args, false) });

@@ -349,6 +349,31 @@ fn compare(native: &Run, preload: &Run) -> Result<(), String> {
 
 /// Compiles `tests/programs/<source>`, runs it natively and under the preload, and compares.
 fn check_program(source: &str) {
+    check_program_posting(source, &[]);
+}
+
+/// The `name count` pairs of the last "system calls posted" line of a statistics file.
+fn posted_calls(stats: &str) -> Vec<(String, u64)> {
+    let Some(line) = stats
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("system calls posted"))
+    else {
+        return Vec::new();
+    };
+    let list = line.split_once("): ").map_or("", |(_, l)| l);
+    list.split(", ")
+        .filter_map(|pair| {
+            let (name, n) = pair.rsplit_once(' ')?;
+            Some((name.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// As [`check_program`], and the preload run's statistics must show each of `calls` posted
+/// (exception-less) at least the given number of times: what the output of a program cannot
+/// tell apart from a call that went to glibc.
+fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
     let src = programs_dir().join(source);
     assert!(src.is_file(), "{} is missing", src.display());
     let lib = preload_library();
@@ -362,7 +387,20 @@ fn check_program(source: &str) {
     let compiled = t0.elapsed();
     let native = run("native", &binary, &dir.path, None, TIMEOUT);
     let preload = run("preload", &binary, &dir.path, Some(&lib), TIMEOUT);
-    if let Err(e) = compare(&native, &preload) {
+    let posted = compare(&native, &preload).and_then(|()| {
+        let got = posted_calls(preload.stats.clone().flatten().as_deref().unwrap_or(""));
+        for &(name, min) in calls {
+            let n = got.iter().find(|(c, _)| c == name).map_or(0, |&(_, n)| n);
+            if n < min {
+                return Err(format!(
+                    "the preload run posted {name} {n} times, expected at least {min}\n{}",
+                    preload.report()
+                ));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = posted {
         dir.keep = true;
         panic!(
             "{source}: {e}\n(binary and outputs kept in {}; preload: {})",
@@ -448,6 +486,34 @@ fn c11() {
     check_program("c11.c");
 }
 
+#[test]
+fn sched() {
+    check_program("sched.c");
+}
+
+#[test]
+fn versions() {
+    check_program("versions.c");
+}
+
+#[test]
+fn spawn() {
+    check_program("spawn.c");
+}
+
+#[test]
+fn stat() {
+    // stat.c's 8 threads each make 50 rounds of these calls on green threads.
+    check_program_posting(
+        "stat.c",
+        &[
+            ("newfstatat", 8 * 50 * 8),
+            ("fstat", 8 * 50 * 3),
+            ("statx", 8 * 50),
+        ],
+    );
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -466,6 +532,10 @@ fn every_program_has_a_test() {
         "c11.c",
         "join_np.c",
         "segv.c",
+        "sched.c",
+        "versions.c",
+        "stat.c",
+        "spawn.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
