@@ -9,6 +9,8 @@
 //! (`shim.rs`).
 
 #[cfg(not(loom))]
+mod arch;
+#[cfg(not(loom))]
 pub mod fpu;
 pub mod futex;
 #[cfg(not(loom))]

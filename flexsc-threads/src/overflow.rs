@@ -458,6 +458,12 @@ impl CarrierSlot {
         })
     }
 
+    /// The slot's handle for green threads running on this carrier, which publish the green
+    /// thread they hand the carrier over to.
+    pub(crate) fn running_slot(&self) -> RunningSlot {
+        RunningSlot(self.index)
+    }
+
     /// Records the green thread about to run on this carrier: its stack's guard range
     /// ([`Stack::guard`](crate::stack::Stack::guard)), its id and its name (bytes beyond
     /// [`NAME_MAX`] are not kept). A fault in `guard` from now on is reported as its overflow.
@@ -468,6 +474,18 @@ impl CarrierSlot {
     /// Records that no green thread runs on this carrier (the scheduler itself does).
     pub fn clear(&self) {
         TABLE[self.index].publish(0..0, 0, &[]);
+    }
+}
+
+/// A carrier's slot, as code running on that carrier sees it (see
+/// [`CarrierSlot::running_slot`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunningSlot(usize);
+
+impl RunningSlot {
+    /// As [`CarrierSlot::set_running`]; call it only on the slot's carrier thread.
+    pub(crate) fn set_running(&self, guard: Range<usize>, id: u64, name: &[u8]) {
+        TABLE[self.0].publish(guard, id, name);
     }
 }
 

@@ -180,7 +180,9 @@ fn errors_come_back_as_negative_errno() {
 }
 
 /// A green thread that overflows its stack is named on stderr, then the process aborts (run in a
-/// child process: this one must survive).
+/// child process: this one must survive). It overflows after yielding to a bystander that keeps
+/// yielding, so it gets the carrier back from the bystander directly (a hand-over), not from the
+/// carrier: the name must follow the hand-over.
 #[test]
 fn stack_overflow_names_the_green_thread() {
     if std::env::var("FLEXSC_TEST_CHILD").as_deref() == Ok("overflow") {
@@ -189,7 +191,15 @@ fn stack_overflow_names_the_green_thread() {
             .stack_size(64 * 1024)
             .build()
             .unwrap();
+        let _bystander = rt.spawn_named("bystander", || {
+            loop {
+                yield_now();
+            }
+        });
         rt.spawn_named("deep-diver", || {
+            for _ in 0..10 {
+                yield_now();
+            }
             fn recurse(n: u64) -> u64 {
                 if n == u64::MAX {
                     return 0; // never: keeps the recursion conditional for the compiler

@@ -15,14 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use corosensei::CoroutineResult;
 use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
 
 use super::Shared;
 use super::local::LocalState;
 use super::queue::RunQueue;
 use super::stats::{CarrierStats, CarrierSyscalls};
-use super::task::{CarrierCpu, GreenCoroutine, Suspend, Task};
+use super::task::{CarrierCpu, Outcome, Suspend, Task};
 use super::timer::Timers;
 
 thread_local! {
@@ -66,12 +65,12 @@ pub(crate) fn without_current<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Drops (unwinds) a suspended green thread's coroutine with no current green thread on the
+/// Unwinds a suspended green thread that is being dropped, with no current green thread on the
 /// calling TLS block. Not inlined: [`super::task`] calls it right after pointing fs at the
 /// green thread's own block, so its thread-local addresses must be computed here.
 #[inline(never)]
-pub(crate) fn drop_unwinding(co: GreenCoroutine) {
-    without_current(move || drop(co));
+pub(crate) fn unwind_hidden(task: &Task) {
+    without_current(|| task.unwind());
 }
 
 /// Green threads run between two looks at completions and timers while the run queue stays busy.
@@ -89,10 +88,9 @@ pub(crate) struct Carrier {
     stats: CarrierStats,
     /// This carrier's calls by number (live; its only writer).
     syscalls: Arc<CarrierSyscalls>,
-    /// Tells the overflow handler which green thread runs here.
-    guard_slot: crate::overflow::CarrierSlot,
-    /// The green thread `guard_slot` names (0: none; ids start at 1).
-    published: u64,
+    /// Tells the overflow handler which green thread runs here (published through the switch
+    /// state's copy, `LocalState::slot`); released when the carrier ends.
+    _guard_slot: crate::overflow::CarrierSlot,
     /// The carrier's own TCB and tid, restored after each green thread.
     cpu: CarrierCpu,
 }
@@ -106,6 +104,15 @@ impl Carrier {
     ) -> Self {
         let slots = poster.capacity();
         let syscalls = shared.stats.carrier_syscalls(idx);
+        let cpu = CarrierCpu::current();
+        let slot = guard_slot.running_slot();
+        // SAFETY: on the carrier's own thread, before any green thread runs here.
+        unsafe {
+            shared.locals[idx].with(|l| {
+                l.cpu = cpu;
+                l.slot = Some(slot);
+            })
+        };
         Self {
             idx,
             shared,
@@ -115,9 +122,8 @@ impl Carrier {
             timers: Timers::default(),
             stats: CarrierStats::default(),
             syscalls,
-            guard_slot,
-            published: 0,
-            cpu: CarrierCpu::current(),
+            _guard_slot: guard_slot,
+            cpu,
         }
     }
 
@@ -126,12 +132,14 @@ impl Carrier {
         loop {
             let mut ran = 0u32;
             while let Some(t) = self.next_ready() {
-                self.run_task(t);
-                ran += 1;
+                // Green threads handing the carrier over to each other count as runs too.
+                let budget = FAIRNESS_ROUND - 1 - ran % FAIRNESS_ROUND;
+                let before = ran;
+                ran += 1 + self.run_task(t, budget);
                 if self.poster.unsubmitted() >= batch_limit {
                     self.submit();
                 }
-                if ran % FAIRNESS_ROUND == 0 {
+                if ran / FAIRNESS_ROUND != before / FAIRNESS_ROUND {
                     // Green threads that keep yielding must not starve the ones whose calls
                     // completed or whose timers are due.
                     self.submit();
@@ -155,7 +163,7 @@ impl Carrier {
                 continue;
             }
             if let Some(t) = self.steal() {
-                self.run_task(t);
+                self.run_task(t, FAIRNESS_ROUND - 1);
                 continue;
             }
             if self.shared.shutdown.load(Ordering::Acquire) {
@@ -190,33 +198,49 @@ impl Carrier {
         self.stats.waits += self.poster.stats().waits - before;
     }
 
-    fn run_task(&mut self, task: Arc<Task>) {
+    /// Runs `task` until it, or a green thread it handed the carrier over to (at most `budget`
+    /// hand-overs), switches back; acts on what that one reported. Returns the hand-overs made.
+    fn run_task(&mut self, task: Arc<Task>, budget: u32) -> u32 {
         task.home.store(self.idx, Ordering::Relaxed);
         self.stats.switches += 1;
-        // Without a TLS block of its own, the green thread finds itself in the carrier's.
+        // Without a TLS block of its own, the green thread finds itself in the carrier's (and
+        // hands nothing over: hand-overs need blocks of their own).
         let shares_tls = task.thread_pointer().is_none();
         if shares_tls {
             CURRENT.with(|c| c.set(Some((Arc::as_ptr(&task), Arc::as_ptr(&self.shared)))));
         }
-        if self.published != task.id() {
-            // Republished only when another green thread runs: a stale entry is harmless (a
-            // suspended green thread's guard page is touched by nobody), and a yield or syscall
-            // round trip of the same thread then costs no stores here.
-            let name = task.name().unwrap_or("").as_bytes();
-            self.guard_slot.set_running(task.guard(), task.id(), name);
-            self.published = task.id();
-        }
-        let r = task.resume(self.cpu);
+        let t = Arc::as_ptr(&task);
+        self.local(|l| {
+            l.publish(&task);
+            l.budget = budget;
+            l.running = Some(task);
+        });
+        // SAFETY: the switch state's `running` holds the task until it switches away.
+        unsafe { Task::resume(t, self.cpu) };
         if shares_tls {
             CURRENT.with(|c| c.set(None));
         }
-        match r {
-            CoroutineResult::Return(()) => {
+        let (task, outcome, deferred, left) = self.local(|l| {
+            (
+                l.running.take(),
+                l.outcome.take(),
+                l.deferred.take(),
+                l.budget,
+            )
+        });
+        // Left by a green thread that handed over to one that switched back at once; normally
+        // the one handed over to finishes it first thing.
+        if let Some(d) = deferred.and_then(Task::wait) {
+            self.push_ready(d);
+        }
+        let task = task.expect("the green thread that switched back");
+        match outcome.expect("a green thread reports why it switched back") {
+            Outcome::Finished => {
                 self.recycle(task);
                 self.shared.locals[self.idx].count_finish();
             }
-            CoroutineResult::Yield(Suspend::Yield) => self.push_ready(task),
-            CoroutineResult::Yield(Suspend::Park(deadline)) => {
+            Outcome::Suspended(Suspend::Yield) => self.push_ready(task),
+            Outcome::Suspended(Suspend::Park(deadline)) => {
                 if task.try_park() {
                     if let Some(at) = deadline {
                         self.timers.add(at, task);
@@ -225,7 +249,7 @@ impl Carrier {
                     self.push_ready(task);
                 }
             }
-            CoroutineResult::Yield(Suspend::Wait(deadline)) => {
+            Outcome::Suspended(Suspend::Wait(deadline)) => {
                 // The timer's reference is taken first: once waiting, the task is not ours.
                 if let Some(at) = deadline {
                     self.timers.add(at, task.clone());
@@ -234,8 +258,9 @@ impl Carrier {
                     self.push_ready(task);
                 }
             }
-            CoroutineResult::Yield(Suspend::Syscall(call)) => self.post(task, call),
+            Outcome::Suspended(Suspend::Syscall(call)) => self.post(task, call),
         }
+        budget - left
     }
 
     /// Runs `f` on this carrier's local state (its ready queue and pools).
@@ -264,7 +289,7 @@ impl Carrier {
     /// The task itself is kept too when nothing else refers to it (no unparker left anywhere):
     /// the next spawn here rewrites it in place instead of allocating.
     fn recycle(&self, task: Arc<Task>) {
-        let stack = task.take_finished().map(|co| co.into_stack());
+        let stack = task.take_finished().map(|ctx| ctx.into_stack());
         // Only stacks of the runtime's size go to the carrier's cache.
         let (stack, odd) = match stack {
             Some(s) if s.size() != self.shared.stack_size => (None, Some(s)),
@@ -418,6 +443,8 @@ impl Carrier {
     }
 
     fn publish_stats(&mut self) {
+        let handed_over = self.local(|l| std::mem::take(&mut l.handed_over));
+        self.stats.switches += handed_over;
         let local = &self.shared.locals[self.idx];
         self.stats.spawned = local.spawned();
         self.stats.finished = local.finished();

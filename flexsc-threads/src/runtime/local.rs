@@ -16,7 +16,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::task::Task;
+use super::task::{CarrierCpu, Outcome, Suspend, Task};
+use crate::overflow::RunningSlot;
 use crate::stack::Stack;
 use crate::tls::TlsBlock;
 
@@ -36,6 +37,23 @@ pub(crate) struct LocalState {
     pub(crate) tasks: Vec<Arc<Task>>,
     /// Green thread ids reserved for spawns here.
     ids: Range<u64>,
+    /// The switch state: the green thread running now (the one the carrier resumed, or one
+    /// handed the carrier over to since).
+    pub(crate) running: Option<Arc<Task>>,
+    /// What the green thread that switched back to the carrier reported.
+    pub(crate) outcome: Option<Outcome>,
+    /// A green thread that handed the carrier over to wait: whoever runs next makes it WAITING
+    /// (see [`Task::finish_hand_over`]).
+    pub(crate) deferred: Option<Arc<Task>>,
+    /// Hand-overs left before the carrier takes its turn.
+    pub(crate) budget: u32,
+    /// Hand-overs made (green-to-green switches), for the statistics.
+    pub(crate) handed_over: u64,
+    /// The carrier's own TCB and tid, set when it starts.
+    pub(crate) cpu: CarrierCpu,
+    /// Its slot in the stack-overflow table, and the green thread last published there.
+    pub(crate) slot: Option<RunningSlot>,
+    published: u64,
 }
 
 /// One carrier's [`LocalState`], shared only with the green threads it runs, and its counts of
@@ -64,6 +82,14 @@ impl CarrierLocal {
                 tls: Vec::new(),
                 tasks: Vec::new(),
                 ids: 0..0,
+                running: None,
+                outcome: None,
+                deferred: None,
+                budget: 0,
+                handed_over: 0,
+                cpu: CarrierCpu { tp: 0, tid: 0 },
+                slot: None,
+                published: 0,
             }),
             spawned: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -105,6 +131,43 @@ impl CarrierLocal {
 }
 
 impl LocalState {
+    /// Records `t` as the green thread running here, for the stack-overflow diagnostic.
+    /// Republished only when another green thread runs: a stale entry is harmless (a suspended
+    /// green thread's guard page is touched by nobody), and a round trip of the same thread then
+    /// costs no stores.
+    pub(crate) fn publish(&mut self, t: &Task) {
+        if self.published != t.id()
+            && let Some(slot) = self.slot
+        {
+            slot.set_running(t.guard(), t.id(), t.name().unwrap_or("").as_bytes());
+            self.published = t.id();
+        }
+    }
+
+    /// A yield or an untimed wait of the running green thread: takes the next ready green thread
+    /// if the budget allows, makes it the running one, and queues the caller (a yield) or leaves
+    /// it to become WAITING once off its stack (a wait). The next one's address, and the
+    /// carrier's TCB and tid, for the caller's switch.
+    pub(crate) fn hand_over(&mut self, why: &Suspend) -> Option<(*const Task, CarrierCpu)> {
+        if self.budget == 0 {
+            return None;
+        }
+        let next = self.ready.pop()?;
+        self.budget -= 1;
+        self.handed_over += 1;
+        self.publish(&next);
+        let to = Arc::as_ptr(&next);
+        let me = self
+            .running
+            .replace(next)
+            .expect("a green thread is running");
+        match why {
+            Suspend::Wait(_) => self.deferred = Some(me),
+            _ => self.ready.push(me),
+        }
+        Some((to, self.cpu))
+    }
+
     /// A new green thread id, from this carrier's reserved block (refilled from `global`).
     pub(crate) fn next_id(&mut self, global: &AtomicU64) -> u64 {
         if self.ids.is_empty() {

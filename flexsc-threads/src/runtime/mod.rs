@@ -1,6 +1,7 @@
 //! The M:N runtime: carriers, green threads, and the API to start and join them.
 
 mod carrier;
+mod context;
 mod interrupt;
 mod local;
 mod mark;
@@ -18,13 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corosensei::{Coroutine, Yielder};
 use flexsc_kmod::{BackendKind, Config, Registration, Specialization, Syscall};
 
 use crate::join::JoinCell;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
+use context::Context;
 pub use interrupt::{Interrupter, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
@@ -233,26 +234,33 @@ impl Shared {
         let done = join.clone();
         let me = Arc::as_ptr(&task) as usize;
         let shared = self as *const Shared as usize;
-        let co = Coroutine::with_stack(stack, move |y: &Yielder<i64, Suspend>, _: i64| {
-            // SAFETY: the task owns this coroutine, so it outlives every run of it.
-            let me = unsafe { &*(me as *const Task) };
-            me.set_yielder(y);
-            if let Some(block) = me.tls() {
-                // SAFETY: the carrier installed this block as fs before resuming us.
-                unsafe { block.first_entry() };
-                carrier::set_current(me, shared as *const Shared);
+        let ctx = Context::new(stack, move || {
+            // SAFETY: the task owns this context, so it outlives every run of it; the runtime
+            // outlives its running green threads (a carrier holds it).
+            let (me, rt) = unsafe { (&*(me as *const Task), &*(shared as *const Shared)) };
+            {
+                // Everything here is dropped before `exit`, which never returns.
+                let done = done;
+                if let Some(block) = me.tls() {
+                    // SAFETY: the carrier installed this block as fs before switching to us.
+                    unsafe { block.first_entry() };
+                    carrier::set_current(me, rt);
+                }
+                me.finish_hand_over(rt);
+                let r = catch_unwind(AssertUnwindSafe(f));
+                if let Some(block) = me.tls() {
+                    // C++ thread_local and Rust thread-local destructors, before the joiner
+                    // returns.
+                    // SAFETY: we run on this block.
+                    unsafe { block.run_tls_dtors() };
+                }
+                if let Some(w) = done.complete(r) {
+                    w.wake();
+                }
             }
-            let r = catch_unwind(AssertUnwindSafe(f));
-            if let Some(block) = me.tls() {
-                // C++ thread_local and Rust thread-local destructors, before the joiner returns.
-                // SAFETY: we run on this block.
-                unsafe { block.run_tls_dtors() };
-            }
-            if let Some(w) = done.complete(r) {
-                w.wake();
-            }
+            me.exit()
         });
-        task.install(co);
+        task.install(ctx);
         let tcb = task.thread_pointer();
         match here {
             Some(c) => self.locals[c].count_spawn(),

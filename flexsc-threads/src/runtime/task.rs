@@ -1,25 +1,33 @@
-//! A green thread: its coroutine (stack and registers), its park state, and its identity.
+//! A green thread: its context (stack and saved registers), its park state, and its identity.
 //!
 //! Its park protocol is in [`crate::park`]: a task is on at most one queue and resumed by one
 //! carrier at a time.
 //!
-//! This is the runtime's context-switch module: the coroutine, the green thread's glibc TLS block
+//! This is the runtime's context-switch module. The context, the green thread's glibc TLS block
 //! and its floating-point control state live in `UnsafeCell`s that the protocol above hands to
-//! exactly one carrier at a time. A switch in (see [`Task::resume`]) writes the carrier's tid into
-//! the green thread's TCB, loads its MXCSR and x87 control word if they differ from the defaults,
-//! points fs at its TLS block (`wrfsbase`), and jumps to its stack; the switch out undoes that in
-//! reverse, so the carrier's own code always runs on the carrier's own TCB.
+//! exactly one carrier at a time. Whoever switches *to* a green thread (its carrier in
+//! [`Task::resume`], or another green thread of the same carrier handing over directly in
+//! [`Task::suspend`]) first installs its environment: the carrier's tid in its TCB, its MXCSR and
+//! x87 control word if they differ from the current ones, fs pointing at its TLS block
+//! (`wrfsbase`). Whoever switches *away* saves its own floating-point state. The carrier's own
+//! code always runs on the carrier's own TCB and default floating-point state.
+//!
+//! A green thread that yields or waits hands its carrier straight to the next ready green thread
+//! of the carrier's private queue (one switch instead of two through the carrier), within a budget
+//! that gives the carrier its turn for completions, timers and fairness. What must happen only
+//! after it is off its stack (becoming WAITING, where another carrier could resume it) is left in
+//! the carrier's switch state (`LocalState::deferred`) for whoever runs next to finish.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use corosensei::{Coroutine, CoroutineResult, Yielder};
 use flexsc_kmod::Syscall;
 
+use super::context::Context;
+use crate::arch;
 use crate::fpu::FpuControl;
 use crate::park::{Park, Unparked};
-use crate::stack::Stack;
 use crate::tls::{self, TlsBlock};
 
 /// Why a green thread gave its carrier back.
@@ -36,8 +44,16 @@ pub(crate) enum Suspend {
     Syscall(Syscall),
 }
 
-/// The coroutine type of every green thread: resumed with a syscall result (0 otherwise).
-pub(crate) type GreenCoroutine = Coroutine<i64, Suspend, (), Stack>;
+/// What the green thread that switched back to its carrier reports.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Suspended(Suspend),
+    Finished,
+}
+
+/// The payload of the unwind that drops a suspended green thread (see `Drop for Task`): its
+/// frames' destructors run, its `catch_unwind`s see this and must let it through.
+pub(crate) struct ForcedUnwind;
 
 /// What a switch restores for the carrier: its own thread pointer and kernel tid.
 #[derive(Clone, Copy, Debug)]
@@ -70,13 +86,16 @@ pub(crate) struct Task {
     runtime: Weak<super::Shared>,
     /// Its interrupt mark and where its call is in flight ([`super::interrupt`]).
     pub(crate) interrupt: super::mark::InterruptMark,
-    co: UnsafeCell<Option<GreenCoroutine>>,
+    ctx: UnsafeCell<Option<Context>>,
+    /// Where the context that resumed it (its carrier's `resume`, or a dropper unwinding it)
+    /// saved its stack pointer: switching back continues there.
+    back: UnsafeCell<*mut usize>,
+    /// Resumed only to unwind its stack (see `Drop for Task`).
+    unwinding: UnsafeCell<bool>,
     /// Its own glibc TLS block and TCB (None: it runs on its carrier's).
     tls: UnsafeCell<Option<TlsBlock>>,
     /// Its MXCSR and x87 control word while it is switched out.
     fpu: UnsafeCell<FpuControl>,
-    /// Its yielder, valid while the coroutine has started and not finished.
-    yielder: AtomicU64,
     /// The value its next resume passes in (a syscall's result).
     resume_with: AtomicU64,
     /// Its stack's guard page, for the overflow diagnostic.
@@ -111,11 +130,11 @@ impl Drop for HeldTcb {
     }
 }
 
-// SAFETY: the coroutine, TLS and FPU cells are only touched by the one carrier the park protocol
-// hands the task to (see the module doc), or before the task is published; every other field is
-// atomic or immutable.
+// SAFETY: the context, TLS, FPU, back and unwinding cells are only touched by the one carrier the
+// park protocol hands the task to (see the module doc), or by a dropper once nobody else can; every
+// other field is atomic or immutable.
 unsafe impl Sync for Task {}
-// SAFETY: as above; a suspended coroutine may be resumed on another carrier (its stack and
+// SAFETY: as above; a suspended context may be resumed on another carrier (its stack and
 // registers move with it, and nothing in it is tied to the OS thread it last ran on).
 unsafe impl Send for Task {}
 
@@ -129,7 +148,7 @@ impl std::fmt::Debug for Task {
 }
 
 impl Task {
-    /// A task without its coroutine yet ([`Task::install`] adds it, before the task is shared).
+    /// A task without its context yet ([`Task::install`] adds it, before the task is shared).
     pub(crate) fn new(
         id: u64,
         name: Option<String>,
@@ -146,27 +165,28 @@ impl Task {
             park: crate::park::ParkState::new(),
             home: AtomicUsize::new(home),
             interrupt: Default::default(),
-            co: UnsafeCell::new(None),
+            ctx: UnsafeCell::new(None),
+            back: UnsafeCell::new(std::ptr::null_mut()),
+            unwinding: UnsafeCell::new(false),
             tls: UnsafeCell::new(tls),
             fpu: UnsafeCell::new(FpuControl::DEFAULT),
-            yielder: AtomicU64::new(0),
             resume_with: AtomicU64::new(0),
             tcb_hold: None,
         }
     }
 
-    /// Gives the task its coroutine. Call it once, before the task is on any queue: the
-    /// coroutine needs the task's address, so it is made after the task.
-    pub(crate) fn install(&self, co: GreenCoroutine) {
+    /// Gives the task its context. Call it once, before the task is on any queue: the context's
+    /// body needs the task's address, so it is made after the task.
+    pub(crate) fn install(&self, ctx: Context) {
         // SAFETY: nobody else has seen the task yet (the caller's contract, checked below).
-        let cell = unsafe { &mut *self.co.get() };
-        assert!(cell.is_none(), "a green thread's coroutine installed twice");
-        *cell = Some(co);
+        let cell = unsafe { &mut *self.ctx.get() };
+        assert!(cell.is_none(), "a green thread's context installed twice");
+        *cell = Some(ctx);
     }
 
     /// Its TLS block's thread pointer, if it has its own.
     pub(crate) fn thread_pointer(&self) -> Option<usize> {
-        // SAFETY: the block is only replaced by `take_tls`, after the coroutine finished; the
+        // SAFETY: the block is only replaced by `take_tls`, after the context finished; the
         // callers run on the green thread itself or on the carrier that resumes it.
         unsafe { (*self.tls.get()).as_ref().map(TlsBlock::thread_pointer) }
     }
@@ -203,73 +223,198 @@ impl Task {
         }
     }
 
-    /// Records the yielder; called by the coroutine itself when it starts.
-    pub(crate) fn set_yielder(&self, y: &Yielder<i64, Suspend>) {
-        self.yielder.store(y as *const _ as u64, Ordering::Relaxed);
-    }
-
-    /// Suspends the calling green thread (which must be this task) with `why`.
+    /// Green side: suspends the calling green thread (which must be this task, running on its
+    /// carrier) with `why`; returns the value it is resumed with (a system call's result, else 0).
+    ///
+    /// A yield or an untimed wait hands the carrier straight to the next green thread of its
+    /// private ready queue, within the carrier's budget; everything else goes back to the carrier.
     pub(crate) fn suspend(&self, why: Suspend) -> i64 {
-        let y = self.yielder.load(Ordering::Relaxed) as *const Yielder<i64, Suspend>;
-        // SAFETY: the yielder was recorded by this task's coroutine when it started and lives on
-        // its stack until it returns; we are running inside that coroutine (the caller found us
-        // as the current task), so it is alive and ours.
-        unsafe { (*y).suspend(why) }
+        let (_, shared, c) = super::carrier::current().expect("suspend outside a green thread");
+        let local = &shared.locals[c];
+        let direct =
+            matches!(why, Suspend::Yield | Suspend::Wait(None)) && self.thread_pointer().is_some();
+        // SAFETY: on carrier c's kernel thread (we run on it), between switches.
+        let next = direct
+            .then(|| unsafe { local.with(|l| l.hand_over(&why)) })
+            .flatten();
+        match next {
+            Some((to, cpu)) => {
+                // SAFETY: `to` is the Arc now in the switch state's `running`, alive until it
+                // switches away itself, which it cannot do before we switch to it.
+                unsafe { (*to).home.store(c, Ordering::Relaxed) };
+                self.switch_to(to, cpu);
+            }
+            None => {
+                // SAFETY: as above.
+                unsafe { local.with(|l| l.outcome = Some(Outcome::Suspended(why))) };
+                self.switch_back();
+            }
+        }
+        self.resumed(shared)
     }
 
-    /// Carrier: switches to the green thread until it suspends or returns. Only the carrier that
-    /// took the task from a run queue (or created it) may call this, on its own TCB (`cpu`).
+    /// Green side, right after a switch into this task: unwinds if it is being dropped, finishes
+    /// what the green thread that switched here left undone, and takes the resume value.
+    fn resumed(&self, shared: &super::Shared) -> i64 {
+        // SAFETY: only this green thread and its dropper touch the flag, never at once.
+        if unsafe { *self.unwinding.get() } {
+            std::panic::resume_unwind(Box::new(ForcedUnwind));
+        }
+        self.finish_hand_over(shared);
+        let v = self.resume_with.load(Ordering::Relaxed) as i64;
+        self.resume_with.store(0, Ordering::Relaxed);
+        v
+    }
+
+    /// Green side, first thing after any switch into this task (including its start): a green
+    /// thread that handed the carrier over to wait becomes WAITING only now that it is off its
+    /// stack.
+    pub(crate) fn finish_hand_over(&self, shared: &super::Shared) {
+        let c = self.home.load(Ordering::Relaxed);
+        // SAFETY: on carrier c's kernel thread; neither `wait` nor the push resumes anything.
+        unsafe {
+            shared.locals[c].with(|l| {
+                if let Some(t) = l.deferred.take().and_then(Task::wait) {
+                    l.ready.push(t);
+                }
+            })
+        };
+    }
+
+    /// Green side: switches to green thread `to` of the same carrier, whose TLS block is its
+    /// own, as `to`'s carrier would (see the module doc). Returns when this task is resumed.
+    ///
+    /// Not inlined: fs changes inside, so no caller can keep a thread-local address computed on
+    /// one TCB and use it on the other.
+    ///
+    /// `to` is a raw pointer: it may be gone by the time this task is resumed.
+    #[inline(never)]
+    fn switch_to(&self, to: *const Task, cpu: CarrierCpu) {
+        // SAFETY: this carrier holds both tasks (the running one, and the one it took from its
+        // ready queue), so it alone touches their cells; `to`'s context is suspended (or new)
+        // and its block lives as long as it. `to` is not touched after the switch. Between
+        // `write_fs_base` and the switch no thread-local is touched.
+        unsafe {
+            let to = &*to;
+            let now = FpuControl::save();
+            *self.fpu.get() = now;
+            let theirs = *to.fpu.get();
+            if theirs != now {
+                theirs.restore();
+            }
+            *to.back.get() = *self.back.get();
+            let block = (*to.tls.get())
+                .as_ref()
+                .expect("a direct switch goes to a green thread with its own TLS block");
+            block.set_tid(cpu.tid);
+            let to_sp = to.start();
+            let my_sp = &mut (*self.ctx.get())
+                .as_mut()
+                .expect("running, so not finished")
+                .sp;
+            tls::write_fs_base(block.thread_pointer());
+            arch::switch(my_sp, to_sp, 0);
+        }
+    }
+
+    /// Green side: switches back to the context that resumed this task (its carrier), with the
+    /// carrier's default floating-point state.
+    #[inline(never)]
+    fn switch_back(&self) {
+        // SAFETY: the running green thread's own cells; `back` was set by whoever resumed it (or
+        // handed over to it) and that context waits there, suspended.
+        unsafe {
+            let now = FpuControl::save();
+            *self.fpu.get() = now;
+            if now != FpuControl::DEFAULT {
+                FpuControl::DEFAULT.restore();
+            }
+            let my_sp = &mut (*self.ctx.get())
+                .as_mut()
+                .expect("running, so not finished")
+                .sp;
+            arch::switch(my_sp, **self.back.get(), 0);
+        }
+    }
+
+    /// Green side: the end of the green thread. Reports it finished to its carrier (unless it
+    /// was only being unwound) and switches back for good.
+    pub(crate) fn exit(&self) -> ! {
+        // SAFETY: as in `resumed`.
+        if !unsafe { *self.unwinding.get() } {
+            let (_, shared, c) = super::carrier::current().expect("exit outside a green thread");
+            // SAFETY: on carrier c's kernel thread, between switches.
+            unsafe { shared.locals[c].with(|l| l.outcome = Some(Outcome::Finished)) };
+        }
+        if FpuControl::save() != FpuControl::DEFAULT {
+            FpuControl::DEFAULT.restore();
+        }
+        let mut gone = 0usize;
+        // SAFETY: as in `switch_back`; nobody switches to this context again (its carrier, or its
+        // dropper, takes the finished context and its stack).
+        unsafe { arch::switch(&mut gone, **self.back.get(), 0) };
+        unreachable!("a finished green thread was resumed")
+    }
+
+    /// The saved stack pointer to switch to (marking a new context started).
+    ///
+    /// # Safety
+    /// The caller holds the task (park protocol) and is about to switch to it.
+    unsafe fn start(&self) -> usize {
+        // SAFETY: the caller's contract.
+        let ctx = unsafe { (*self.ctx.get()).as_mut() }.expect("resumed a finished green thread");
+        ctx.mark_started();
+        ctx.sp
+    }
+
+    /// Carrier: switches to the green thread until it (or a green thread it handed the carrier
+    /// over to) switches back. Only the carrier that took the task from a run queue (or created
+    /// it) may call this, on its own TCB (`cpu`). What came back is in the carrier's switch
+    /// state (`LocalState::{running, outcome}`).
     ///
     /// Not inlined: fs changes only inside this function, so no caller can keep a thread-local
     /// address computed on one TCB and use it on the other.
+    ///
+    /// `this` is a raw pointer: the task may be gone by the time the carrier gets control back
+    /// (handed over, it may have finished elsewhere).
+    ///
+    /// # Safety
+    /// `this` is alive (the caller holds a reference in the switch state's `running`).
     #[inline(never)]
-    pub(crate) fn resume(&self, cpu: CarrierCpu) -> CoroutineResult<Suspend, ()> {
-        // Only the carrier holding the task reads or writes it: no read-modify-write needed.
-        let input = self.resume_with.load(Ordering::Relaxed) as i64;
-        self.resume_with.store(0, Ordering::Relaxed);
-        // SAFETY: the park protocol gives this carrier exclusive use of the coroutine, the TLS
-        // block and the FPU state until the task suspends again (module doc).
-        let (co, tls, fpu) = unsafe {
-            (
-                (*self.co.get())
-                    .as_mut()
-                    .expect("resumed a finished green thread"),
-                (*self.tls.get()).as_ref(),
-                &mut *self.fpu.get(),
-            )
-        };
-        // Rust code on the carrier runs with the default FPU state, so loading and restoring it
-        // is skipped unless the green thread changed it (only C code does).
-        if *fpu != FpuControl::DEFAULT {
-            fpu.restore();
-        }
-        let r = match tls {
-            None => co.resume(input),
-            Some(block) => {
-                block.set_tid(cpu.tid);
-                // SAFETY: the block lives as long as the task, and this carrier is the only
-                // thread running on it; nothing between here and the restore below touches a
-                // thread-local (the coroutine's code runs on its own block, as it should).
-                unsafe { tls::write_fs_base(block.thread_pointer()) };
-                let r = co.resume(input);
-                // SAFETY: the carrier's own TCB, live for as long as the carrier thread.
-                unsafe { tls::write_fs_base(cpu.tp) };
-                r
+    pub(crate) unsafe fn resume(this: *const Task, cpu: CarrierCpu) {
+        let mut back = 0usize;
+        // SAFETY: the caller's contract, and the park protocol gives this carrier exclusive use
+        // of the context, the TLS block and the FPU state until the task suspends again (module
+        // doc); `this` is not touched after the switch; `back` outlives the switch, which
+        // returns only once some green thread switches back to it.
+        unsafe {
+            let this = &*this;
+            let fpu = *this.fpu.get();
+            if fpu != FpuControl::DEFAULT {
+                fpu.restore();
             }
-        };
-        let now = FpuControl::save();
-        if now != FpuControl::DEFAULT {
-            FpuControl::DEFAULT.restore();
+            *this.back.get() = &mut back;
+            let sp = this.start();
+            match (*this.tls.get()).as_ref() {
+                None => {
+                    arch::switch(&mut back, sp, 0);
+                }
+                Some(block) => {
+                    block.set_tid(cpu.tid);
+                    // Nothing between here and the restore touches a thread-local.
+                    tls::write_fs_base(block.thread_pointer());
+                    arch::switch(&mut back, sp, 0);
+                    tls::write_fs_base(cpu.tp);
+                }
+            }
         }
-        *fpu = now;
-        r
     }
 
-    /// Carrier: takes the finished coroutine out (to recycle its stack).
-    pub(crate) fn take_finished(&self) -> Option<GreenCoroutine> {
-        // SAFETY: called by the carrier that just saw the coroutine return: nobody else can
+    /// Carrier: takes the finished context out (to recycle its stack).
+    pub(crate) fn take_finished(&self) -> Option<Context> {
+        // SAFETY: called by the carrier that just saw the green thread finish: nobody else can
         // resume it any more.
-        unsafe { (*self.co.get()).take() }
+        unsafe { (*self.ctx.get()).take() }
     }
 
     /// Carrier: takes the finished green thread's TLS block out (to reuse it).
@@ -329,33 +474,53 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        // Dropping a suspended coroutine unwinds its stack, running its destructors: on its own
-        // TLS block (they may use its thread-locals), and without a current green thread (they
-        // must not suspend; with a block of its own, the block's CURRENT is cleared; without, the
-        // running thread's own is hidden meanwhile).
-        let Some(co) = self.co.get_mut().take() else {
+        // A suspended green thread is resumed one last time to unwind its stack, running its
+        // destructors: on its own TLS block (they may use its thread-locals), and without a
+        // current green thread (they must not suspend; with a block of its own, the block's
+        // CURRENT is cleared; without, the running thread's own is hidden meanwhile). One that
+        // never started or has finished has nothing on its stack to unwind.
+        let Some(ctx) = self.ctx.get_mut().as_ref() else {
             return;
         };
-        match self.tls.get_mut().as_ref() {
-            None => super::carrier::drop_unwinding(co),
+        if !ctx.started() {
+            return;
+        }
+        *self.unwinding.get_mut() = true;
+        match self.tls.get_mut().as_ref().map(TlsBlock::thread_pointer) {
+            None => super::carrier::unwind_hidden(self),
             // SAFETY: nobody runs on the block (the task is being dropped, so no carrier resumes
             // it), and `unwind_on` restores the caller's fs before returning.
-            Some(block) => unsafe { unwind_on(block.thread_pointer(), co) },
+            Some(tp) => unsafe { unwind_on(tp, self) },
         }
     }
 }
 
-/// Drops a suspended coroutine with fs pointing at its own TLS block, then restores the caller's.
+impl Task {
+    /// Resumes a suspended green thread that is being dropped: it unwinds and switches back.
+    pub(crate) fn unwind(&self) {
+        let mut back = 0usize;
+        // SAFETY: called from drop, so nobody else holds the task; `back` outlives the switch,
+        // which returns when the unwound green thread exits.
+        unsafe {
+            *self.back.get() = &mut back;
+            let sp = self.start();
+            arch::switch(&mut back, sp, 0);
+        }
+    }
+}
+
+/// Unwinds a suspended green thread with fs pointing at its own TLS block and no current green
+/// thread there, then restores the caller's fs.
 ///
 /// # Safety
-/// `tp` must be the coroutine's live TLS block, not in use by any thread.
+/// `tp` must be the green thread's live TLS block, not in use by any thread.
 #[inline(never)]
-unsafe fn unwind_on(tp: usize, co: GreenCoroutine) {
+unsafe fn unwind_on(tp: usize, task: &Task) {
     let saved = tls::read_fs_base();
-    // SAFETY: the caller's contract; thread-locals are touched only inside `drop_unwinding`,
+    // SAFETY: the caller's contract; thread-locals are touched only inside `unwind_hidden`,
     // which is not inlined, so it computes their addresses on this block.
     unsafe { tls::write_fs_base(tp) };
-    super::carrier::drop_unwinding(co);
+    super::carrier::unwind_hidden(task);
     // SAFETY: the caller's own TCB, read above.
     unsafe { tls::write_fs_base(saved) };
 }

@@ -1,13 +1,13 @@
 //! [`Condvar`]: a sequence number and a wait list (the futex condvar).
 //!
 //! A waiter reads `seq` *before* unlocking the mutex, then parks only if `seq` is unchanged,
-//! checked under the list lock. A notifier bumps `seq`, then takes the list lock to wake.
+//! checked under the list lock. A notifier takes the list lock, bumps `seq` and wakes.
 //!
 //! No lost notification: a notification that matters to this waiter is one made after the waiter
 //! unlocked the mutex (a notifier holding the mutex is ordered after our unlock, so after our read
-//! of `seq`). Its bump is therefore after our read. If the notifier's wake takes the list lock
-//! after our check-and-enqueue, it finds us queued; if before, the lock orders its bump before our
-//! check, which sees `seq` changed and does not park. Either way we return. (A notification racing
+//! of `seq`). Its bump is therefore after our read. If the notifier takes the list lock after our
+//! check-and-enqueue, it finds us queued; if before, its bump precedes our check, which sees `seq`
+//! changed and does not park. Either way we return. (A notification racing
 //! with the read may also make us return: a spurious wake-up, which callers allow for.)
 //!
 //! A timed-out waiter that a notifier dequeued in the same instant reports "woken" (see the wait
@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::mutex::{MutexGuard, RawMutex};
-use super::waitlist::{Wait, WaitList};
+use super::waitlist::{Locked, Wait, WaitList};
 use crate::shim::{AtomicU64, Ordering, const_fn};
 
 /// A condition variable for [`Mutex`](super::Mutex) (and [`RawMutex`]) that parks green
@@ -144,13 +144,22 @@ impl Condvar {
 
     /// Wakes one waiter, if any.
     pub fn notify_one(&self) {
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        self.waiters.wake_one();
+        let mut l = self.waiters.lock();
+        self.bump(&mut l);
+        l.wake_front();
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.seq.fetch_add(1, Ordering::Relaxed);
-        self.waiters.wake_all();
+        let mut l = self.waiters.lock();
+        self.bump(&mut l);
+        l.wake_all();
+    }
+
+    /// Moves `seq` on. Every writer holds the list lock (the `_locked` witness), so a plain load
+    /// and store suffice: no locked read-modify-write.
+    fn bump(&self, _locked: &mut Locked<'_, ()>) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
     }
 }

@@ -205,8 +205,11 @@ impl ToWake {
     }
 
     fn finish_all(&mut self) {
-        for w in self.first.take().into_iter().chain(self.rest.drain(..)) {
+        if let Some(w) = self.first.take() {
             w.finish();
+        }
+        if !self.rest.is_empty() {
+            self.rest.drain(..).for_each(Woke::finish);
         }
     }
 }
