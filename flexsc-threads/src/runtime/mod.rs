@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use flexsc_kmod::{BackendKind, Config, Registration, Specialization, Syscall};
 
 use crate::join::JoinCell;
+use crate::park::Park;
 use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
@@ -802,10 +803,19 @@ pub fn sleep(d: Duration) {
 
 /// Parks the calling green thread until unparked (or until `deadline`); may return spuriously.
 fn park_until(deadline: Option<Instant>) {
+    park_as(Park::Held, deadline);
+}
+
+/// Parks the calling green thread as `how` (an OS thread blocks) until unparked or `deadline`;
+/// may return spuriously.
+fn park_as(how: Park, deadline: Option<Instant>) {
     match current() {
         Some((t, _, _)) => {
             if !t.take_notification() {
-                t.suspend(Suspend::Park(deadline));
+                t.suspend(match how {
+                    Park::Held => Suspend::Park(deadline),
+                    Park::Waiting => Suspend::Wait(deadline),
+                });
             }
         }
         None => match deadline {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::carrier::current;
-use super::task::{Suspend, Task};
+use super::task::Task;
+use crate::park::Park;
 
 /// Who a wait-list node wakes: a green thread (by address) or an OS thread.
 #[derive(Debug)]
@@ -77,15 +78,5 @@ fn schedule_woken(task: Arc<Task>) {
 /// Parks the calling thread in a wait list until woken or `deadline`; may return spuriously (the
 /// wait list re-checks its node).
 pub(crate) fn wait(deadline: Option<Instant>) {
-    match current() {
-        Some((t, _, _)) => {
-            if !t.take_notification() {
-                t.suspend(Suspend::Wait(deadline));
-            }
-        }
-        None => match deadline {
-            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-            None => std::thread::park(),
-        },
-    }
+    super::park_as(Park::Waiting, deadline);
 }
