@@ -117,11 +117,6 @@ impl KmodBackend {
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<OsThread>> {
         self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Number of syscall threads alive now.
-    pub fn threads(&self) -> usize {
-        self.lock_threads().len()
-    }
 }
 
 impl Backend for KmodBackend {
