@@ -155,5 +155,5 @@ module_init(flexsc_init);
 module_exit(flexsc_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("FlexSC exception-less system calls: syscall pages drained by in-kernel syscall threads");
+MODULE_DESCRIPTION("FlexSC exception-less system calls, run by in-kernel syscall threads");
 MODULE_AUTHOR("libflexsc");

@@ -808,6 +808,10 @@ fn child() -> bool {
             fuzz();
             true
         }
+        Ok("stopped") => {
+            stopped_read();
+            true
+        }
         _ => false,
     }
 }
@@ -902,6 +906,7 @@ fn random_entries_from_processes_killed_mid_batch() {
     let budget = Duration::from_secs(12);
     let started = Instant::now();
     let (mut children, mut answered, mut killed) = (0, 0u64, 0);
+    let mut ended = Vec::new();
     while started.elapsed() < budget {
         let mut c = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -933,9 +938,13 @@ fn random_entries_from_processes_killed_mid_batch() {
         while Instant::now() < until && c.try_wait().unwrap().is_none() {
             thread::sleep(Duration::from_millis(20));
         }
-        if c.try_wait().unwrap().is_none() {
-            c.kill().unwrap(); // SIGKILL, with entries in flight and calls blocked
-            killed += 1;
+        match c.try_wait().unwrap() {
+            None => {
+                c.kill().unwrap(); // SIGKILL, with entries in flight and calls blocked
+                killed += 1;
+            }
+            // Its own random calls may end it (a fatal signal, say): also fine for the kernel.
+            Some(st) => ended.push(st),
         }
         // The kernel must let the killed process go, syscall threads and all.
         let reaped = Instant::now() + Duration::from_secs(10);
@@ -945,7 +954,93 @@ fn random_entries_from_processes_killed_mid_batch() {
         }
         answered += reader.join().unwrap();
     }
-    eprintln!("{children} processes, {killed} killed mid-batch, {answered} entries answered");
+    eprintln!(
+        "{children} processes, {killed} killed mid-batch, {answered} entries answered, ended by \
+         themselves: {ended:?}"
+    );
     assert!(killed >= 1, "no process was killed mid-batch");
     assert!(answered > 0, "no random entry was answered");
+}
+
+/// A child's part: one read of stdin posted by hand, blocked in a syscall thread when the parent
+/// stops and continues us; prints the read's result and what it read.
+fn stopped_read() {
+    let dev = open_dev();
+    let fd = dev.as_raw_fd();
+    let area = Area::new(1);
+    assert_eq!(
+        ioctl(fd, abi::IOC_REGISTER, &area.args() as *const _ as u64),
+        0
+    );
+    let workers = Workers::start(fd, 2);
+    let buf = Box::new([0u8; 8]);
+    area.post(
+        0,
+        status::SUBMITTED,
+        SYS_read as u16,
+        [0, buf.as_ptr() as u64, 8, 0, 0, 0],
+    );
+    assert_eq!(ioctl(fd, abi::IOC_KICK, 0), 0);
+    while area.status(0) == status::SUBMITTED {
+        thread::sleep(Duration::from_millis(1));
+    }
+    println!("ready");
+    await_done(fd, &area, 0..1, "the read");
+    println!("read {} {}", area.ret(0), String::from_utf8_lossy(&buf[..]));
+    workers.stop(fd, Duration::from_secs(10));
+}
+
+#[test]
+fn a_call_stopped_by_sigstop_runs_again_after_sigcont() {
+    if child() {
+        return;
+    }
+    if !kmod_here("a_call_stopped_by_sigstop_runs_again_after_sigcont") {
+        return;
+    }
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_call_stopped_by_sigstop_runs_again_after_sigcont",
+            "--nocapture",
+        ])
+        .env(ROLE, "stopped")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Kills the child if the test fails before it is done.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = c.stdout.take().unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let mut c = Reap(c);
+    // The child's own libtest lines come first.
+    let mut lines = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l == "ready" || l.starts_with("read "));
+    assert_eq!(lines.next().as_deref(), Some("ready"));
+    thread::sleep(Duration::from_millis(50)); // the read sleeps in the kernel by now
+    let pid = c.0.id() as i32;
+    // SAFETY: signals to our own child.
+    unsafe {
+        assert_eq!(kill(pid, SIGSTOP), 0);
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(kill(pid, SIGCONT), 0);
+    }
+    thread::sleep(Duration::from_millis(50));
+    std::io::Write::write_all(&mut stdin, b"go on!!!").unwrap();
+    assert_eq!(
+        lines.next().as_deref(),
+        Some("read 8 go on!!!"),
+        "a stop must not end the call (it is restarted)"
+    );
+    assert!(c.0.wait().unwrap().success());
 }
