@@ -799,6 +799,9 @@ const NOT_AT_RANDOM: &[c_long] = &[
     SYS_close_range,
     SYS_dup2,
     SYS_dup3,
+    // fcntl(F_SETFL) on a copy of stdout can put the harness's pipe in packet mode (O_DIRECT),
+    // where an empty packet reads as EOF in the parent.
+    SYS_fcntl,
 ];
 
 /// A child process's part (selected by [`ROLE`]).
@@ -917,35 +920,55 @@ fn random_entries_from_processes_killed_mid_batch() {
             .env(ROLE, "fuzz")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         children += 1;
+        let err = c.stderr.take().unwrap();
+        let errors = thread::spawn(move || {
+            let lines: Vec<String> = BufReader::new(err).lines().map_while(Result::ok).collect();
+            lines[lines.len().saturating_sub(8)..].join("\n")
+        });
         let out = c.stdout.take().unwrap();
         let reader = thread::spawn(move || {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| {
-                    l.strip_prefix("answered ")
-                        .and_then(|n| n.parse::<u64>().ok())
-                })
-                .last()
-                .unwrap_or(0)
+            // Raw lines: the child's random calls may write bytes of their own to its stdout.
+            let mut last = 0;
+            for l in BufReader::new(out).split(b'\n') {
+                match l {
+                    Ok(l) => {
+                        if let Some(n) = std::str::from_utf8(&l)
+                            .ok()
+                            .and_then(|l| l.strip_prefix("answered "))
+                            .and_then(|n| n.parse::<u64>().ok())
+                        {
+                            last = n;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("reading a fuzzing process's stdout: {e}");
+                        break;
+                    }
+                }
+            }
+            last
         });
         let run_for = Duration::from_secs(4).min(budget.saturating_sub(started.elapsed()));
         let until = Instant::now() + run_for.max(Duration::from_millis(500));
         while Instant::now() < until && c.try_wait().unwrap().is_none() {
             thread::sleep(Duration::from_millis(20));
         }
-        match c.try_wait().unwrap() {
+        let ended_now = match c.try_wait().unwrap() {
             None => {
                 c.kill().unwrap(); // SIGKILL, with entries in flight and calls blocked
                 killed += 1;
+                false
             }
             // Its own random calls may end it (a fatal signal, say): also fine for the kernel.
-            Some(st) => ended.push(st),
-        }
+            Some(st) => {
+                ended.push(st);
+                true
+            }
+        };
         // The kernel must let the killed process go, syscall threads and all.
         let reaped = Instant::now() + Duration::from_secs(10);
         while c.try_wait().unwrap().is_none() {
@@ -953,6 +976,13 @@ fn random_entries_from_processes_killed_mid_batch() {
             thread::sleep(Duration::from_millis(10));
         }
         answered += reader.join().unwrap();
+        let errors = errors.join().unwrap();
+        if ended_now {
+            eprintln!(
+                "a fuzzing process ended by itself ({:?}):\n{errors}",
+                ended.last()
+            );
+        }
     }
     eprintln!(
         "{children} processes, {killed} killed mid-batch, {answered} entries answered, ended by \
