@@ -218,7 +218,7 @@ static bool flexsc_thread_bound(u16 nr, const u64 a[6])
 
 /* Whether a call may sleep for an unbounded time (a syscall thread hands its core to a sibling
  * before running one). Conservative: anything not known to return promptly. */
-bool flexsc_may_block(u16 nr)
+bool flexsc_may_block(u16 nr, const u64 args[6])
 {
 	switch (nr) {
 	case __NR_getpid: case __NR_getppid: case __NR_getuid: case __NR_geteuid:
@@ -245,7 +245,8 @@ bool flexsc_may_block(u16 nr)
 	case __NR_linkat: case __NR_truncate: case __NR_ftruncate:
 		return false;
 	}
-	return nr < FLEXSC_NR_BASE;
+	/* Answered at once: numbers beyond the table, and calls refused as thread-bound. */
+	return nr < NR_syscalls && !flexsc_thread_bound(nr, args);
 }
 
 /*

@@ -93,7 +93,7 @@ void flexsc_notify(struct task_struct *task);
 /* dispatch.c */
 int flexsc_dispatch_init(void);
 long flexsc_dispatch(u16 nr, const u64 args[6]);
-bool flexsc_may_block(u16 nr);
+bool flexsc_may_block(u16 nr, const u64 args[6]);
 void flexsc_run_task_work(void);
 bool flexsc_seccomp_active(void);
 

@@ -125,10 +125,31 @@ static bool flexsc_restart_code(long ret)
 enum flexsc_ran { FLEXSC_CALLED, FLEXSC_STOPPED };
 
 /*
+ * Publishes the result of entry `index`'s call, whose restart codes never reach user space: a
+ * call cut short by our notification (`requested`) or a fatal signal answers -EINTR; one cut
+ * short by a stop goes back to SUBMITTED, to run again once the thread is back from user space
+ * (as the kernel restarts a stopped call), and the caller must leave for user space.
+ */
+static enum flexsc_ran flexsc_finish(struct flexsc_reg *reg, u32 index, long ret, bool requested)
+{
+	if (flexsc_restart_code(ret)) {
+		if (!requested && task_sigpending(current) && !fatal_signal_pending(current)) {
+			smp_store_release(&flexsc_entry_at(reg, index)->status,
+					  FLEXSC_STATUS_SUBMITTED);
+			smp_mb__before_atomic();
+			set_bit(index / FLEXSC_ENTRIES_PER_PAGE, reg->rescan);
+			return FLEXSC_STOPPED;
+		}
+		ret = -EINTR;
+	}
+	flexsc_complete(reg, index, ret);
+	return FLEXSC_CALLED;
+}
+
+/*
  * Runs claimed entry `index` whose call may block, after handing the core to a sibling. The
  * thread publishes itself as the entry's runner (so flexsc_interrupt can notify it) unless an
- * interrupt was already requested, in which case the call never starts. A call cut short by a
- * pending real signal (a stop) goes back to SUBMITTED, to run again once the thread is back.
+ * interrupt was already requested, in which case the call never starts.
  */
 static enum flexsc_ran flexsc_run_blocking(struct flexsc_reg *reg, struct flexsc_worker *w,
 					   u32 index, u16 nr, const u64 args[6])
@@ -155,20 +176,7 @@ static enum flexsc_ran flexsc_run_blocking(struct flexsc_reg *reg, struct flexsc
 	clear_notify_signal();
 	spin_unlock(&reg->lock);
 	flexsc_run_task_work();
-
-	if (flexsc_restart_code(ret)) {
-		if (!requested && task_sigpending(current) && !fatal_signal_pending(current)) {
-			/* A stop: run it again later, as the kernel restarts a stopped call. */
-			smp_store_release(&flexsc_entry_at(reg, index)->status,
-					  FLEXSC_STATUS_SUBMITTED);
-			smp_mb__before_atomic();
-			set_bit(index / FLEXSC_ENTRIES_PER_PAGE, reg->rescan);
-			return FLEXSC_STOPPED;
-		}
-		ret = -EINTR;
-	}
-	flexsc_complete(reg, index, ret);
-	return FLEXSC_CALLED;
+	return flexsc_finish(reg, index, ret, requested);
 }
 
 enum flexsc_drain { FLEXSC_IDLE, FLEXSC_RAN, FLEXSC_HANDED_OFF, FLEXSC_SIGNALLED };
@@ -198,6 +206,7 @@ static enum flexsc_drain flexsc_drain(struct flexsc_reg *reg, struct flexsc_work
 			u32 index = i * FLEXSC_ENTRIES_PER_PAGE + j;
 			struct flexsc_entry *e = flexsc_entry_at(reg, index);
 			u64 args[6];
+			long ret;
 			u16 nr;
 			int a;
 
@@ -210,14 +219,19 @@ static enum flexsc_drain flexsc_drain(struct flexsc_reg *reg, struct flexsc_work
 			for (a = 0; a < 6; a++)
 				args[a] = READ_ONCE(e->args[a]);
 			result = FLEXSC_RAN;
-			if (flexsc_may_block(nr)) {
+			if (flexsc_may_block(nr, args)) {
 				clear_bit_unlock(i, reg->page_lock);
 				if (flexsc_run_blocking(reg, w, index, nr, args) == FLEXSC_STOPPED)
 					return FLEXSC_SIGNALLED;
 				return FLEXSC_HANDED_OFF;
 			}
-			flexsc_complete(reg, index, flexsc_dispatch(nr, args));
+			ret = flexsc_dispatch(nr, args);
 			flexsc_run_task_work();
+			if (flexsc_finish(reg, index, ret, false) == FLEXSC_STOPPED) {
+				clear_bit_unlock(i, reg->page_lock);
+				flexsc_deactivate(reg, w);
+				return FLEXSC_SIGNALLED;
+			}
 			cond_resched();
 		}
 		WRITE_ONCE(reg->drained[i], posted);
