@@ -71,7 +71,7 @@ cp "$mn" "$ROOT/tests/kmod_mn"
 # shows in the kernel log; it makes the run about 3 times slower, so it is not the default.
 step "boot (QEMU TCG, 2 CPUs, 1 GiB)"
 LOG=$WORK/serial.log
-timeout 1500 qemu-system-x86_64 -accel tcg -smp 2 -m 1G -nographic -no-reboot \
+timeout 900 qemu-system-x86_64 -accel tcg -smp 2 -m 1G -nographic -no-reboot \
     -kernel "$VMLINUZ" -initrd "$WORK/initramfs.gz" \
     -append "console=ttyS0 panic=-1 quiet loglevel=4 ${FLEXSC_VM_APPEND:-}" | tee "$LOG" || true
 
