@@ -5,12 +5,12 @@
 //!   controls (the module pins them) and starts the syscall threads: threads of this process,
 //!   made here, that enter the module with `FLEXSC_IOC_WORKER` and stay in the kernel draining
 //!   the pages, one per entry up to `max_syscall_threads` (the paper spawns one per entry),
-//!   spread over the static syscall-core list. Their calls never return to user space between
-//!   entries, so no call traps.
+//!   spread over the static syscall-core list. They never return to user space between entries,
+//!   so no call traps: the poster enters the kernel once per batch (the kick) and to wait.
 //! - The module's scheduler keeps at most one syscall thread per syscall core active, hands the
 //!   core to an idle sibling before a call that may block, and wakes the first listed core not
 //!   already running one (see `module/worker.c`).
-//! - The carrier half ([`KmodCore`]): `submit` marks the posted pages and kicks the module
+//! - The carrier half (`KmodCore`): `submit` marks the posted pages and kicks the module
 //!   (`FLEXSC_IOC_KICK`), `wait` is flexsc_wait (`FLEXSC_IOC_WAIT`: sleeps in the kernel until an
 //!   entry of the core is done, or [`crate::Registration::wake`]), `interrupt` asks the module to
 //!   end one entry's call (`FLEXSC_IOC_INTERRUPT`: the syscall thread running it is notified as a
