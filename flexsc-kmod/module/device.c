@@ -54,6 +54,7 @@ static long flexsc_do_register(struct flexsc_file *f, void __user *uarg)
 		ret = PTR_ERR(reg);
 		goto out;
 	}
+	/* Published complete: pairs with the smp_load_acquire in flexsc_ioctl. */
 	smp_store_release(&f->reg, reg);
 out:
 	mutex_unlock(&f->mutex);
@@ -71,7 +72,8 @@ static long flexsc_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	long ret;
 
 	/* A call run from an entry must not come back in here (nesting, or a thread waiting on
-	 * itself). */
+	 * itself).
+	 */
 	if (flexsc_current_is_worker())
 		return -EDEADLK;
 	/* Calls run through the module bypass seccomp: a filtered process may not use it. */
@@ -79,6 +81,7 @@ static long flexsc_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return -EPERM;
 	if (cmd == FLEXSC_IOC_REGISTER)
 		return flexsc_do_register(f, uarg);
+	/* Pairs with the smp_store_release in flexsc_do_register. */
 	reg = smp_load_acquire(&f->reg);
 	if (!reg)
 		return -ENXIO;

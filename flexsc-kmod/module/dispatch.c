@@ -68,7 +68,8 @@ int flexsc_dispatch_init(void)
 }
 
 /* What the kernel runs when a thread returns to user space, done between calls instead: the
- * deferred work of fput() and friends, so a close() through an entry takes effect at once. */
+ * deferred work of fput() and friends, so a close() through an entry takes effect at once.
+ */
 void flexsc_run_task_work(void)
 {
 	if (test_thread_flag(TIF_NOTIFY_SIGNAL))
@@ -80,7 +81,8 @@ void flexsc_run_task_work(void)
 }
 
 /* Makes signal_pending() true for `task` without a signal (what io_uring does to its task), so
- * its interruptible sleep ends with -ERESTARTSYS; cleared by flexsc_run_task_work. */
+ * its interruptible sleep ends with -ERESTARTSYS; cleared by flexsc_run_task_work.
+ */
 void flexsc_notify(struct task_struct *task)
 {
 	if (!test_and_set_tsk_thread_flag(task, TIF_NOTIFY_SIGNAL) &&
@@ -123,7 +125,8 @@ static bool pi_futex_op(u64 op)
 #define FLEXSC_NR_LSM_SET_SELF_ATTR 460
 
 /* Whether the call acts on (or reports about) the calling thread, or ends, copies or replaces
- * it: such a call must never run on a syscall thread. Mirrors calls.rs. */
+ * it: such a call must never run on a syscall thread. Mirrors calls.rs.
+ */
 static bool flexsc_thread_bound(u16 nr, const u64 a[6])
 {
 	bool self = a[0] == 0;
@@ -217,7 +220,8 @@ static bool flexsc_thread_bound(u16 nr, const u64 a[6])
 }
 
 /* Whether a call may sleep for an unbounded time (a syscall thread hands its core to a sibling
- * before running one). Conservative: anything not known to return promptly. */
+ * before running one). Conservative: anything not known to return promptly.
+ */
 bool flexsc_may_block(u16 nr, const u64 args[6])
 {
 	switch (nr) {

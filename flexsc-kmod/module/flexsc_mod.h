@@ -37,7 +37,7 @@ struct flexsc_worker {
 	struct list_head node;		/* reg->workers; reg->lock */
 	struct task_struct *task;
 	u32 sc;				/* its syscall core */
-	u32 running;			/* 1 + entry index of the call it runs, 0: none; reg->lock */
+	u32 running;			/* 1 + index of the entry it runs (0: none); reg->lock */
 };
 
 struct flexsc_reg {

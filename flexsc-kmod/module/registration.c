@@ -19,7 +19,8 @@
 #include "flexsc_mod.h"
 
 /* Pins `n` pages from user address `start` for writing; every one must be private anonymous
- * memory (no page cache page, whose writeback would not expect our writes). */
+ * memory (no page cache page, whose writeback would not expect our writes).
+ */
 static int flexsc_pin(unsigned long start, u32 n, struct page **pages)
 {
 	int got, i;
@@ -120,7 +121,8 @@ no_pages:
 }
 
 /* Frees what flexsc_reg_create allocated, whatever it got to (the pins are undone by the
- * caller that made them). */
+ * caller that made them).
+ */
 static void flexsc_reg_free(struct flexsc_reg *reg)
 {
 	kfree(reg->core);
@@ -197,7 +199,8 @@ void flexsc_reg_destroy(struct flexsc_reg *reg)
 }
 
 /* Only the registering process, in the address space it registered, may use it (a child after
- * fork, or the process after execve, may not). */
+ * fork, or the process after execve, may not).
+ */
 bool flexsc_reg_owned_by_current(const struct flexsc_reg *reg)
 {
 	return task_tgid(current) == reg->tgid && current->mm == reg->mm;
@@ -232,7 +235,9 @@ void flexsc_complete(struct flexsc_reg *reg, u32 index, long ret)
 	u32 page = index / FLEXSC_ENTRIES_PER_PAGE;
 
 	WRITE_ONCE(e->ret, ret);
+	/* ret before DONE: pairs with the poster's acquire load of the status. */
 	smp_store_release(&e->status, FLEXSC_STATUS_DONE);
+	/* DONE before the request bit is read: pairs with flexsc_interrupt's barrier. */
 	smp_mb();
 	if (test_bit(index, reg->intr))
 		clear_bit(index, reg->intr);
@@ -241,7 +246,8 @@ void flexsc_complete(struct flexsc_reg *reg, u32 index, long ret)
 }
 
 /* Ends the registration: syscall threads finish their calls (blocked ones are interrupted) and
- * leave FLEXSC_IOC_WORKER; waits return. Idempotent. */
+ * leave FLEXSC_IOC_WORKER; waits return. Idempotent.
+ */
 void flexsc_unregister(struct flexsc_reg *reg)
 {
 	struct flexsc_worker *w;
@@ -275,7 +281,9 @@ long flexsc_wait(struct flexsc_reg *reg, struct flexsc_wait_args *a)
 			left = a->timeout_ns ? max(nsecs_to_jiffies(a->timeout_ns), 1UL) : 0;
 		if (left)
 			r = wait_event_interruptible_timeout(c->wq,
-				atomic_read(&c->seq) != a->seq || READ_ONCE(reg->dead), left);
+							     atomic_read(&c->seq) != a->seq ||
+							     READ_ONCE(reg->dead),
+							     left);
 	}
 	a->seq = atomic_read(&c->seq);
 	return r < 0 ? -EINTR : 0;
@@ -297,6 +305,7 @@ long flexsc_interrupt(struct flexsc_reg *reg, u32 core, u32 slot)
 	index = core * reg->pages_per_core * FLEXSC_ENTRIES_PER_PAGE + slot;
 	spin_lock(&reg->lock);
 	set_bit(index, reg->intr);
+	/* The request before the status is read: pairs with flexsc_complete's smp_mb(). */
 	smp_mb__after_atomic();
 	if (READ_ONCE(flexsc_entry_at(reg, index)->status) != FLEXSC_STATUS_BUSY) {
 		clear_bit(index, reg->intr);

@@ -24,7 +24,7 @@ static DEFINE_XARRAY(flexsc_workers);
 
 bool flexsc_current_is_worker(void)
 {
-	return xa_load(&flexsc_workers, current->pid) != NULL;
+	return xa_load(&flexsc_workers, current->pid);
 }
 
 static bool flexsc_page_has_work(const struct flexsc_reg *reg, u32 i)
@@ -44,7 +44,8 @@ static bool flexsc_has_work(const struct flexsc_reg *reg)
 }
 
 /* Wakes one idle thread: of syscall core `prefer` if it has one, else of the first core on the
- * list with no active thread and an idle one. Under reg->lock. */
+ * list with no active thread and an idle one. Under reg->lock.
+ */
 static void flexsc_wake_idle_locked(struct flexsc_reg *reg, int prefer)
 {
 	u32 i;
@@ -99,7 +100,8 @@ static void flexsc_deactivate(struct flexsc_reg *reg, struct flexsc_worker *w)
 }
 
 /* Sleeps until this thread's core has no active thread and work is posted, the registration
- * ends, or a signal (or notification) is pending. */
+ * ends, or a signal (or notification) is pending.
+ */
 static void flexsc_sleep_idle(struct flexsc_reg *reg, struct flexsc_worker *w)
 {
 	struct flexsc_sc *sc = &reg->sc[w->sc];
@@ -134,9 +136,12 @@ static enum flexsc_ran flexsc_finish(struct flexsc_reg *reg, u32 index, long ret
 {
 	if (flexsc_restart_code(ret)) {
 		if (!requested && task_sigpending(current) && !fatal_signal_pending(current)) {
+			/* SUBMITTED again, then the page marked for a rescan (in order: a
+			 * drainer clears the mark before it scans the statuses).
+			 */
 			smp_store_release(&flexsc_entry_at(reg, index)->status,
 					  FLEXSC_STATUS_SUBMITTED);
-			smp_mb__before_atomic();
+			smp_mb__before_atomic(); /* the status before the mark */
 			set_bit(index / FLEXSC_ENTRIES_PER_PAGE, reg->rescan);
 			return FLEXSC_STOPPED;
 		}
@@ -200,7 +205,8 @@ static enum flexsc_drain flexsc_drain(struct flexsc_reg *reg, struct flexsc_work
 		if (!flexsc_page_has_work(reg, i) || test_and_set_bit_lock(i, reg->page_lock))
 			continue;
 		clear_bit(i, reg->rescan);
-		smp_mb__after_atomic();
+		smp_mb__after_atomic(); /* the mark cleared before the statuses are read */
+		/* Pairs with the poster's release of `posted`, after its SUBMITTED stores. */
 		posted = smp_load_acquire(&reg->ctl[i].posted);
 		for (j = 0; j < FLEXSC_ENTRIES_PER_PAGE; j++) {
 			u32 index = i * FLEXSC_ENTRIES_PER_PAGE + j;
@@ -271,7 +277,8 @@ static long flexsc_worker_loop(struct flexsc_reg *reg, struct flexsc_worker *w)
 }
 
 /* FLEXSC_IOC_WORKER: the calling thread becomes a syscall thread of syscall core `sc` until the
- * registration ends (0) or a signal must be handled in user space (-EINTR, -ERESTARTSYS). */
+ * registration ends (0) or a signal must be handled in user space (-EINTR, -ERESTARTSYS).
+ */
 long flexsc_worker(struct flexsc_reg *reg, u32 sc)
 {
 	struct flexsc_worker w = { .task = current, .sc = sc };
