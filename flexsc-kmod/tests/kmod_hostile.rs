@@ -80,17 +80,14 @@ impl Mapping {
         }
     }
 
-    /// Anonymous memory at exactly `at` (which must be free).
-    fn fixed(at: u64, len: usize) -> Self {
-        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
-        let p = unsafe { mmap(at as *mut c_void, len, PROT_READ | PROT_WRITE, flags, -1, 0) };
-        assert_eq!(p as u64, at, "mmap at {at:#x}");
-        Self {
-            addr: p.cast(),
-            len,
-            mapped: true,
-        }
+    /// Replaces this mapping with fresh anonymous memory at the same address, in one step (the
+    /// old pages are unmapped; no other mmap can take the address in between).
+    fn replace(&mut self) {
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+        let prot = PROT_READ | PROT_WRITE;
+        // SAFETY: our own mapping, which nothing of Rust's lives in, replaced in place.
+        let p = unsafe { mmap(self.addr.cast(), self.len, prot, flags, -1, 0) };
+        assert_eq!(p.cast(), self.addr, "mmap over {:p}", self.addr);
     }
 
     fn anon(len: usize) -> Self {
@@ -710,12 +707,11 @@ fn pages_unmapped_while_registered() {
         area.post(i, status::SUBMITTED, SYS_getppid as u16, [0; 6]);
     }
     assert_eq!(ioctl(fd, abi::IOC_KICK, 0), 0);
-    let (pages_at, ctl_at) = (area.pages.at(0), area.ctl.at(0));
-    area.pages.unmap();
+    // The controls go; the pages are replaced by fresh memory at the same address: the module
+    // writes only to the pages it pinned, never here (kicks find the old pages, whose entries
+    // complete there).
     area.ctl.unmap();
-    // Fresh memory at the same addresses: the module writes only to the pages it pinned, never
-    // here (kicks find the old pages, whose entries complete there).
-    let fresh = [pages_at, ctl_at].map(|at| Mapping::fixed(at, 4096));
+    area.pages.replace();
     for _ in 0..40 {
         assert_eq!(ioctl(fd, abi::IOC_KICK, 0), 0);
     }
@@ -723,14 +719,12 @@ fn pages_unmapped_while_registered() {
     assert_eq!(unsafe { write(fds[1], b"12345678".as_ptr().cast(), 8) }, 8);
     thread::sleep(Duration::from_millis(50));
     workers.stop(fd, Duration::from_secs(10));
-    for m in &fresh {
-        // SAFETY: reads a fresh mapping of ours.
-        let bytes = unsafe { std::slice::from_raw_parts(m.addr, 4096) };
-        assert!(
-            bytes.iter().all(|&b| b == 0),
-            "the module wrote into memory it never pinned"
-        );
-    }
+    // SAFETY: reads the fresh mapping, ours.
+    let bytes = unsafe { std::slice::from_raw_parts(area.pages.addr, 4096) };
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "the module wrote into memory it never pinned"
+    );
     drop(dev);
     // SAFETY: closes our pipe.
     unsafe {
