@@ -35,6 +35,9 @@ cargo run --release -p flexsc-bench --bin echo -- --quick
 step "parked-thread memory smoke test (--quick: 10,000 green threads parked at once)"
 cargo run --release -p flexsc-bench --bin parked -- --quick
 
+step "the kernel module in a VM (QEMU TCG: conformance, hostile input, M:N)"
+bash scripts/vm-test.sh
+
 step "real servers under libflexsc (Apache, MariaDB, memcached; uring and threads backends)"
 FLEXSC_BIN="${CARGO_TARGET_DIR:-target}/release/flexsc" bash scripts/servers.sh
 

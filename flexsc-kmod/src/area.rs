@@ -57,6 +57,11 @@ impl SyscallArea {
         &self.pages
     }
 
+    /// The control words of every page, in page order (one array: the kernel module pins it).
+    pub fn controls(&self) -> &[PageControl] {
+        &self.controls
+    }
+
     /// Control words of page `i` (index into [`Self::pages`]).
     pub fn control(&self, i: usize) -> &PageControl {
         &self.controls[i]

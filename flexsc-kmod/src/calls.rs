@@ -132,6 +132,7 @@ pub fn thread_bound_reason(nr: c_long, args: &[u64; 6]) -> Option<&'static str> 
         SYS_io_uring_enter | SYS_io_uring_setup | SYS_io_uring_register => {
             "rings may be bound to their submitting thread"
         }
+        SYS_iopl | SYS_ioperm => "I/O port permissions are per thread",
         _ => return None,
     })
 }

@@ -10,6 +10,23 @@ pub enum BackendKind {
     Threads,
     /// io_uring for calls that have an opcode, syscall threads for the rest.
     Uring,
+    /// The flexsc kernel module (`/dev/flexsc`): syscall threads that run the calls inside the
+    /// kernel, without a trap per call (see `docs/kernel-module.md`).
+    Kmod,
+}
+
+/// The kernel module's device node: its presence selects the `kmod` backend by default.
+pub const KMOD_DEVICE: &str = "/dev/flexsc";
+
+impl BackendKind {
+    /// `Kmod` if the kernel module is loaded here (`/dev/flexsc` exists), else `fallback`.
+    pub fn kmod_or(fallback: Self) -> Self {
+        if std::path::Path::new(KMOD_DEVICE).exists() {
+            Self::Kmod
+        } else {
+            fallback
+        }
+    }
 }
 
 impl std::str::FromStr for BackendKind {
@@ -18,8 +35,9 @@ impl std::str::FromStr for BackendKind {
         match s {
             "threads" => Ok(Self::Threads),
             "uring" => Ok(Self::Uring),
+            "kmod" => Ok(Self::Kmod),
             other => Err(invalid(format!(
-                "unknown backend {other:?} (expected `threads` or `uring`)"
+                "unknown backend {other:?} (expected `threads`, `uring` or `kmod`)"
             ))),
         }
     }
@@ -46,6 +64,9 @@ impl std::str::FromStr for BackendKind {
 ///   the kernel share, k = 0 meaning per-core execution, with hysteresis. The split in force is
 ///   [`Registration::split`](crate::Registration::split). See
 ///   `backend/threads/specialization.rs`.
+///
+/// With the `kmod` backend only `Static` is available: the module's syscall threads follow the
+/// paper's static list of syscall cores (empty: one unpinned syscall core).
 ///
 /// With the `uring` backend, `PerCore` is inline submission on the poster's thread (and per-core
 /// fallback syscall threads), `Static(list)` runs each ring's SQPOLL kernel thread on a listed
@@ -103,7 +124,7 @@ pub struct Config {
     pub cores: usize,
     /// Syscall pages per posting core (64 entries each). The paper's default is 8.
     pub pages_per_core: usize,
-    /// The backend.
+    /// The backend (default: `kmod` where `/dev/flexsc` exists, else `threads`).
     pub backend: BackendKind,
     /// Core specialization: where system calls execute (default: `Static(vec![])`, unpinned).
     pub specialization: Specialization,
@@ -133,7 +154,7 @@ impl Default for Config {
         Self {
             cores: 1,
             pages_per_core: 8,
-            backend: BackendKind::Threads,
+            backend: BackendKind::kmod_or(BackendKind::Threads),
             specialization: Specialization::default(),
             syscall_cores: Vec::new(),
             executor_spins: 20_000,
@@ -147,7 +168,7 @@ impl Default for Config {
 impl Config {
     /// The defaults, overridden by these environment variables (empty means unset):
     ///
-    /// - `FLEXSC_BACKEND`: `threads` or `uring`;
+    /// - `FLEXSC_BACKEND`: `threads`, `uring` or `kmod`;
     /// - `FLEXSC_PAGES`: syscall pages per posting core;
     /// - `FLEXSC_SPECIALIZATION`: `percore`, `static` or `dynamic` (see [`Specialization`];
     ///   `dynamic` uses the default period);
@@ -215,7 +236,8 @@ impl Config {
             return Err(invalid("max_syscall_threads must be at least 1".into()));
         }
         let cpus = online_cpus();
-        match self.effective_specialization()? {
+        let spec = self.effective_specialization()?;
+        match &spec {
             Specialization::Static(list) => {
                 if let Some(&bad) = list.iter().find(|&&c| c >= cpus) {
                     return Err(invalid(format!(
@@ -225,7 +247,7 @@ impl Config {
             }
             spec => {
                 if let Specialization::Dynamic { period } = spec {
-                    if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&period) {
+                    if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(period) {
                         return Err(invalid(format!(
                             "the dynamic specialization period must be 1 ms ..= 10 s, got \
                              {period:?}"
@@ -241,7 +263,7 @@ impl Config {
                         spec.name()
                     )));
                 }
-                match (self.backend, &spec, self.sqpoll_cpu) {
+                match (self.backend, spec, self.sqpoll_cpu) {
                     (BackendKind::Uring, Specialization::Dynamic { .. }, _) => {
                         return Err(invalid(
                             "the dynamic specialization needs the threads backend: io_uring runs \
@@ -258,6 +280,20 @@ impl Config {
                     }
                     _ => {}
                 }
+            }
+        }
+        if self.backend == BackendKind::Kmod {
+            if !matches!(spec, Specialization::Static(_)) {
+                return Err(invalid(format!(
+                    "the {} specialization needs the threads backend: the kmod backend's \
+                     syscall threads follow a static list of syscall cores (use static)",
+                    spec.name()
+                )));
+            }
+            if self.sqpoll_cpu.is_some() {
+                return Err(invalid(
+                    "sqpoll_cpu applies to the uring backend, not kmod".into(),
+                ));
             }
         }
         Ok(())

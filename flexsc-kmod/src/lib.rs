@@ -12,7 +12,8 @@
 //! - `activity`: which syscall threads are active, and when an idle one must be woken (hidden:
 //!   public only for `loom-tests/`).
 //! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
-//! - [`backend`]: the executors: `threads` (syscall threads in user space) and `uring`.
+//! - [`backend`]: the executors: `threads` (syscall threads in user space), `uring`, and `kmod`
+//!   (the kernel module's in-kernel syscall threads, `module/`, `docs/kernel-module.md`).
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
 //! - [`raw`]: the raw `syscall` instruction and the few other raw calls we need.
 //! - [`os_thread`]: the library's own kernel threads, made with glibc's own `pthread_create`.

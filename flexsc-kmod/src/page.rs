@@ -41,6 +41,9 @@ const _: () = assert!(core::mem::size_of::<SyscallPage>() == PAGE_SIZE);
 const _: () = assert!(core::mem::align_of::<SyscallPage>() == PAGE_SIZE);
 
 /// Per-page control words kept off the page: the page lock and the posting hint.
+///
+/// Shared with the kernel module as `struct flexsc_page_control` (`include/flexsc_ioctl.h`): it
+/// reads `posted` and adds to `completed`; see [`control_offsets`].
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct PageControl {
@@ -53,6 +56,23 @@ pub struct PageControl {
     /// pages with news instead of reading lines the executors are still writing.
     completed: AtomicU32,
 }
+
+/// Byte offsets of [`PageControl`]'s words, for the C header cross-check.
+#[cfg(not(loom))]
+pub mod control_offsets {
+    use memoffset::offset_of;
+    /// The page lock.
+    pub const LOCK: usize = offset_of!(super::PageControl, lock);
+    /// The posting count.
+    pub const POSTED: usize = offset_of!(super::PageControl, posted);
+    /// The drain mark.
+    pub const DRAINED: usize = offset_of!(super::PageControl, drained);
+    /// The completion count.
+    pub const COMPLETED: usize = offset_of!(super::PageControl, completed);
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<PageControl>() == 64);
 
 impl PageControl {
     /// Unlocked, nothing posted.

@@ -3,7 +3,9 @@
 use std::io;
 
 use crate::area::SyscallArea;
-use crate::backend::{Backend, SplitStats, threads::ThreadsBackend, uring::UringBackend};
+use crate::backend::{
+    Backend, SplitStats, kmod::KmodBackend, threads::ThreadsBackend, uring::UringBackend,
+};
 use crate::config::{BackendKind, Config};
 use crate::poster::Poster;
 use crate::sync::{Arc, AtomicBool, Ordering};
@@ -50,6 +52,7 @@ pub fn register(config: Config) -> io::Result<Registration> {
     let backend: Box<dyn Backend> = match config.backend {
         BackendKind::Threads => Box::new(ThreadsBackend::start(area.clone(), &config)?),
         BackendKind::Uring => Box::new(UringBackend::start(area.clone(), &config)?),
+        BackendKind::Kmod => Box::new(KmodBackend::start(area.clone(), &config)?),
     };
     Ok(Registration {
         shared: Arc::new(Shared {
@@ -86,6 +89,7 @@ impl Registration {
     /// re-checks its condition (how a scheduler wakes another core's idle carrier).
     pub fn wake(&self, core: usize) {
         self.shared.area.core(core).completions.ring();
+        self.shared.backend.wake(core);
     }
 
     /// The backend's name.
@@ -124,7 +128,7 @@ impl Registration {
         }
         self.shared.gone.store(true, Ordering::Release);
         for c in 0..self.shared.area.cores() {
-            self.shared.area.core(c).completions.ring();
+            self.wake(c);
         }
     }
 }

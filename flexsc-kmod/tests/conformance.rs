@@ -11,7 +11,13 @@
 //! - `uring`: the io_uring backend (skipped, loudly, while `register` answers Unsupported; set
 //!   `FLEXSC_CONFORMANCE_REQUIRE_ALL=1` to make that a failure);
 //! - `uring_percore`: io_uring with `Specialization::PerCore`, posters on CPU 0;
-//! - `uring_static`: io_uring with `Specialization::Static([1])` (a SQPOLL thread on CPU 1).
+//! - `uring_static`: io_uring with `Specialization::Static([1])` (a SQPOLL thread on CPU 1);
+//! - `kmod`: the kernel module's in-kernel syscall threads (one unpinned syscall core);
+//! - `kmod_remote`: the kernel module with syscall core CPU 1, posters on CPU 0.
+//!
+//! The kmod configurations are part of the suite only where `/dev/flexsc` exists (the module is
+//! loaded), or where `FLEXSC_CONFORMANCE_REQUIRE_KMOD=1` demands it (scripts/vm-test.sh runs
+//! them in a VM); elsewhere they return at once, saying so.
 //!
 //! What must hold for each: an exception-less call (through `Poster::call`, through
 //! post + submit + take, and through post + wait + harvest) returns what the same call made
@@ -76,6 +82,8 @@ conformance! {
         uring = crate::common::Kind::Uring,
         uring_percore = crate::common::Kind::UringPerCore,
         uring_static = crate::common::Kind::UringStatic,
+        kmod = crate::common::Kind::Kmod,
+        kmod_remote = crate::common::Kind::KmodRemote,
     ];
     cases: [
         // Equal results, file, socket, pipe, time, identity and memory calls.
@@ -2276,10 +2284,12 @@ fn hand_written_thread_bound_entry(c: &Case) {
     }
     let all_done =
         || (0..entries.len()).all(|i| area.entry(1, base + i as u32).status() == status::DONE);
+    // Polled: not every executor rings the user-space doorbell (the kernel module's flexsc_wait
+    // sleeps in the kernel instead), and nobody waits on core 1 here.
     let deadline = Instant::now() + Duration::from_secs(20);
-    area.core(1)
-        .completions
-        .wait_until(0, Some(deadline), all_done, || false);
+    while !all_done() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
     for (i, (nr, _)) in entries.iter().enumerate() {
         let e = area.entry(1, base + i as u32);
         assert_eq!(
@@ -2483,6 +2493,20 @@ fn bad_configs(c: &Case) {
         },
         "conflicts with the percore specialization",
     );
+    // The kernel module's syscall threads follow a static syscall-core list only.
+    let kmod = Config {
+        backend: flexsc_kmod::BackendKind::Kmod,
+        ..base.clone()
+    };
+    for spec in [Specialization::PerCore, Specialization::dynamic()] {
+        rejected(
+            Config {
+                specialization: spec,
+                ..kmod.clone()
+            },
+            "needs the threads backend",
+        );
+    }
     rejected(
         Config {
             max_syscall_threads: 0,
@@ -2556,6 +2580,8 @@ fn bad_configs(c: &Case) {
     });
     let modes: &[(&str, Specialization)] = if c.kind.is_uring() {
         &[("percore", Specialization::PerCore)]
+    } else if c.kind.is_kmod() {
+        &[("static", Specialization::Static(Vec::new()))]
     } else {
         &[
             ("percore", Specialization::PerCore),

@@ -44,12 +44,12 @@ impl std::fmt::Debug for Hybrid {
 
 impl Hybrid {
     /// Registers the calling thread with the configuration `FLEXSC_*` variables describe
-    /// ([`Config::from_env`]), on one posting core, with the `uring` backend unless
-    /// `FLEXSC_BACKEND` says otherwise.
+    /// ([`Config::from_env`]), on one posting core, with the `kmod` backend where the kernel
+    /// module is loaded and the `uring` backend elsewhere, unless `FLEXSC_BACKEND` says otherwise.
     pub fn new() -> io::Result<Self> {
         let mut config = Config::from_env()?;
         if std::env::var_os("FLEXSC_BACKEND").is_none() {
-            config.backend = BackendKind::Uring;
+            config.backend = BackendKind::kmod_or(BackendKind::Uring);
         }
         Self::with_config(config)
     }

@@ -63,8 +63,10 @@ fn build() -> std::io::Result<Runtime> {
     }
     let mut b = Runtime::builder().tls(true);
     if std::env::var_os("FLEXSC_BACKEND").is_none() {
-        // Servers block many calls at once: io_uring holds them without a thread each.
-        b = b.backend(flexsc_threads::kmod::BackendKind::Uring);
+        // Servers block many calls at once: io_uring holds them without a thread each; the
+        // kernel module, where it is loaded, runs every call without a trap.
+        use flexsc_threads::kmod::BackendKind;
+        b = b.backend(BackendKind::kmod_or(BackendKind::Uring));
     }
     b.build()
 }

@@ -394,7 +394,8 @@ fn the_kmod_backend_needs_its_device() {
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(
             stderr(&out),
-            "flexsc: the kmod backend is not available yet (needs /dev/flexsc, issue 5)\n"
+            "flexsc: the kmod backend needs /dev/flexsc: load the flexsc kernel module \
+             (docs/kernel-module.md)\n"
         );
     }
 }

@@ -1,5 +1,7 @@
 //! Backends: what executes the entries of the syscall pages.
 //!
+//! - `threads`: syscall threads in user space; `uring`: io_uring; `kmod`: the kernel module.
+//!
 //! A backend has two halves. The shared half ([`Backend`]) owns the executors (syscall threads,
 //! io_uring instances) and lives as long as the registration. The carrier half ([`CoreBackend`])
 //! is attached by the poster of one core and runs on that poster's thread: it hands newly posted
@@ -10,12 +12,13 @@ use std::fmt::Debug;
 use std::io;
 use std::time::Instant;
 
+pub mod kmod;
 pub mod threads;
 pub mod uring;
 
 /// The shared half of a backend.
 pub trait Backend: Send + Sync + Debug {
-    /// Short name (`threads`, `uring`).
+    /// Short name (`threads`, `uring`, `kmod`).
     fn name(&self) -> &'static str;
 
     /// Creates the carrier half for posting core `core`; called on the poster's thread.
@@ -27,6 +30,11 @@ pub trait Backend: Send + Sync + Debug {
 
     /// The core split in force now (see [`crate::config::Specialization`]).
     fn split(&self) -> SplitStats;
+
+    /// Wakes whoever sleeps in flexsc_wait for posting core `core` (after the core's completion
+    /// doorbell was rung): for backends whose `wait` sleeps somewhere the doorbell cannot reach,
+    /// such as in the kernel module.
+    fn wake(&self, _core: usize) {}
 }
 
 /// Where system calls execute now, and (for `Dynamic`) what the controller measured.

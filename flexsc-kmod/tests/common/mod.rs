@@ -20,6 +20,9 @@ pub const CASE_LIMIT: Duration = Duration::from_secs(45);
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 /// Set to `1` to make an unbuilt backend (`register` answers Unsupported) fail instead of skip.
 pub const REQUIRE_ALL: &str = "FLEXSC_CONFORMANCE_REQUIRE_ALL";
+/// Set to `1` where the kernel module must be loaded (the VM of `scripts/vm-test.sh`): the kmod
+/// configurations then fail without `/dev/flexsc` instead of being left out.
+pub const REQUIRE_KMOD: &str = "FLEXSC_CONFORMANCE_REQUIRE_KMOD";
 /// Names the one test a child process runs for real (see [`isolated`]).
 const CHILD: &str = "FLEXSC_CONFORMANCE_CHILD";
 
@@ -43,6 +46,10 @@ pub enum Kind {
     UringPerCore,
     /// io_uring with `Specialization::Static([1])`: a SQPOLL thread on CPU 1, posters on CPU 0.
     UringStatic,
+    /// The kernel module's syscall threads, one unpinned syscall core (the defaults).
+    Kmod,
+    /// The kernel module's syscall threads on syscall core CPU 1, posters on CPU 0.
+    KmodRemote,
 }
 
 impl Kind {
@@ -53,16 +60,21 @@ impl Kind {
             pages_per_core: pages,
             ..Config::default()
         };
-        if self.is_uring() {
-            c.backend = BackendKind::Uring;
-        }
+        c.backend = if self.is_uring() {
+            BackendKind::Uring
+        } else if self.is_kmod() {
+            BackendKind::Kmod
+        } else {
+            BackendKind::Threads
+        };
         match self {
             Kind::ThreadsLocal => {
                 c.specialization = Specialization::Static(vec![0]);
                 c.executor_spins = 0;
             }
             Kind::ThreadsRemote => c.specialization = Specialization::Static(vec![1]),
-            Kind::ThreadsUnpinned | Kind::Uring => {}
+            Kind::ThreadsUnpinned | Kind::Uring | Kind::Kmod => {}
+            Kind::KmodRemote => c.specialization = Specialization::Static(vec![1]),
             Kind::ThreadsPerCore | Kind::UringPerCore => {
                 c.specialization = Specialization::PerCore;
             }
@@ -81,6 +93,11 @@ impl Kind {
         matches!(self, Kind::Uring | Kind::UringPerCore | Kind::UringStatic)
     }
 
+    /// Whether this is the kernel module's backend.
+    pub fn is_kmod(self) -> bool {
+        matches!(self, Kind::Kmod | Kind::KmodRemote)
+    }
+
     /// Whether each posting core has executors of its own, woken only by its own submits.
     pub fn per_core_executors(self) -> bool {
         matches!(
@@ -91,13 +108,19 @@ impl Kind {
 
     /// The name `Registration::backend_name` gives.
     pub fn backend_name(self) -> &'static str {
-        if self.is_uring() { "uring" } else { "threads" }
+        if self.is_uring() {
+            "uring"
+        } else if self.is_kmod() {
+            "kmod"
+        } else {
+            "threads"
+        }
     }
 
     /// The CPU the posting threads run on, if pinned.
     pub fn poster_cpu(self) -> Option<usize> {
         match self {
-            Kind::ThreadsUnpinned | Kind::Uring => None,
+            Kind::ThreadsUnpinned | Kind::Uring | Kind::Kmod => None,
             _ => Some(0),
         }
     }
@@ -107,8 +130,15 @@ impl Kind {
         static PROBES: OnceLock<std::sync::Mutex<BTreeMap<String, Option<String>>>> =
             OnceLock::new();
         match self {
-            Kind::ThreadsRemote | Kind::UringStatic if flexsc_kmod::config::online_cpus() < 2 => {
+            Kind::ThreadsRemote | Kind::UringStatic | Kind::KmodRemote
+                if flexsc_kmod::config::online_cpus() < 2 =>
+            {
                 Some("needs 2 CPUs".into())
+            }
+            _ if self.is_kmod()
+                && !std::path::Path::new(flexsc_kmod::config::KMOD_DEVICE).exists() =>
+            {
+                Some(format!("no {}", flexsc_kmod::config::KMOD_DEVICE))
             }
             // A child process runs a case its parent found available; probing again would
             // leave a SQPOLL thread exiting while the child counts its threads.
@@ -172,6 +202,13 @@ impl Case {
 /// available here.
 pub fn run(name: &'static str, kind: Kind, case: fn(&Case)) {
     if let Some(why) = kind.unavailable() {
+        // Where the module is not loaded (the hosts cannot load modules) the kmod
+        // configurations are not part of the suite; scripts/vm-test.sh runs them in a VM.
+        let kmod_required = std::env::var(REQUIRE_KMOD).is_ok_and(|v| v == "1");
+        if kind.is_kmod() && !kmod_required {
+            eprintln!("NOT INCLUDED {name}: {why} (kmod runs where the module is loaded)");
+            return;
+        }
         let strict = std::env::var(REQUIRE_ALL).is_ok_and(|v| v == "1");
         assert!(!strict, "{name}: backend {kind:?} unavailable: {why}");
         eprintln!("SKIPPED {name}: backend {kind:?} unavailable: {why}");

@@ -17,13 +17,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use flexsc_threads::kmod::config::KMOD_DEVICE;
 use options::Invocation;
 
 /// The file name of the library (cargo's name for the cdylib `flexsc`).
 const LIB_NAME: &str = "libflexsc.so";
-
-/// The device the kmod backend needs (issue 5).
-const KMOD_DEVICE: &str = "/dev/flexsc";
 
 /// The exit status of a usage error or of a launch that could not be set up.
 const USAGE_ERROR: u8 = 2;
@@ -57,7 +55,10 @@ fn main() -> ExitCode {
 fn launch(run: options::Run) -> ExitCode {
     let kmod = run.set.get(options::BACKEND).is_some_and(|b| b == "kmod");
     if kmod && !Path::new(KMOD_DEVICE).exists() {
-        eprintln!("flexsc: the kmod backend is not available yet (needs {KMOD_DEVICE}, issue 5)");
+        eprintln!(
+            "flexsc: the kmod backend needs {KMOD_DEVICE}: load the flexsc kernel module \
+             (docs/kernel-module.md)"
+        );
         return ExitCode::from(USAGE_ERROR);
     }
     let preload = match find_library().and_then(|lib| ld_preload(&lib)) {

@@ -349,15 +349,12 @@ fn syscall_cores(v: &str) -> Result<String, String> {
     Ok(v.trim().to_string())
 }
 
-/// `--backend`: `BackendKind`'s names, or `kmod` (whose availability `main` checks).
+/// `--backend`: `BackendKind`'s names (`kmod`'s availability is checked by `main`).
 fn backend(v: &str) -> Result<String, String> {
-    match v.trim() {
-        "kmod" => Ok("kmod".into()),
-        b => b
-            .parse::<BackendKind>()
-            .map(|_| b.to_string())
-            .map_err(|_| "expected uring, threads or kmod".into()),
-    }
+    let b = v.trim();
+    b.parse::<BackendKind>()
+        .map(|_| b.to_string())
+        .map_err(|_| "expected uring, threads or kmod".into())
 }
 
 /// `--pages`: syscall pages per carrier, in `Config::validate`'s range.
