@@ -9,10 +9,14 @@
 //! cargo build --release -p flexsc-preload
 //! cargo run --release -p flexsc-bench --bin flexsc-bench -- [--quick] [--pairs N]
 //!     [--workloads apache-k,apache,mariadb-ro,mariadb-rw,memcached] [--cores 1,2]
-//!     [--backends uring,threads] [--apache-levels 1,16,64,256,1024]
+//!     [--backends uring,threads,...] [--apache-levels 1,16,64,256,1024]
 //!     [--mariadb-levels 1,4,16,64,256] [--memcached-levels 1,16,64,256,1024]
 //!     [--secs S] [--warmup S] [--out FILE] [--figures DIR] [--flexsc PATH] [--keep]
 //! ```
+//!
+//! Each `--backends` entry is a libflexsc variant, `BACKEND[/OPTION=VALUE...]` with options of
+//! `flexsc run`: `uring`, `threads/specialization=percore`, `uring/pages=1`, ... (the
+//! paper's core-specialization and syscall-page variants).
 //!
 //! `--quick` (one pair, a few points, 3 s loads) is the harness's smoke test: it exits
 //! non-zero unless every run produced numbers, no request failed, and every libflexsc run
@@ -208,6 +212,13 @@ fn relative(path: &Path, base: &Path) -> PathBuf {
 }
 
 fn main() {
+    // Exit only once `run` has returned: its guards (servers, work directory) are dropped by
+    // then.
+    std::process::exit(run());
+}
+
+/// The whole evaluation; returns the exit status.
+fn run() -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let o = Opts::parse(&args[1..]);
     if o.flag("help") || o.flag("h") {
@@ -216,6 +227,7 @@ fn main() {
     o.check();
     let quick = o.flag("quick");
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo.canonicalize().unwrap_or(repo);
 
     let workloads: Vec<Workload> = o.list("workloads").map_or_else(
         || workload::ALL.to_vec(),
@@ -236,8 +248,8 @@ fn main() {
         .list("backends")
         .unwrap_or_else(|| vec!["uring".into(), "threads".into()]);
     for b in &backends {
-        if !["uring", "threads", "kmod"].contains(&b.as_str()) {
-            die(&format!("unknown backend {b:?} (uring, threads, kmod)"));
+        if let Err(e) = server::check_spec(b) {
+            die(&format!("--backends {e}"));
         }
     }
     let allowed = process::allowed_cpus();
@@ -393,7 +405,8 @@ fn main() {
     for point in &points {
         let kind = point.workload.kind();
         if let Err(e) = servers.prepare(kind) {
-            die(&format!("setting up {kind:?}: {e}"));
+            eprintln!("flexsc-bench: setting up {kind:?}: {e}");
+            return 2;
         }
         let pin = &pinning
             .iter()
@@ -454,6 +467,8 @@ fn main() {
         });
     }
 
+    // Every server is stopped by now; the work directory goes.
+    drop(servers);
     let meta = Meta {
         command: std::iter::once("flexsc-bench".to_string())
             .chain(args[1..].iter().cloned())
@@ -517,7 +532,8 @@ fn main() {
         }
         // The smoke test fails on any; a full evaluation reports them and carries on.
         if quick {
-            std::process::exit(1);
+            return 1;
         }
     }
+    0
 }

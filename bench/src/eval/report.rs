@@ -246,7 +246,8 @@ pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path) -> String
          (NPTL, flexsc-..., NPTL, ...); each run starts a fresh server (`taskset -c`; under \
          libflexsc `flexsc run --backend B --cores N --stats=FILE`), waits until it answers, \
          warms it up for {} s with the same load, then measures {} s. The server is stopped by \
-         its PID (SIGTERM, SIGKILL after a grace period). Numbers are medians over the pairs \
+         its PID (SIGTERM, SIGKILL after a grace period). libflexsc's settings not named in a \
+         variant (`flexsc-BACKEND/OPTION=VALUE`) are the defaults (docs/usage.md). Numbers are medians over the pairs \
          with (min - max); ratios are taken within each pair, then their median (min - max). \
          Apache, MariaDB and memcached run with scripts/servers/*.in (Apache worker MPM `-X`, \
          256 worker threads; MariaDB a thread per connection, durability off, \

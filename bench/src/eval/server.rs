@@ -62,8 +62,37 @@ impl Kind {
 pub enum Variant {
     /// glibc's NPTL: the server as Debian ships it.
     Native,
-    /// Under `flexsc run --backend NAME` (`uring` or `threads`).
+    /// Under `flexsc run`, from a spec `BACKEND[/OPTION=VALUE...]`: `uring`, `threads`, or for
+    /// example `threads/specialization=percore` or `uring/pages=1`, each option one of the
+    /// launcher's (`--pages`, `--specialization`, `--syscall-cores`, `--order`, `--batch`).
     Flexsc(String),
+}
+
+/// The `flexsc run` options a variant spec may set.
+pub const VARIANT_OPTIONS: [&str; 5] =
+    ["pages", "specialization", "syscall-cores", "order", "batch"];
+
+/// Checks a variant spec (`BACKEND[/OPTION=VALUE...]`); the launcher checks the values.
+pub fn check_spec(spec: &str) -> Result<(), String> {
+    let mut parts = spec.split('/');
+    let backend = parts.next().unwrap_or("");
+    if !["uring", "threads", "kmod"].contains(&backend) {
+        return Err(format!(
+            "{spec:?}: backend {backend:?} is not uring, threads or kmod"
+        ));
+    }
+    for p in parts {
+        match p.split_once('=') {
+            Some((k, v)) if VARIANT_OPTIONS.contains(&k) && !v.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "{spec:?}: {p:?} is not OPTION=VALUE with OPTION one of {}",
+                    VARIANT_OPTIONS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Variant {
@@ -225,7 +254,19 @@ impl Servers {
         carriers: Option<usize>,
     ) -> Result<Running, String> {
         self.runs += 1;
-        let tag = format!("{}-{}", self.runs, variant.name());
+        // A variant's name may hold '/' and '=': not in file names.
+        let name: String = variant
+            .name()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let tag = format!("{}-{name}", self.runs);
         let dir = self.dir().to_path_buf();
         let out = dir.join(format!("{kind:?}-{tag}.out").to_lowercase());
         let mut logs = vec![out.clone()];
@@ -299,7 +340,7 @@ impl Servers {
             c.args(["-c", &process::cpulist(cpus), program]);
             c
         };
-        if let (Variant::Flexsc(backend), Some(stats)) = (variant, &stats) {
+        if let (Variant::Flexsc(spec), Some(stats)) = (variant, &stats) {
             let mut c = if cpus.is_empty() {
                 Command::new(&self.flexsc)
             } else {
@@ -307,9 +348,14 @@ impl Servers {
                 c.args(["-c", &process::cpulist(cpus)]).arg(&self.flexsc);
                 c
             };
-            c.args(["run", "--backend", backend]);
+            let mut parts = spec.split('/');
+            c.args(["run", "--backend", parts.next().unwrap_or("uring")]);
             if let Some(n) = carriers {
                 c.args(["--cores", &n.to_string()]);
+            }
+            for p in parts {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                c.arg(format!("--{k}={v}"));
             }
             c.arg(format!("--stats={}", stats.display()))
                 .arg("--")
