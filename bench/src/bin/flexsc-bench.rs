@@ -22,7 +22,12 @@
 //! non-zero unless every run produced numbers, no request failed, and every libflexsc run
 //! posted calls exception-less. Without it the same holds except that a failed run is
 //! reported, not fatal. The launcher is `--flexsc`, else `$FLEXSC_BIN`, else the `flexsc`
-//! beside this binary.
+//! beside this binary. Beside the report (`--out`, default docs/results-eval.md) goes every
+//! run's numbers as a tab-separated table (same name, `.tsv`).
+//!
+//! Servers are stopped by their PID when a run ends or fails (guards dropped on return and on
+//! panic). Interrupted from a terminal (Ctrl-C), the servers get the SIGINT too (same process
+//! group) and stop; killed alone (`kill PID`), the harness leaves them running.
 
 #[path = "../eval/measure.rs"]
 mod measure;
@@ -519,10 +524,15 @@ fn run() -> i32 {
     if let Err(e) = fs::write(&out, md) {
         die(&format!("{}: {e}", out.display()));
     }
+    let tsv = out.with_extension("tsv");
+    if let Err(e) = fs::write(&tsv, report::tsv(&results)) {
+        die(&format!("{}: {e}", tsv.display()));
+    }
     eprintln!(
-        "flexsc-bench: {total_runs} runs in {}; report {}, figures in {}",
+        "flexsc-bench: {total_runs} runs in {}; report {} (every run: {}), figures in {}",
         mmss(meta.wall_s),
         out.display(),
+        tsv.display(),
         figures_dir.display()
     );
     if !problems.is_empty() {

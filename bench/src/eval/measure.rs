@@ -162,6 +162,7 @@ pub fn run_once(
         .parse(&done.output, &scratch)
         .map_err(|e| format!("{e}{}", tails(&r.logs)))?;
     let (counters, counted, lifetime) = match (before, after) {
+        _ if r.stats.is_none() => (None, 0, false),
         (Some(b), Some(a)) => (Some(a.since(&b)), load.requests, false),
         // No table on SIGUSR2: the one written at exit covers the readiness probe, the
         // warm-up and the load (and the shutdown).

@@ -145,6 +145,68 @@ const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 5] = [
     (Workload::Memcaslap, None, 1.3, None),
 ];
 
+/// Every run as a tab-separated table (one line per run, with a header), so that nothing
+/// measured is lost to the medians: the report's companion file.
+pub fn tsv(results: &[Measured]) -> String {
+    let mut s = String::from(
+        "workload\tcpus\tlevel\tvariant\tpair\terror\tthroughput\trequests\tfailed\tignored\t\
+         mean_ms\tp50_ms\tp99_ms\tuser_s\tsys_s\twall_s\tmachine_busy\tposted\tbatches\t\
+         waits\tlocal\tswitches\tcounted\tlifetime\tstopped\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+    for m in results {
+        for (v, runs) in &m.runs {
+            for (i, r) in runs.iter().enumerate() {
+                let head = format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    m.point.workload.id(),
+                    m.point.cores,
+                    m.point.level,
+                    v.name(),
+                    i + 1
+                );
+                let line = match r {
+                    Err(e) => format!(
+                        "{head}\t{}",
+                        e.lines().next().unwrap_or("").replace('\t', " ")
+                    ),
+                    Ok(x) => {
+                        let c = x.counters;
+                        let n = |f: fn(&super::stats::Counters) -> u64| {
+                            c.as_ref().map_or(String::new(), |c| f(c).to_string())
+                        };
+                        format!(
+                            "{head}\t\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:?}",
+                            x.load.throughput,
+                            x.load.requests,
+                            x.load.failed,
+                            x.load.ignored,
+                            opt(x.load.mean_ms),
+                            opt(x.load.p50_ms),
+                            opt(x.load.p99_ms),
+                            x.user_s,
+                            x.sys_s,
+                            x.wall_s,
+                            opt(x.machine_busy),
+                            n(|c| c.posted),
+                            n(|c| c.batches),
+                            n(|c| c.waits),
+                            n(|c| c.local),
+                            n(|c| c.switches),
+                            x.counted,
+                            x.lifetime,
+                            x.stopped
+                        )
+                    }
+                };
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
 /// The file name of a figure.
 fn figure_name(w: Workload, cores: usize, what: &str) -> String {
     format!("eval-{}-{cores}cpu-{what}.svg", w.id())
