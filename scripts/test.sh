@@ -41,4 +41,9 @@ bash scripts/vm-test.sh
 step "real servers under libflexsc (Apache, MariaDB, memcached; uring and threads backends)"
 FLEXSC_BIN="${CARGO_TARGET_DIR:-target}/release/flexsc" bash scripts/servers.sh
 
+step "evaluation harness smoke test (flexsc-bench --quick: every point measured, no request failed)"
+# The launcher and library the servers step used (built by the release tests).
+FLEXSC_BIN="${CARGO_TARGET_DIR:-target}/release/flexsc" \
+    cargo run --release -p flexsc-bench --bin flexsc-bench -- --quick
+
 step "all passed"
