@@ -12,4 +12,4 @@
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86_64::{init, switch};
+pub(crate) use x86_64::{enter, hand_over, init, leave};

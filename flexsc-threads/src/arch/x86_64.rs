@@ -1,95 +1,157 @@
-//! x86_64 (System V): a suspended context is its stack pointer; below it on its stack, the six
-//! callee-saved general registers (rbp, rbx, r12-r15) and the address `switch` returns to.
-//! MXCSR and the x87 control word, callee-saved too, are switched by the runtime only when a
-//! green thread changed them (`crate::fpu`).
+//! x86_64 (System V). A suspended context is its stack pointer; on its stack, from there up: the
+//! address it resumes at (a landing, below), then its rbx and rbp. The other callee-saved
+//! registers (r12-r15) are saved by the compiler around each switch (declared clobbered); MXCSR
+//! and the x87 control word, callee-saved too, are switched by the runtime only when a green
+//! thread changed them (`crate::fpu`).
+//!
+//! The return-stack predictor stays balanced, as in corosensei: the carrier enters a green
+//! thread with an indirect `call` (its return address goes on the carrier's stack), a green
+//! thread hands over to another with an indirect `jmp` (no call, no return), and whichever green
+//! thread goes back to the carrier does so with the `ret` that matches the carrier's `call`. Only
+//! a green thread's own return from the switch may be mispredicted, when it suspended at another
+//! call site than the one that resumes.
+//!
+//! A landing expects: rdx = its own saved stack pointer, rcx = where to record its way back, rsp
+//! = that way back (the carrier's stack, at the return address of its `call`). It records rsp,
+//! moves to its own stack and restores rbx and rbp.
 
-use std::arch::global_asm;
+use std::arch::{asm, global_asm};
 
 global_asm!(
-    // switch(save: *mut usize [rdi], to: usize [rsi], arg: usize [rdx]) -> usize [rax]
-    ".globl flexsc_arch_switch",
-    ".hidden flexsc_arch_switch",
-    ".type flexsc_arch_switch, @function",
-    "flexsc_arch_switch:",
-    ".cfi_startproc",
-    "push rbp",
-    "push rbx",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "mov [rdi], rsp",
-    "mov rsp, rsi",
-    "mov rax, rdx",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbx",
-    "pop rbp",
-    "ret",
-    ".cfi_endproc",
-    ".size flexsc_arch_switch, . - flexsc_arch_switch",
-    // The first return of a new context (see `init`): entry(data [r12], arg [rax]), which never
-    // returns. The return address is undefined here, so backtraces end at this frame.
+    // The landing of a new context (see `init`): entry(data), which never returns. The return
+    // address is undefined here, so backtraces end at this frame.
     ".globl flexsc_arch_start",
     ".hidden flexsc_arch_start",
     ".type flexsc_arch_start, @function",
     "flexsc_arch_start:",
     ".cfi_startproc",
     ".cfi_undefined rip",
-    "mov rdi, r12",
-    "mov rsi, rax",
-    "call rbx",
+    "mov [rcx], rsp",
+    "lea rsp, [rdx + 8]",
+    "pop rdi",
+    "pop rax",
+    "xor ebp, ebp",
+    "call rax",
     "ud2",
     ".cfi_endproc",
     ".size flexsc_arch_start, . - flexsc_arch_start",
 );
 
 unsafe extern "C" {
-    fn flexsc_arch_switch(save: *mut usize, to: usize, arg: usize) -> usize;
     fn flexsc_arch_start() -> !;
 }
 
-/// Saves the calling context (its stack pointer into `*save`) and continues the context `to` (a
-/// stack pointer saved by an earlier `switch`, or made by [`init`]), where the pending `switch`
-/// returns `arg` (or, for a new context, its entry is called with `arg`). Returns when some
-/// context switches back to the one saved here, with that switch's `arg`.
+/// Carrier: continues the suspended context `sp`, which records the way back in `*back`; returns
+/// when a context [`leave`]s to that way back.
 ///
 /// # Safety
-/// `to` is a suspended context that nobody else continues, on a stack that stays mapped while it
-/// runs; `save` is valid for a write and stays where the context that will switch back looks.
+/// `sp` is a suspended context nobody else continues, on a stack that stays mapped while it
+/// runs; `back` stays valid for that context (and any it hands over to) until it leaves.
 #[inline(always)]
-pub(crate) unsafe fn switch(save: *mut usize, to: usize, arg: usize) -> usize {
-    // SAFETY: the caller's contract; the routine saves and restores every callee-saved register.
-    unsafe { flexsc_arch_switch(save, to, arg) }
+pub(crate) unsafe fn enter(sp: usize, back: *mut usize) {
+    // SAFETY: the caller's contract; rbx and rbp are saved here, every other callee-saved
+    // register is declared clobbered, so the compiler saves what it needs.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "call [rdx]",
+            "pop rbx",
+            "pop rbp",
+            inout("rdx") sp => _,
+            inout("rcx") back => _,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
 }
 
-/// Makes a new context on the stack below `top`: the first switch to the returned stack pointer
-/// calls `entry(data, arg)`, which must never return (it ends by switching away for good).
+/// Green side: suspends the calling context (its stack pointer into `*save`) and goes back to
+/// the carrier at `way_back` (recorded by the landing); returns when some context continues this
+/// one.
 ///
 /// # Safety
-/// `top` is 16-byte aligned, with at least 64 writable bytes below it, in a stack only this
+/// `way_back` is the way back recorded for the running context, whose carrier waits there;
+/// `save` is valid for a write and is where this context's resumer will look.
+#[inline(always)]
+pub(crate) unsafe fn leave(save: *mut usize, way_back: usize) {
+    // SAFETY: as for `enter`.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "mov [rdi], rsp",
+            "mov rsp, rsi",
+            "ret",
+            "2:",
+            "mov [rcx], rsp",
+            "lea rsp, [rdx + 8]",
+            "pop rbx",
+            "pop rbp",
+            in("rdi") save,
+            in("rsi") way_back,
+            lateout("rdx") _, lateout("rcx") _,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+}
+
+/// Green side: suspends the calling context (into `*save`) and continues the suspended context
+/// `to`, giving it this context's way back (`way_back`, recorded into `*to_back` by its landing);
+/// returns when some context continues this one.
+///
+/// # Safety
+/// As [`leave`], and as [`enter`] for `to` and `to_back`.
+#[inline(always)]
+pub(crate) unsafe fn hand_over(save: *mut usize, way_back: usize, to: usize, to_back: *mut usize) {
+    // SAFETY: as for `enter`.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "mov [rdi], rsp",
+            "mov rsp, rsi",
+            "jmp [rdx]",
+            "2:",
+            "mov [rcx], rsp",
+            "lea rsp, [rdx + 8]",
+            "pop rbx",
+            "pop rbp",
+            in("rdi") save,
+            in("rsi") way_back,
+            inout("rdx") to => _,
+            inout("rcx") to_back => _,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+}
+
+/// Makes a new context on the stack below `top`: entering it calls `entry(data)`, which must
+/// never return (it ends by leaving for good).
+///
+/// # Safety
+/// `top` is 16-byte aligned, with at least 24 writable bytes below it, in a stack only this
 /// context will use.
 pub(crate) unsafe fn init(
     top: usize,
-    entry: unsafe extern "C" fn(usize, usize) -> !,
+    entry: unsafe extern "C" fn(usize) -> !,
     data: usize,
 ) -> usize {
     debug_assert_eq!(top % 16, 0);
-    // [top - 8]: where `switch`'s `ret` goes; then rbp, rbx, r12, r13, r14, r15 as it pops them.
-    // After the pops and the `ret`, rsp is `top` (16-aligned), as `call` needs.
-    let frame: [usize; 7] = [
-        0,              // r15
-        0,              // r14
-        0,              // r13
-        data,           // r12
-        entry as usize, // rbx
-        0,              // rbp
+    // The landing pops data and entry, leaving rsp at `top` (16-aligned), as `call` needs.
+    let frame: [usize; 3] = [
         flexsc_arch_start as *const () as usize,
+        data,
+        entry as usize,
     ];
     let sp = top - frame.len() * 8;
-    // SAFETY: the caller's contract: 56 bytes below `top` are ours to write.
+    // SAFETY: the caller's contract: 24 bytes below `top` are ours to write.
     unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut usize, frame.len()) };
     sp
 }

@@ -95,7 +95,7 @@ impl Drop for Context {
 unsafe impl Send for Context {}
 
 /// The body's start, called by the first switch (through `flexsc_arch_start`).
-unsafe extern "C" fn entry<F: FnOnce()>(at: usize, _arg: usize) -> ! {
+unsafe extern "C" fn entry<F: FnOnce()>(at: usize) -> ! {
     // SAFETY: `Context::new` wrote an F at `at`; the switch that started us marked it moved out,
     // so it is read exactly once, here.
     let f = unsafe { ptr::read(at as *mut F) };

@@ -87,9 +87,9 @@ pub(crate) struct Task {
     /// Its interrupt mark and where its call is in flight ([`super::interrupt`]).
     pub(crate) interrupt: super::mark::InterruptMark,
     ctx: UnsafeCell<Option<Context>>,
-    /// Where the context that resumed it (its carrier's `resume`, or a dropper unwinding it)
-    /// saved its stack pointer: switching back continues there.
-    back: UnsafeCell<*mut usize>,
+    /// Its way back: the stack of the context that entered it (its carrier's `resume`, or a
+    /// dropper unwinding it), recorded by the switch that continued it ([`crate::arch`]).
+    back: UnsafeCell<usize>,
     /// Resumed only to unwind its stack (see `Drop for Task`).
     unwinding: UnsafeCell<bool>,
     /// Its own glibc TLS block and TCB (None: it runs on its carrier's).
@@ -166,7 +166,7 @@ impl Task {
             home: AtomicUsize::new(home),
             interrupt: Default::default(),
             ctx: UnsafeCell::new(None),
-            back: UnsafeCell::new(std::ptr::null_mut()),
+            back: UnsafeCell::new(0),
             unwinding: UnsafeCell::new(false),
             tls: UnsafeCell::new(tls),
             fpu: UnsafeCell::new(FpuControl::DEFAULT),
@@ -302,7 +302,6 @@ impl Task {
             if theirs != now {
                 theirs.restore();
             }
-            *to.back.get() = *self.back.get();
             let block = (*to.tls.get())
                 .as_ref()
                 .expect("a direct switch goes to a green thread with its own TLS block");
@@ -313,7 +312,8 @@ impl Task {
                 .expect("running, so not finished")
                 .sp;
             tls::write_fs_base(block.thread_pointer());
-            arch::switch(my_sp, to_sp, 0);
+            // `to` gets our way back (the carrier waits there for whichever leaves last).
+            arch::hand_over(my_sp, *self.back.get(), to_sp, to.back.get());
         }
     }
 
@@ -321,8 +321,8 @@ impl Task {
     /// carrier's default floating-point state.
     #[inline(never)]
     fn switch_back(&self) {
-        // SAFETY: the running green thread's own cells; `back` was set by whoever resumed it (or
-        // handed over to it) and that context waits there, suspended.
+        // SAFETY: the running green thread's own cells; `back` was recorded when it was
+        // continued, and its carrier waits there, suspended.
         unsafe {
             let now = FpuControl::save();
             *self.fpu.get() = now;
@@ -333,7 +333,7 @@ impl Task {
                 .as_mut()
                 .expect("running, so not finished")
                 .sp;
-            arch::switch(my_sp, **self.back.get(), 0);
+            arch::leave(my_sp, *self.back.get());
         }
     }
 
@@ -352,7 +352,7 @@ impl Task {
         let mut gone = 0usize;
         // SAFETY: as in `switch_back`; nobody switches to this context again (its carrier, or its
         // dropper, takes the finished context and its stack).
-        unsafe { arch::switch(&mut gone, **self.back.get(), 0) };
+        unsafe { arch::leave(&mut gone, *self.back.get()) };
         unreachable!("a finished green thread was resumed")
     }
 
@@ -382,28 +382,25 @@ impl Task {
     /// `this` is alive (the caller holds a reference in the switch state's `running`).
     #[inline(never)]
     pub(crate) unsafe fn resume(this: *const Task, cpu: CarrierCpu) {
-        let mut back = 0usize;
         // SAFETY: the caller's contract, and the park protocol gives this carrier exclusive use
         // of the context, the TLS block and the FPU state until the task suspends again (module
-        // doc); `this` is not touched after the switch; `back` outlives the switch, which
-        // returns only once some green thread switches back to it.
+        // doc); `this` is not touched after the switch, which returns only once some green
+        // thread leaves to the way back it records.
         unsafe {
             let this = &*this;
             let fpu = *this.fpu.get();
             if fpu != FpuControl::DEFAULT {
                 fpu.restore();
             }
-            *this.back.get() = &mut back;
             let sp = this.start();
+            let back = this.back.get();
             match (*this.tls.get()).as_ref() {
-                None => {
-                    arch::switch(&mut back, sp, 0);
-                }
+                None => arch::enter(sp, back),
                 Some(block) => {
                     block.set_tid(cpu.tid);
                     // Nothing between here and the restore touches a thread-local.
                     tls::write_fs_base(block.thread_pointer());
-                    arch::switch(&mut back, sp, 0);
+                    arch::enter(sp, back);
                     tls::write_fs_base(cpu.tp);
                 }
             }
@@ -498,14 +495,9 @@ impl Drop for Task {
 impl Task {
     /// Resumes a suspended green thread that is being dropped: it unwinds and switches back.
     pub(crate) fn unwind(&self) {
-        let mut back = 0usize;
-        // SAFETY: called from drop, so nobody else holds the task; `back` outlives the switch,
-        // which returns when the unwound green thread exits.
-        unsafe {
-            *self.back.get() = &mut back;
-            let sp = self.start();
-            arch::switch(&mut back, sp, 0);
-        }
+        // SAFETY: called from drop, so nobody else holds the task; the switch returns when the
+        // unwound green thread leaves for good.
+        unsafe { arch::enter(self.start(), self.back.get()) };
     }
 }
 
