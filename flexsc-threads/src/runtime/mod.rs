@@ -783,8 +783,8 @@ impl Shared {
 /// `std::thread::yield_now`.
 pub fn yield_now() {
     match current() {
-        Some((t, _, _)) => {
-            t.suspend(Suspend::Yield);
+        Some((t, s, c)) => {
+            t.suspend(s, c, Suspend::Yield);
         }
         None => std::thread::yield_now(),
     }
@@ -810,12 +810,16 @@ fn park_until(deadline: Option<Instant>) {
 /// may return spuriously.
 fn park_as(how: Park, deadline: Option<Instant>) {
     match current() {
-        Some((t, _, _)) => {
+        Some((t, s, c)) => {
             if !t.take_notification() {
-                t.suspend(match how {
-                    Park::Held => Suspend::Park(deadline),
-                    Park::Waiting => Suspend::Wait(deadline),
-                });
+                t.suspend(
+                    s,
+                    c,
+                    match how {
+                        Park::Held => Suspend::Park(deadline),
+                        Park::Waiting => Suspend::Wait(deadline),
+                    },
+                );
             }
         }
         None => match deadline {
@@ -837,11 +841,11 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
     let call = unsafe { Syscall::new(nr, args) };
     match current() {
         // On a green thread, sched_yield yields to the other green threads of its carrier.
-        Some((t, _, _)) if nr == libc::SYS_sched_yield => {
-            t.suspend(Suspend::Yield);
+        Some((t, s, c)) if nr == libc::SYS_sched_yield => {
+            t.suspend(s, c, Suspend::Yield);
             0
         }
-        Some((t, _, _)) => t.suspend(Suspend::Syscall(call)),
+        Some((t, s, c)) => t.suspend(s, c, Suspend::Syscall(call)),
         None => {
             let mut a = [0u64; 6];
             a[..args.len()].copy_from_slice(args);

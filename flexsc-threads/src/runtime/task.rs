@@ -223,13 +223,13 @@ impl Task {
         }
     }
 
-    /// Green side: suspends the calling green thread (which must be this task, running on its
-    /// carrier) with `why`; returns the value it is resumed with (a system call's result, else 0).
+    /// Green side: suspends the calling green thread (which must be this task, running on
+    /// carrier `c` of `shared`, as `carrier::current` says) with `why`; returns the value it is
+    /// resumed with (a system call's result, else 0).
     ///
     /// A yield or an untimed wait hands the carrier straight to the next green thread of its
     /// private ready queue, within the carrier's budget; everything else goes back to the carrier.
-    pub(crate) fn suspend(&self, why: Suspend) -> i64 {
-        let (_, shared, c) = super::carrier::current().expect("suspend outside a green thread");
+    pub(crate) fn suspend(&self, shared: &super::Shared, c: usize, why: Suspend) -> i64 {
         let local = &shared.locals[c];
         let direct =
             matches!(why, Suspend::Yield | Suspend::Wait(None)) && self.thread_pointer().is_some();
