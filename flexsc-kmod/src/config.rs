@@ -344,6 +344,13 @@ pub fn online_cpus() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// CPUs the calling thread may run on (its affinity mask, and any cgroup CPU quota), as std
+/// reports them: fewer than [`online_cpus`] when the process was started under `taskset` or a
+/// cpuset.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Parses a CPU list such as `0,2-3` (the kernel's cpulist format), keeping its order.
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
@@ -374,6 +381,25 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
 
 #[cfg(test)]
 mod tests {
+    /// A thread pinned to one CPU may use one CPU, however many are online.
+    #[test]
+    fn usable_cpus_follow_the_affinity_mask() {
+        std::thread::spawn(|| {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity on
+            // the calling thread take it by pointer, with its own size.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                assert_eq!(libc::sched_setaffinity(0, size, &set), 0);
+            }
+            assert_eq!(usable_cpus(), 1);
+            assert!(online_cpus() >= 1);
+        })
+        .join()
+        .unwrap();
+    }
+
     use super::*;
 
     #[test]
