@@ -665,6 +665,25 @@ unsafe fn pop(buf: *mut UnwindBuf) {
     LOCAL.with(|l| l.bufs.set(prev));
 }
 
+/// The four cleanup-buffer exports: `ours` on a green thread of ours, else glibc's function,
+/// looked up (by `theirs`) only then.
+///
+/// # Safety
+/// As `ours` and `theirs`: `buf` is what the export was given.
+unsafe fn route(
+    buf: *mut c_void,
+    ours: unsafe fn(*mut UnwindBuf),
+    theirs: fn() -> unsafe extern "C-unwind" fn(*mut c_void),
+) {
+    if mine().is_some() {
+        // SAFETY: the caller's contract.
+        unsafe { ours(buf.cast()) }
+    } else {
+        // SAFETY: forwarded unchanged.
+        unsafe { theirs()(buf) }
+    }
+}
+
 /// `__pthread_register_cancel` (`pthread_cleanup_push` in C without exceptions): `buf`, whose
 /// `__sigsetjmp` the macro just did, becomes the innermost cleanup buffer.
 ///
@@ -672,13 +691,8 @@ unsafe fn pop(buf: *mut UnwindBuf) {
 /// `buf` points to a writable `__pthread_unwind_buf_t` that stays live until unregistered.
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn __pthread_register_cancel(buf: *mut c_void) {
-    if mine().is_some() {
-        // SAFETY: the caller's contract.
-        unsafe { push(buf.cast()) }
-    } else {
-        // SAFETY: forwarded unchanged.
-        unsafe { real::__pthread_register_cancel()(buf) }
-    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { route(buf, push, real::__pthread_register_cancel) }
 }
 
 /// `__pthread_register_cancel_defer` (`pthread_cleanup_push_defer_np`): as
@@ -688,13 +702,8 @@ pub unsafe extern "C-unwind" fn __pthread_register_cancel(buf: *mut c_void) {
 /// As [`__pthread_register_cancel`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn __pthread_register_cancel_defer(buf: *mut c_void) {
-    if mine().is_some() {
-        // SAFETY: the caller's contract.
-        unsafe { push(buf.cast()) }
-    } else {
-        // SAFETY: forwarded unchanged.
-        unsafe { real::__pthread_register_cancel_defer()(buf) }
-    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { route(buf, push, real::__pthread_register_cancel_defer) }
 }
 
 /// `__pthread_unregister_cancel` (`pthread_cleanup_pop`): `buf` stops being a cleanup buffer.
@@ -703,13 +712,8 @@ pub unsafe extern "C-unwind" fn __pthread_register_cancel_defer(buf: *mut c_void
 /// `buf` is the innermost registered buffer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn __pthread_unregister_cancel(buf: *mut c_void) {
-    if mine().is_some() {
-        // SAFETY: the caller's contract.
-        unsafe { pop(buf.cast()) }
-    } else {
-        // SAFETY: forwarded unchanged.
-        unsafe { real::__pthread_unregister_cancel()(buf) }
-    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { route(buf, pop, real::__pthread_unregister_cancel) }
 }
 
 /// `__pthread_unregister_cancel_restore` (`pthread_cleanup_pop_restore_np`): as
@@ -719,13 +723,8 @@ pub unsafe extern "C-unwind" fn __pthread_unregister_cancel(buf: *mut c_void) {
 /// As [`__pthread_unregister_cancel`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn __pthread_unregister_cancel_restore(buf: *mut c_void) {
-    if mine().is_some() {
-        // SAFETY: the caller's contract.
-        unsafe { pop(buf.cast()) }
-    } else {
-        // SAFETY: forwarded unchanged.
-        unsafe { real::__pthread_unregister_cancel_restore()(buf) }
-    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { route(buf, pop, real::__pthread_unregister_cancel_restore) }
 }
 
 /// `__pthread_unwind_next`: called by a `pthread_cleanup_push` whose handler the unwinding ran;
