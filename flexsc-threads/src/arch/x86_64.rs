@@ -66,9 +66,34 @@ pub(crate) unsafe fn enter(sp: usize, back: *mut usize) {
     }
 }
 
+/// The switch away from a running green thread: save rbx, rbp and a landing address, store the
+/// stack pointer into `*rdi`, take the stack `rsi`, and transfer with `$transfer`; the landing
+/// (label 2) is where this context continues (module doc). `$operands` bind rdi, rsi, rdx, rcx.
+macro_rules! switch_away {
+    ($transfer:literal, $($operands:tt)*) => {
+        asm!(
+            "push rbp",
+            "push rbx",
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "mov [rdi], rsp",
+            "mov rsp, rsi",
+            $transfer,
+            "2:",
+            "mov [rcx], rsp",
+            "lea rsp, [rdx + 8]",
+            "pop rbx",
+            "pop rbp",
+            $($operands)*
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        )
+    };
+}
+
 /// Green side: suspends the calling context (its stack pointer into `*save`) and goes back to
-/// the carrier at `way_back` (recorded by the landing); returns when some context continues this
-/// one.
+/// the carrier at `way_back` (recorded by the landing), with the `ret` matching the carrier's
+/// `call`; returns when some context continues this one.
 ///
 /// # Safety
 /// `way_back` is the way back recorded for the running context, whose carrier waits there;
@@ -77,31 +102,18 @@ pub(crate) unsafe fn enter(sp: usize, back: *mut usize) {
 pub(crate) unsafe fn leave(save: *mut usize, way_back: usize) {
     // SAFETY: as for `enter`.
     unsafe {
-        asm!(
-            "push rbp",
-            "push rbx",
-            "lea rax, [rip + 2f]",
-            "push rax",
-            "mov [rdi], rsp",
-            "mov rsp, rsi",
+        switch_away!(
             "ret",
-            "2:",
-            "mov [rcx], rsp",
-            "lea rsp, [rdx + 8]",
-            "pop rbx",
-            "pop rbp",
             in("rdi") save,
             in("rsi") way_back,
             lateout("rdx") _, lateout("rcx") _,
-            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
-            clobber_abi("sysv64"),
         );
     }
 }
 
 /// Green side: suspends the calling context (into `*save`) and continues the suspended context
-/// `to`, giving it this context's way back (`way_back`, recorded into `*to_back` by its landing);
-/// returns when some context continues this one.
+/// `to` with an indirect `jmp`, giving it this context's way back (`way_back`, recorded into
+/// `*to_back` by its landing); returns when some context continues this one.
 ///
 /// # Safety
 /// As [`leave`], and as [`enter`] for `to` and `to_back`.
@@ -109,25 +121,12 @@ pub(crate) unsafe fn leave(save: *mut usize, way_back: usize) {
 pub(crate) unsafe fn hand_over(save: *mut usize, way_back: usize, to: usize, to_back: *mut usize) {
     // SAFETY: as for `enter`.
     unsafe {
-        asm!(
-            "push rbp",
-            "push rbx",
-            "lea rax, [rip + 2f]",
-            "push rax",
-            "mov [rdi], rsp",
-            "mov rsp, rsi",
+        switch_away!(
             "jmp [rdx]",
-            "2:",
-            "mov [rcx], rsp",
-            "lea rsp, [rdx + 8]",
-            "pop rbx",
-            "pop rbp",
             in("rdi") save,
             in("rsi") way_back,
             inout("rdx") to => _,
             inout("rcx") to_back => _,
-            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
-            clobber_abi("sysv64"),
         );
     }
 }
