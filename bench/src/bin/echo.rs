@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flexsc_bench::opts::Opts;
 use flexsc_threads::Order;
 use flexsc_threads::kmod::BackendKind;
 
@@ -66,53 +67,19 @@ fn echo_until_closed(s: &mut (impl Read + Write)) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        Some("server") => server_main(&Opts::parse(&args[2..])),
-        Some("client") => client_main(&Opts::parse(&args[2..])),
+        Some("server") => server_main(&Opts::parse("echo", &args[2..], "")),
+        Some("client") => client_main(&Opts::parse("echo", &args[2..], "")),
         _ => run_main(&args),
     };
     std::process::exit(code);
 }
 
-/// `--key value` pairs and bare `--flag`s.
-struct Opts(Vec<(String, Option<String>)>);
+/// The option this binary adds to the shared ones.
+trait EchoOpts {
+    fn cpus(&self, key: &str) -> Vec<usize>;
+}
 
-impl Opts {
-    fn parse(args: &[String]) -> Self {
-        let mut v = Vec::new();
-        let mut it = args.iter().peekable();
-        while let Some(a) = it.next() {
-            let Some(key) = a.strip_prefix("--") else {
-                die(&format!("unexpected argument {a:?}"));
-            };
-            let val = it.next_if(|n| !n.starts_with("--")).cloned();
-            v.push((key.to_string(), val));
-        }
-        Opts(v)
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
-    }
-
-    fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        let (_, v) = self.0.iter().rev().find(|(k, _)| k == key)?;
-        let v = v.as_deref().unwrap_or("");
-        Some(
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("bad --{key} {v:?}"))),
-        )
-    }
-
-    fn list(&self, key: &str) -> Option<Vec<String>> {
-        let s: String = self.get(key)?;
-        Some(
-            s.split(',')
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    }
-
+impl EchoOpts for Opts {
     fn cpus(&self, key: &str) -> Vec<usize> {
         let v = self.list(key).unwrap_or_default();
         v.iter()
@@ -123,8 +90,7 @@ impl Opts {
 }
 
 fn die(msg: &str) -> ! {
-    eprintln!("echo: {msg}");
-    std::process::exit(2);
+    flexsc_bench::opts::die("echo", msg)
 }
 
 // ---- the orchestrator ----
@@ -146,7 +112,7 @@ fn run_main(args: &[String]) -> i32 {
         Some("run") => &args[2..],
         _ => &args[1..],
     };
-    let o = Opts::parse(rest);
+    let o = Opts::parse("echo", rest, "");
     let quick = o.flag("quick");
     let allowed = allowed_cpus();
     let (client_cpus, server_cpus) = match allowed.split_last() {

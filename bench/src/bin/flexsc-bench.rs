@@ -49,62 +49,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use flexsc_bench::opts::Opts;
 use measure::{Pinning, Point, Timing};
 use report::{Measured, Meta};
 use server::{Kind, Servers, Variant};
 use workload::Workload;
 
 fn die(msg: &str) -> ! {
-    eprintln!("flexsc-bench: {msg}");
-    std::process::exit(2);
+    flexsc_bench::opts::die("flexsc-bench", msg)
 }
 
-/// `--key value` pairs and bare `--flag`s.
-struct Opts(Vec<(String, Option<String>)>);
+/// The options this binary adds to the shared ones.
+trait EvalOpts {
+    fn numbers(&self, key: &str, default: &[usize]) -> Vec<usize>;
+    fn check(&self);
+}
 
-impl Opts {
-    fn parse(args: &[String]) -> Self {
-        let mut v = Vec::new();
-        let mut it = args.iter().peekable();
-        while let Some(a) = it.next() {
-            let Some(key) = a.strip_prefix("--") else {
-                die(&format!(
-                    "unexpected argument {a:?} (see the usage in --help)"
-                ));
-            };
-            if let Some((k, val)) = key.split_once('=') {
-                v.push((k.to_string(), Some(val.to_string())));
-            } else {
-                let val = it.next_if(|n| !n.starts_with("--")).cloned();
-                v.push((key.to_string(), val));
-            }
-        }
-        Opts(v)
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == key)
-    }
-
-    fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        let (_, v) = self.0.iter().rev().find(|(k, _)| k == key)?;
-        let v = v.as_deref().unwrap_or("");
-        Some(
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("bad --{key} {v:?}"))),
-        )
-    }
-
-    fn list(&self, key: &str) -> Option<Vec<String>> {
-        let s: String = self.get(key)?;
-        Some(
-            s.split(',')
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    }
-
+impl EvalOpts for Opts {
     fn numbers(&self, key: &str, default: &[usize]) -> Vec<usize> {
         self.list(key).map_or(default.to_vec(), |l| {
             l.iter()
@@ -137,8 +98,8 @@ impl Opts {
             "help",
             "h",
         ];
-        for (k, _) in &self.0 {
-            if !KNOWN.contains(&k.as_str()) {
+        for k in self.keys() {
+            if !KNOWN.contains(&k) {
                 die(&format!("unknown option --{k}"));
             }
         }
@@ -225,7 +186,7 @@ fn main() {
 /// The whole evaluation; returns the exit status.
 fn run() -> i32 {
     let args: Vec<String> = std::env::args().collect();
-    let o = Opts::parse(&args[1..]);
+    let o = Opts::parse("flexsc-bench", &args[1..], " (see the usage in --help)");
     if o.flag("help") || o.flag("h") {
         usage();
     }
