@@ -2,7 +2,8 @@
 //! green threads on one carrier, with and without the fs switch to a TLS block of their own),
 //! spawn + join against
 //! `std::thread::spawn` + join, and a condvar ping-pong between two green threads (on one
-//! carrier) against two std threads, each measured in the same run.
+//! carrier) against two std threads, and small system calls from many green threads at once
+//! against the same calls made synchronously, each measured in the same run.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -162,11 +163,60 @@ fn condvar_pingpong(c: &mut Criterion) {
     g.finish();
 }
 
+/// Green threads each running a stream of small reads of /dev/zero at once (each call posted,
+/// batched with the others' and harvested: the carrier path a server's every call takes),
+/// against one OS thread making the same calls synchronously. Reported per call.
+fn syscall(c: &mut Criterion) {
+    const GREEN: u32 = 64;
+    let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&zero);
+    let mut g = c.benchmark_group("syscall");
+    g.bench_function("sync", |b| {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads into a live local buffer of the length given.
+        b.iter(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    });
+    for tls in [true, false] {
+        let rt = runtime(tls);
+        g.bench_function(green(tls), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(move || {
+                    let t0 = Instant::now();
+                    let all: Vec<_> = (0..GREEN)
+                        .map(|_| {
+                            spawn(move || {
+                                let mut buf = [0u8; 8];
+                                for _ in 0..iters.div_ceil(u64::from(GREEN)) {
+                                    // SAFETY: reads into a live local buffer of the length
+                                    // given.
+                                    let n = unsafe {
+                                        flexsc_threads::syscall(
+                                            libc::SYS_read,
+                                            &[fd as u64, buf.as_mut_ptr() as u64, 8],
+                                        )
+                                    };
+                                    assert_eq!(n, 8);
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in all {
+                        t.join().expect("reader");
+                    }
+                    t0.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+    drop(zero);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = switch, spawn_join, condvar_pingpong
+    targets = switch, spawn_join, condvar_pingpong, syscall
 }
 criterion_main!(benches);

@@ -10,17 +10,17 @@
 //!    elsewhere, or the next timer is due.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use flexsc_kmod::{PostError, Poster, Syscall, Ticket};
+use flexsc_kmod::Poster;
 
 use super::Shared;
 use super::local::LocalState;
+use super::posting::Posting;
 use super::queue::RunQueue;
-use super::stats::{CarrierStats, CarrierSyscalls};
+use super::stats::CarrierStats;
 use super::task::{CarrierCpu, Outcome, Suspend, Task};
 use super::timer::Timers;
 
@@ -79,15 +79,8 @@ const FAIRNESS_ROUND: u32 = 64;
 pub(crate) struct Carrier {
     idx: usize,
     shared: Arc<Shared>,
-    poster: Poster,
-    /// The green thread parked on each entry slot, with its ticket.
-    waiting: Vec<Option<(Ticket, Arc<Task>)>>,
-    /// Calls that found every entry taken: posted once results free some.
-    overflow: VecDeque<(Arc<Task>, Syscall)>,
     timers: Timers,
     stats: CarrierStats,
-    /// This carrier's calls by number (live; its only writer).
-    syscalls: Arc<CarrierSyscalls>,
     /// Tells the overflow handler which green thread runs here (published through the switch
     /// state's copy, `LocalState::slot`); released when the carrier ends.
     _guard_slot: crate::overflow::CarrierSlot,
@@ -102,8 +95,7 @@ impl Carrier {
         poster: Poster,
         guard_slot: crate::overflow::CarrierSlot,
     ) -> Self {
-        let slots = poster.capacity();
-        let syscalls = shared.stats.carrier_syscalls(idx);
+        let posting = Posting::new(poster, shared.stats.carrier_syscalls(idx));
         let cpu = CarrierCpu::current();
         let slot = guard_slot.running_slot();
         // SAFETY: on the carrier's own thread, before any green thread runs here.
@@ -111,17 +103,14 @@ impl Carrier {
             shared.locals[idx].with(|l| {
                 l.cpu = cpu;
                 l.slot = Some(slot);
+                l.posting = Some(posting);
             })
         };
         Self {
             idx,
             shared,
-            poster,
-            waiting: (0..slots).map(|_| None).collect(),
-            overflow: VecDeque::new(),
             timers: Timers::default(),
             stats: CarrierStats::default(),
-            syscalls,
             _guard_slot: guard_slot,
             cpu,
         }
@@ -136,7 +125,7 @@ impl Carrier {
                 let budget = FAIRNESS_ROUND - 1 - ran % FAIRNESS_ROUND;
                 let before = ran;
                 ran += 1 + self.run_task(t, budget);
-                if self.poster.unsubmitted() >= batch_limit {
+                if self.posting(|p| p.poster().unsubmitted()) >= batch_limit {
                     self.submit();
                 }
                 if ran / FAIRNESS_ROUND != before / FAIRNESS_ROUND {
@@ -181,21 +170,29 @@ impl Carrier {
         self.publish_stats();
         let me = self.idx;
         let shared = &self.shared;
-        let before = self.poster.stats().waits;
-        // The idle handshake (queue.rs): once marked sleeping, every later push rings us.
-        if shared.queues[me].sleep_begin() {
-            self.poster.wait_with(
-                || {
-                    !shared.queues[me].is_empty()
-                        || shared.interrupts[me].any()
-                        || shared.queues.iter().any(RunQueue::has_spare)
-                        || shared.shutdown.load(Ordering::Acquire)
-                },
-                self.timers.next(),
-            );
-        }
-        shared.queues[me].sleep_end();
-        self.stats.waits += self.poster.stats().waits - before;
+        let next_timer = self.timers.next();
+        // SAFETY: as in `Carrier::local` (the wait blocks this thread but resumes nothing).
+        let waits = unsafe {
+            shared.locals[me].with(|l| {
+                let poster = l.posting.as_mut().expect("started").poster();
+                let before = poster.stats().waits;
+                // The idle handshake (queue.rs): once marked sleeping, every later push rings us.
+                if shared.queues[me].sleep_begin() {
+                    poster.wait_with(
+                        || {
+                            !shared.queues[me].is_empty()
+                                || shared.interrupts[me].any()
+                                || shared.queues.iter().any(RunQueue::has_spare)
+                                || shared.shutdown.load(Ordering::Acquire)
+                        },
+                        next_timer,
+                    );
+                }
+                shared.queues[me].sleep_end();
+                poster.stats().waits - before
+            })
+        };
+        self.stats.waits += waits;
     }
 
     /// Runs `task` until it, or a green thread it handed the carrier over to (at most `budget`
@@ -233,8 +230,14 @@ impl Carrier {
         if let Some(d) = deferred.and_then(Task::wait) {
             self.push_ready(d);
         }
+        let outcome = outcome.expect("a green thread reports why it switched back");
+        if let Outcome::Posted = outcome {
+            // Parked on its entry already, by itself.
+            return budget - left;
+        }
         let task = task.expect("the green thread that switched back");
-        match outcome.expect("a green thread reports why it switched back") {
+        match outcome {
+            Outcome::Posted => unreachable!("handled above"),
             Outcome::Finished => {
                 self.recycle(task);
                 self.shared.locals[self.idx].count_finish();
@@ -258,7 +261,11 @@ impl Carrier {
                     self.push_ready(task);
                 }
             }
-            Outcome::Suspended(Suspend::Syscall(call)) => self.post(task, call),
+            Outcome::Suspended(Suspend::Syscall(call)) => {
+                if let Some(t) = self.posting(|p| p.post(self.idx, task, call)) {
+                    self.push_ready(t);
+                }
+            }
         }
         budget - left
     }
@@ -268,6 +275,11 @@ impl Carrier {
         // SAFETY: carrier code, on the carrier's own thread, between resumes; `f` is one of the
         // short closures below, which neither resume nor re-enter.
         unsafe { self.shared.locals[self.idx].with(f) }
+    }
+
+    /// Runs `f` on this carrier's syscall pages (see `Carrier::local`).
+    fn posting<R>(&self, f: impl FnOnce(&mut Posting) -> R) -> R {
+        self.local(|l| f(l.posting.as_mut().expect("started in Carrier::new")))
     }
 
     fn push_ready(&self, task: Arc<Task>) {
@@ -333,33 +345,6 @@ impl Carrier {
         self.shared.reg.wake(idle);
     }
 
-    /// A green thread's system call: post it and park the thread on its entry.
-    ///
-    /// Counted by number once it is posted (`posted`) or run here (`local`); a call that finds
-    /// the pages full is counted when a retry posts it.
-    fn post(&mut self, task: Arc<Task>, call: Syscall) {
-        match self.poster.post(&call) {
-            Ok(t) => {
-                self.stats.posted += 1;
-                self.syscalls.count_posted(call.nr());
-                if task.interrupt.posted_on(self.idx) {
-                    self.poster.interrupt(&t);
-                }
-                let slot = t.slot() as usize;
-                self.waiting[slot] = Some((t, task));
-            }
-            Err(PostError::Full) => self.overflow.push_back((task, call)),
-            Err(_) => {
-                // Thread-bound (runs here, on the carrier, which is this green thread's kernel
-                // thread), not a syscall number, or the registration is shutting down.
-                self.stats.local_calls += 1;
-                self.syscalls.count_local(call.nr());
-                task.set_resume_value(self.poster.call(&call));
-                self.push_ready(task);
-            }
-        }
-    }
-
     /// Interrupts the calls in flight here that other threads asked to interrupt (a call that
     /// completed meanwhile, or whose green thread moved on, is left alone).
     fn interrupt_requested(&mut self) {
@@ -367,33 +352,16 @@ impl Carrier {
             if task.interrupt.in_flight_on() != Some(self.idx) {
                 continue;
             }
-            let found = self
-                .waiting
-                .iter()
-                .flatten()
-                .find(|(_, t)| Arc::ptr_eq(t, &task));
-            if let Some((ticket, _)) = found {
-                self.poster.interrupt(ticket);
-            }
+            self.posting(|p| p.interrupt(&task));
         }
     }
 
     /// Takes completed entries; their green threads become ready. True if any.
     fn harvest(&mut self) -> bool {
-        if self.poster.in_flight() == 0 {
-            return false; // nothing posted: skip the scan of every page's completion count
-        }
-        let waiting = &mut self.waiting;
-        let local = &self.shared.locals[self.idx];
-        let n = self.poster.harvest(|ticket, ret| {
-            if let Some((_, task)) = waiting[ticket.slot() as usize].take() {
-                task.interrupt.completed();
-                task.set_resume_value(ret);
-                // SAFETY: as in `Carrier::local`.
-                unsafe { local.with(|l| l.ready.push_completed(task)) };
-            }
-        });
-        n > 0
+        self.local(|l| {
+            let posting = l.posting.as_mut().expect("started");
+            posting.harvest(&mut l.ready)
+        })
     }
 
     fn fire_timers(&mut self) -> bool {
@@ -412,15 +380,11 @@ impl Carrier {
     }
 
     fn retry_overflow(&mut self) -> bool {
-        let mut any = false;
-        while self.poster.in_flight() < self.poster.capacity() {
-            let Some((task, call)) = self.overflow.pop_front() else {
-                break;
-            };
-            self.post(task, call);
-            any = true;
-        }
-        any
+        let idx = self.idx;
+        self.local(|l| {
+            let posting = l.posting.as_mut().expect("started");
+            posting.retry_overflow(idx, &mut l.ready)
+        })
     }
 
     /// An idle carrier takes a queued green thread from another carrier.
@@ -435,16 +399,31 @@ impl Carrier {
 
     /// Hands the batch to the backend (the batching policy decides when), counting its size.
     fn submit(&mut self) {
-        let n = self.poster.unsubmitted();
+        let n = self.posting(|p| {
+            let poster = p.poster();
+            let n = poster.unsubmitted();
+            if n > 0 {
+                poster.submit();
+            }
+            n
+        });
         if n > 0 {
-            self.poster.submit();
             self.stats.record_batch(n);
         }
     }
 
     fn publish_stats(&mut self) {
-        let handed_over = self.local(|l| std::mem::take(&mut l.handed_over));
+        let (handed_over, posted, local_calls) = self.local(|l| {
+            let p = l.posting.as_mut().expect("started");
+            (
+                std::mem::take(&mut l.handed_over),
+                std::mem::take(&mut p.posted),
+                std::mem::take(&mut p.local_calls),
+            )
+        });
         self.stats.switches += handed_over;
+        self.stats.posted += posted;
+        self.stats.local_calls += local_calls;
         let local = &self.shared.locals[self.idx];
         self.stats.spawned = local.spawned();
         self.stats.finished = local.finished();

@@ -16,6 +16,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use flexsc_kmod::Syscall;
+
+use super::posting::Posting;
 use super::task::{CarrierCpu, Outcome, Suspend, Task};
 use crate::overflow::RunningSlot;
 use crate::stack::Stack;
@@ -49,6 +52,8 @@ pub(crate) struct LocalState {
     pub(crate) budget: u32,
     /// Hand-overs made (green-to-green switches), for the statistics.
     pub(crate) handed_over: u64,
+    /// The carrier's syscall pages and the green threads parked on them, set when it starts.
+    pub(crate) posting: Option<Posting>,
     /// The carrier's own TCB and tid, set when it starts.
     pub(crate) cpu: CarrierCpu,
     /// Its slot in the stack-overflow table, and the green thread last published there.
@@ -87,6 +92,7 @@ impl CarrierLocal {
                 deferred: None,
                 budget: 0,
                 handed_over: 0,
+                posting: None,
                 cpu: CarrierCpu { tp: 0, tid: 0 },
                 slot: None,
                 published: 0,
@@ -166,6 +172,47 @@ impl LocalState {
             _ => self.ready.push(me),
         }
         Some((to, self.cpu))
+    }
+
+    /// A system call of the running green thread, posted by the green thread itself: it parks on
+    /// the entry and, if it has its own TLS block, the budget allows and the batch is not full
+    /// yet, hands the carrier to the next ready green thread (whose address, and the carrier's
+    /// TCB and tid, are returned for the caller's switch); otherwise it goes back to the carrier
+    /// with [`Outcome::Posted`]. Err if the call could not be posted here (the caller gives it to
+    /// the carrier with [`Suspend::Syscall`]).
+    pub(crate) fn post_running(
+        &mut self,
+        idx: usize,
+        call: &Syscall,
+        direct: bool,
+        batch_limit: usize,
+    ) -> Result<Option<(*const Task, CarrierCpu)>, ()> {
+        let posting = self.posting.as_mut().expect("the carrier has started");
+        let ticket = posting.try_post(call).map_err(|_| ())?;
+        let batch_full = posting.poster().unsubmitted() >= batch_limit;
+        let next = if direct && !batch_full && self.budget > 0 {
+            self.ready.pop()
+        } else {
+            None
+        };
+        let handed = next.map(|next| {
+            self.budget -= 1;
+            self.handed_over += 1;
+            self.publish(&next);
+            let to = Arc::as_ptr(&next);
+            (to, self.running.replace(next))
+        });
+        let (to, me) = match handed {
+            Some((to, me)) => (Some((to, self.cpu)), me),
+            None => {
+                self.outcome = Some(Outcome::Posted);
+                (None, self.running.take())
+            }
+        };
+        let me = me.expect("a green thread is running");
+        let posting = self.posting.as_mut().expect("the carrier has started");
+        posting.park_on(idx, ticket, call.nr(), me);
+        Ok(to)
     }
 
     /// A new green thread id, from this carrier's reserved block (refilled from `global`).

@@ -5,6 +5,7 @@ mod context;
 mod interrupt;
 mod local;
 mod mark;
+mod posting;
 mod queue;
 mod sleeper;
 mod stats;
@@ -845,7 +846,7 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
             t.suspend(s, c, Suspend::Yield);
             0
         }
-        Some((t, s, c)) => t.suspend(s, c, Suspend::Syscall(call)),
+        Some((t, s, c)) => t.syscall(s, c, call),
         None => {
             let mut a = [0u64; 6];
             a[..args.len()].copy_from_slice(args);

@@ -48,6 +48,8 @@ pub(crate) enum Suspend {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Suspended(Suspend),
+    /// It posted a system call and parked on the entry (the switch state no longer holds it).
+    Posted,
     Finished,
 }
 
@@ -247,6 +249,32 @@ impl Task {
             None => {
                 // SAFETY: as above.
                 unsafe { local.with(|l| l.outcome = Some(Outcome::Suspended(why))) };
+                self.switch_back();
+            }
+        }
+        self.resumed(shared)
+    }
+
+    /// Green side: runs `call` exception-less for the calling green thread (which must be this
+    /// task, running on carrier `c` of `shared`): posts it, parks on the entry and hands the
+    /// carrier to the next ready green thread (or back to the carrier); returns the result.
+    pub(crate) fn syscall(&self, shared: &super::Shared, c: usize, call: Syscall) -> i64 {
+        let local = &shared.locals[c];
+        let direct = self.thread_pointer().is_some();
+        // SAFETY: on carrier c's kernel thread (we run on it), between switches.
+        let posted =
+            unsafe { local.with(|l| l.post_running(c, &call, direct, shared.batch_limit)) };
+        match posted {
+            Ok(Some((to, cpu))) => {
+                // SAFETY: as in `suspend`.
+                unsafe { (*to).home.store(c, Ordering::Relaxed) };
+                self.switch_to(to, cpu);
+            }
+            Ok(None) => self.switch_back(),
+            Err(()) => {
+                let why = Outcome::Suspended(Suspend::Syscall(call));
+                // SAFETY: as above.
+                unsafe { local.with(|l| l.outcome = Some(why)) };
                 self.switch_back();
             }
         }
