@@ -64,8 +64,26 @@ impl Opts {
         )
     }
 
-    /// The option names given, in order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.given.iter().map(|(k, _)| k.as_str())
+    /// Ends the program on the first option not in `known`: a misspelt option must not run a
+    /// long measurement with the defaults.
+    pub fn only(&self, known: &[&str]) {
+        if let Some((k, _)) = self
+            .given
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
+            self.die(&format!("unknown option --{k} (--help lists them)"));
+        }
+    }
+
+    /// Prints the `//!` doc at the top of `source` (a binary's usage) and exits with status 0
+    /// if `--help` or `--h` was given.
+    pub fn help(&self, source: &str) {
+        if self.flag("help") || self.flag("h") {
+            for l in source.lines().take_while(|l| l.starts_with("//!")) {
+                println!("{}", l.trim_start_matches("//!").trim_start());
+            }
+            std::process::exit(0);
+        }
     }
 }

@@ -67,8 +67,24 @@ fn echo_until_closed(s: &mut (impl Read + Write)) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        Some("server") => server_main(&Opts::parse("echo", &args[2..], "")),
-        Some("client") => client_main(&Opts::parse("echo", &args[2..], "")),
+        Some("server") => {
+            let o = Opts::parse("echo", &args[2..], "");
+            o.only(&["kind", "carriers", "cpus", "pages"]);
+            server_main(&o)
+        }
+        Some("client") => {
+            let o = Opts::parse("echo", &args[2..], "");
+            o.only(&[
+                "addr",
+                "conns",
+                "size",
+                "secs",
+                "threads",
+                "cpus",
+                "connect-timeout",
+            ]);
+            client_main(&o)
+        }
         _ => run_main(&args),
     };
     std::process::exit(code);
@@ -113,6 +129,19 @@ fn run_main(args: &[String]) -> i32 {
         _ => &args[1..],
     };
     let o = Opts::parse("echo", rest, "");
+    o.help(include_str!("echo.rs"));
+    o.only(&[
+        "quick",
+        "repeats",
+        "conns",
+        "secs",
+        "size",
+        "servers",
+        "carriers",
+        "client-threads",
+        "help",
+        "h",
+    ]);
     let quick = o.flag("quick");
     let allowed = allowed_cpus();
     let (client_cpus, server_cpus) = match allowed.split_last() {

@@ -62,7 +62,6 @@ fn die(msg: &str) -> ! {
 /// The options this binary adds to the shared ones.
 trait EvalOpts {
     fn numbers(&self, key: &str, default: &[usize]) -> Vec<usize>;
-    fn check(&self);
 }
 
 impl EvalOpts for Opts {
@@ -78,40 +77,6 @@ impl EvalOpts for Opts {
                 .collect()
         })
     }
-
-    fn check(&self) {
-        const KNOWN: [&str; 16] = [
-            "quick",
-            "pairs",
-            "workloads",
-            "cores",
-            "backends",
-            "apache-levels",
-            "mariadb-levels",
-            "memcached-levels",
-            "secs",
-            "warmup",
-            "out",
-            "figures",
-            "flexsc",
-            "keep",
-            "help",
-            "h",
-        ];
-        for k in self.keys() {
-            if !KNOWN.contains(&k) {
-                die(&format!("unknown option --{k}"));
-            }
-        }
-    }
-}
-
-fn usage() -> ! {
-    let doc = include_str!("flexsc-bench.rs");
-    for l in doc.lines().take_while(|l| l.starts_with("//!")) {
-        println!("{}", l.trim_start_matches("//!").trim_start());
-    }
-    std::process::exit(0);
 }
 
 /// The first line of a command's output, or `NAME: ?`.
@@ -187,10 +152,25 @@ fn main() {
 fn run() -> i32 {
     let args: Vec<String> = std::env::args().collect();
     let o = Opts::parse("flexsc-bench", &args[1..], " (see the usage in --help)");
-    if o.flag("help") || o.flag("h") {
-        usage();
-    }
-    o.check();
+    o.help(include_str!("flexsc-bench.rs"));
+    o.only(&[
+        "quick",
+        "pairs",
+        "workloads",
+        "cores",
+        "backends",
+        "apache-levels",
+        "mariadb-levels",
+        "memcached-levels",
+        "secs",
+        "warmup",
+        "out",
+        "figures",
+        "flexsc",
+        "keep",
+        "help",
+        "h",
+    ]);
     let quick = o.flag("quick");
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = repo.canonicalize().unwrap_or(repo);
