@@ -82,6 +82,7 @@ fn main() {
                 "threads",
                 "cpus",
                 "connect-timeout",
+                "server-pid",
             ]);
             client_main(&o)
         }
@@ -207,9 +208,13 @@ fn run_main(args: &[String]) -> i32 {
                 let (sample, failed) = run_point(&plan, p.server, n);
                 match &sample {
                     Some(s) => eprintln!(
-                        "{:.0} msgs/s, p99 {:.1} us, {failed} failed",
+                        "{:.0} msgs/s, p99 {:.1} us, server {:.2} us CPU/msg ({:.0}% busy), \
+                         client {:.0}% busy, {failed} failed",
                         s.msgs_per_s,
-                        s.p99_ns as f64 / 1e3
+                        s.p99_ns as f64 / 1e3,
+                        s.server_cpu_ns_per_msg / 1e3,
+                        s.server_busy * 100.0,
+                        s.client_busy * 100.0
                     ),
                     None => eprintln!("no numbers, {failed} failed"),
                 }
@@ -310,6 +315,7 @@ fn run_point(plan: &Plan, kind: &str, conns: usize) -> (Option<report::Sample>, 
         .args(["--threads", &plan.client_threads.to_string()])
         .args(["--cpus", &cpu_list(&plan.client_cpus)])
         .args(["--connect-timeout", &connect_timeout.to_string()])
+        .args(["--server-pid", &server.id().to_string()])
         .stdout(Stdio::piped())
         .spawn();
     let result = match client {
@@ -329,16 +335,19 @@ fn run_point(plan: &Plan, kind: &str, conns: usize) -> (Option<report::Sample>, 
     };
     stop(server, Duration::from_secs(5));
     match result {
-        Some((msgs, failed, p50, p99, p999)) if msgs > 0 => (
+        Some([msgs, failed, p50, p99, p999, scpu, ccpu]) if msgs > 0 => (
             Some(report::Sample {
                 msgs_per_s: msgs as f64 / plan.secs,
                 p50_ns: p50,
                 p99_ns: p99,
                 p999_ns: p999,
+                server_cpu_ns_per_msg: scpu as f64 / msgs as f64,
+                server_busy: scpu as f64 / (plan.secs * 1e9),
+                client_busy: ccpu as f64 / (plan.secs * 1e9),
             }),
             failed,
         ),
-        Some((_, failed, ..)) => (None, failed),
+        Some([_, failed, ..]) => (None, failed),
         None => (None, conns as u64),
     }
 }
@@ -364,8 +373,8 @@ fn stop(mut child: Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// `RESULT msgs=.. failed=.. p50=.. p99=.. p999=..` from the client's stdout.
-fn parse_result(out: &str) -> Option<(u64, u64, u64, u64, u64)> {
+/// `RESULT msgs=.. failed=.. p50=.. p99=.. p999=.. scpu=.. ccpu=..` from the client's stdout.
+fn parse_result(out: &str) -> Option<[u64; 7]> {
     let line = out.lines().find_map(|l| l.strip_prefix("RESULT "))?;
     let field = |k: &str| -> Option<u64> {
         line.split_whitespace()
@@ -373,13 +382,15 @@ fn parse_result(out: &str) -> Option<(u64, u64, u64, u64, u64)> {
             .parse()
             .ok()
     };
-    Some((
+    Some([
         field("msgs")?,
         field("failed")?,
         field("p50")?,
         field("p99")?,
         field("p999")?,
-    ))
+        field("scpu")?,
+        field("ccpu")?,
+    ])
 }
 
 // ---- the children ----
@@ -452,16 +463,19 @@ fn client_main(o: &Opts) -> i32 {
         secs: o.get("secs").unwrap_or(1.0),
         threads: o.get("threads").unwrap_or(1usize).max(1),
         connect_timeout: Duration::from_secs(o.get("connect-timeout").unwrap_or(30)),
+        server_pid: o.get("server-pid"),
     };
     let out = client::run(&load);
     let q = |x| out.hist.quantile(x).unwrap_or(0);
     println!(
-        "RESULT msgs={} failed={} p50={} p99={} p999={}",
+        "RESULT msgs={} failed={} p50={} p99={} p999={} scpu={} ccpu={}",
         out.msgs,
         out.errors,
         q(0.50),
         q(0.99),
-        q(0.999)
+        q(0.999),
+        out.server_cpu_ns.unwrap_or(0),
+        out.client_cpu_ns
     );
     0
 }

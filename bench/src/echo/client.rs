@@ -23,6 +23,8 @@ pub struct Load {
     pub secs: f64,
     pub threads: usize,
     pub connect_timeout: Duration,
+    /// The server's pid, whose CPU time over the timed window is measured.
+    pub server_pid: Option<u32>,
 }
 
 /// Completed requests inside the timed window, failed requests, and their latencies.
@@ -30,6 +32,10 @@ pub struct Outcome {
     pub msgs: u64,
     pub errors: u64,
     pub hist: Histogram,
+    /// CPU time (ns) the server and this client spent over the timed window: what a message
+    /// costs each side, which the load generator's own speed does not hide.
+    pub server_cpu_ns: Option<u64>,
+    pub client_cpu_ns: u64,
 }
 
 /// A log-linear latency histogram in ns: 32 buckets per power of two (at most ~3% error), up
@@ -101,7 +107,8 @@ impl Histogram {
 /// Runs the load: connects, warms each connection up with one echo, then (all client threads
 /// together) loops request/response for `secs`.
 pub fn run(load: &Load) -> Outcome {
-    let barrier = Arc::new(Barrier::new(load.threads));
+    // The client threads and this one, which times the window's CPU use.
+    let barrier = Arc::new(Barrier::new(load.threads + 1));
     let handles: Vec<_> = (0..load.threads)
         .map(|t| {
             let mut share = load.clone();
@@ -113,10 +120,16 @@ pub fn run(load: &Load) -> Outcome {
                 .expect("spawn a client thread")
         })
         .collect();
+    barrier.wait();
+    let (server0, client0) = (load.server_pid.and_then(task_cpu_ns), self_cpu_ns());
+    std::thread::sleep(Duration::from_secs_f64(load.secs));
+    let (server1, client1) = (load.server_pid.and_then(task_cpu_ns), self_cpu_ns());
     let mut total = Outcome {
         msgs: 0,
         errors: 0,
         hist: Histogram::new(),
+        server_cpu_ns: server0.zip(server1).map(|(a, b)| b.saturating_sub(a)),
+        client_cpu_ns: client1.saturating_sub(client0),
     };
     for h in handles {
         let o = h.join().expect("client thread panicked");
@@ -125,6 +138,33 @@ pub fn run(load: &Load) -> Outcome {
         total.hist.merge(&o.hist);
     }
     total
+}
+
+/// CPU time (ns) of every thread of process `pid` so far (io_uring's and syscall threads
+/// included), from the scheduler's per-thread accounting; None if it cannot be read.
+fn task_cpu_ns(pid: u32) -> Option<u64> {
+    let mut sum = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(t.ok()?.path().join("schedstat")).unwrap_or_default();
+        sum += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(sum)
+}
+
+/// CPU time (ns, user + system) of this process so far.
+fn self_cpu_ns() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the zeroed buffer it is given.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -224,6 +264,9 @@ impl Worker {
             msgs: self.msgs,
             errors: self.errors,
             hist: self.hist,
+            // Measured once for all client threads, by `run`.
+            server_cpu_ns: None,
+            client_cpu_ns: 0,
         }
     }
 

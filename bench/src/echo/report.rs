@@ -10,6 +10,12 @@ pub struct Sample {
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub p999_ns: u64,
+    /// Server CPU time per message over the timed window (every thread of the server process).
+    pub server_cpu_ns_per_msg: f64,
+    /// Server and load-generator CPU time over the window, per second of it (1.0 = one CPU):
+    /// a server below 1.0 while the client is near it is waiting for the client.
+    pub server_busy: f64,
+    pub client_busy: f64,
 }
 
 /// All rounds of one (connections, server) point: `None` where a round produced no numbers.
@@ -44,6 +50,10 @@ fn us(ns: f64) -> String {
     format!("{:.1}", ns / 1000.0)
 }
 
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
 fn col(p: &Point, get: impl Fn(&Sample) -> f64, f: impl Fn(f64) -> String) -> String {
     spread(p.rounds.iter().flatten().map(get).collect(), f)
 }
@@ -52,24 +62,34 @@ fn col(p: &Point, get: impl Fn(&Sample) -> f64, f: impl Fn(f64) -> String) -> St
 pub fn markdown(points: &[Point]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| connections | server | msgs/s | p50 us | p99 us | p99.9 us | failed requests |\n",
+        "| connections | server | msgs/s | p50 us | p99 us | p99.9 us | server CPU us/msg \
+         | server busy | client busy | failed requests |\n",
     );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for p in points {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.conns,
             p.server,
             col(p, |s| s.msgs_per_s, |v| format!("{v:.0}")),
             col(p, |s| s.p50_ns as f64, us),
             col(p, |s| s.p99_ns as f64, us),
             col(p, |s| s.p999_ns as f64, us),
+            col(
+                p,
+                |s| s.server_cpu_ns_per_msg,
+                |v| format!("{:.2}", v / 1e3)
+            ),
+            col(p, |s| s.server_busy, pct),
+            col(p, |s| s.client_busy, pct),
             p.failed
         );
     }
-    out.push_str("\n| connections | ratio (same round) | msgs/s ratio | p99 ratio |\n");
-    out.push_str("|---:|---|---:|---:|\n");
+    out.push_str(
+        "\n| connections | ratio (same round) | msgs/s ratio | p99 ratio | server CPU/msg ratio |\n",
+    );
+    out.push_str("|---:|---|---:|---:|---:|\n");
     for a in points.iter().filter(|p| p.server.starts_with("flexsc")) {
         for b in points
             .iter()
@@ -96,10 +116,17 @@ pub fn markdown(points: &[Point]) -> String {
                     .collect(),
                 f,
             );
+            let cpu = spread(
+                pairs
+                    .iter()
+                    .map(|(x, y)| x.server_cpu_ns_per_msg / y.server_cpu_ns_per_msg.max(1.0))
+                    .collect(),
+                f,
+            );
             let _ = writeln!(
                 out,
-                "| {} | {} / {} | {} | {} |",
-                a.conns, a.server, b.server, tput, p99
+                "| {} | {} / {} | {} | {} | {} |",
+                a.conns, a.server, b.server, tput, p99, cpu
             );
         }
     }
