@@ -15,6 +15,8 @@
 //! - [`backend`]: the executors: `threads` (syscall threads in user space), `uring`, and `kmod`
 //!   (the kernel module's in-kernel syscall threads, `module/`, `docs/kernel-module.md`).
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
+//! - [`fd_mode`]: descriptors vouched for as blocking by their only owner (no `F_GETFL` per
+//!   waiting request on the uring backend).
 //! - [`raw`]: the raw `syscall` instruction and the few other raw calls we need.
 //! - [`os_thread`]: the library's own kernel threads, made with glibc's own `pthread_create`.
 //!
@@ -36,6 +38,8 @@ pub mod backend;
 pub mod calls;
 #[cfg(not(loom))]
 pub mod config;
+#[cfg(not(loom))]
+pub mod fd_mode;
 #[cfg(not(loom))]
 pub mod os_thread;
 #[cfg(not(loom))]

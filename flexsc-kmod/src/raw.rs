@@ -262,6 +262,13 @@ pub(crate) fn take_pending_signals() {
     unsafe { syscall(libc::SYS_getppid, [0; 3]) };
 }
 
+/// Registers `prepare` to run in the forking thread before every `fork` (pthread_atfork), false
+/// if it could not be (ENOMEM).
+pub(crate) fn at_fork_prepare(prepare: extern "C" fn()) -> bool {
+    // SAFETY: registers a plain function; glibc copies the pointer, which is 'static.
+    unsafe { libc::pthread_atfork(Some(prepare), None, None) == 0 }
+}
+
 /// sched_yield on the calling thread.
 pub(crate) fn sched_yield() {
     // SAFETY: sched_yield takes no arguments and cannot fail.

@@ -352,6 +352,72 @@ fn pipe_errors_match_std() {
     });
 }
 
+/// A stream made non-blocking through another descriptor of its open file description (a
+/// clone, or its raw fd lent out) answers WouldBlock: the blocking mode its owner vouched for
+/// (which spares the uring backend an fcntl per waiting call) is withdrawn when the description
+/// stops being its own. Were it not, these reads would wait forever.
+#[test]
+fn non_blocking_through_another_descriptor_is_seen() {
+    on_each_backend("non-blocking via another descriptor", |name, rt| {
+        rt.block_on(move || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let pair = || {
+                let c = TcpStream::connect(addr).unwrap();
+                (c, listener.accept().unwrap().0)
+            };
+            let mut b = [0u8; 4];
+
+            // Through a clone.
+            let (mut c, mut s) = pair();
+            let clone = s.try_clone().unwrap();
+            clone.set_nonblocking(true).unwrap();
+            assert_eq!(
+                s.read(&mut b).unwrap_err().kind(),
+                ErrorKind::WouldBlock,
+                "{name}"
+            );
+            // And back: blocking again, through the clone; the read waits for the data.
+            clone.set_nonblocking(false).unwrap();
+            let writer = spawn(move || {
+                flexsc_threads::sleep(std::time::Duration::from_millis(20));
+                c.write_all(b"late").unwrap();
+                c
+            });
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"late", "{name}");
+            drop(writer.join().unwrap());
+
+            // Through the raw fd.
+            let (_c, mut s) = pair();
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&s);
+            // SAFETY: F_SETFL on a descriptor `s` keeps open; no memory is passed.
+            assert_eq!(
+                unsafe { libc::fcntl(raw, libc::F_SETFL, libc::O_NONBLOCK) },
+                0
+            );
+            assert_eq!(
+                s.read(&mut b).unwrap_err().kind(),
+                ErrorKind::WouldBlock,
+                "{name}"
+            );
+
+            // Its own set_nonblocking, both ways.
+            let (mut c, mut s) = pair();
+            s.set_nonblocking(true).unwrap();
+            assert_eq!(
+                s.read(&mut b).unwrap_err().kind(),
+                ErrorKind::WouldBlock,
+                "{name}"
+            );
+            s.set_nonblocking(false).unwrap();
+            c.write_all(b"abcd").unwrap();
+            s.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"abcd", "{name}");
+        });
+    });
+}
+
 #[test]
 fn errors_match_std() {
     on_each_backend("errors", |name, rt| {

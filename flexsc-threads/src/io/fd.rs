@@ -3,6 +3,9 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flexsc_kmod::fd_mode;
 
 use super::{cvt, cvt_r};
 use crate::syscall;
@@ -17,12 +20,46 @@ const MAX_RW: usize = (i32::MAX as usize) & !4095;
 ///
 /// Reads and writes retry `EINTR`; other failures come back as [`io::Error`]s made from the
 /// errno, as in `std`.
+///
+/// A descriptor this library created holds its open file description alone until it is
+/// duplicated, lent out as a raw fd or the process forks: meanwhile, in blocking mode, it is
+/// vouched for as blocking ([`flexsc_kmod::fd_mode`]), which spares the uring backend a
+/// synchronous `fcntl` per call that has to wait.
 #[derive(Debug)]
 pub struct Fd {
     fd: RawFd,
+    /// The fork epoch in which it got its description to itself, or [`SHARED`].
+    alone_since: AtomicU64,
 }
 
+/// [`Fd::alone_since`] of a descriptor whose description others may hold too.
+const SHARED: u64 = u64::MAX;
+
 impl Fd {
+    /// Takes ownership of `fd`, a descriptor just created by the caller (a socket, an accepted
+    /// connection, a pipe end or an opened file), in fork epoch `epoch` (read before the
+    /// creating call); `nonblocking`: created with `O_NONBLOCK`.
+    ///
+    /// # Safety
+    /// `fd` is open, nothing else owns it, and no other descriptor of its open file description
+    /// exists.
+    pub(super) unsafe fn new_alone(fd: RawFd, epoch: u64, nonblocking: bool) -> Self {
+        if !nonblocking {
+            fd_mode::vouch_blocking(fd, epoch);
+        }
+        Fd {
+            fd,
+            alone_since: AtomicU64::new(epoch),
+        }
+    }
+
+    /// Someone else may hold the description from now on (or change its flags through this
+    /// descriptor): the vouch is withdrawn for good.
+    fn shared(&self) {
+        self.alone_since.store(SHARED, Ordering::Relaxed);
+        fd_mode::withdraw(self.fd);
+    }
+
     /// Reads into `buf` at the file position; returns the bytes read (0: end of file).
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let len = buf.len().min(MAX_RW);
@@ -90,6 +127,7 @@ impl Fd {
 
     /// A second descriptor for the same open file (`F_DUPFD_CLOEXEC`).
     pub fn try_clone(&self) -> io::Result<Fd> {
+        self.shared();
         // SAFETY: F_DUPFD_CLOEXEC takes an integer (the lowest fd to use), no memory.
         let r = cvt(unsafe {
             syscall(
@@ -97,12 +135,17 @@ impl Fd {
                 &[self.fd as u64, libc::F_DUPFD_CLOEXEC as u64, 3],
             )
         })?;
-        Ok(Fd { fd: r as RawFd })
+        // SAFETY: the dup succeeded: the fd is open and ours alone (its description is not).
+        Ok(unsafe { Fd::from_raw_fd(r as RawFd) })
     }
 
     /// Sets or clears `O_NONBLOCK` (`FIONBIO`). On a non-blocking descriptor a call that would
     /// wait fails with [`io::ErrorKind::WouldBlock`] instead.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        if nonblocking {
+            // Before the flag changes: a vouch must never outlive blocking mode.
+            fd_mode::withdraw(self.fd);
+        }
         let mut v: libc::c_int = nonblocking.into();
         // SAFETY: FIONBIO reads one int from `v`, a live local that outlives the call (the
         // green thread is parked inside `syscall` until it completes).
@@ -116,6 +159,10 @@ impl Fd {
                 ],
             )
         })?;
+        let alone_since = self.alone_since.load(Ordering::Relaxed);
+        if !nonblocking && alone_since != SHARED {
+            fd_mode::vouch_blocking(self.fd, alone_since);
+        }
         Ok(())
     }
 
@@ -124,6 +171,7 @@ impl Fd {
     /// might already be reused).
     pub fn close(self) -> io::Result<()> {
         let fd = ManuallyDrop::new(self).fd;
+        fd_mode::withdraw(fd);
         // SAFETY: closes the descriptor this value owned; it is not used again.
         cvt(unsafe { syscall(libc::SYS_close, &[fd as u64]) })?;
         Ok(())
@@ -137,6 +185,7 @@ impl Fd {
 
 impl Drop for Fd {
     fn drop(&mut self) {
+        fd_mode::withdraw(self.fd);
         // SAFETY: closes the descriptor this value owns; nothing uses it afterwards.
         // Errors are ignored, as `std` does for its own descriptors.
         let _ = unsafe { syscall(libc::SYS_close, &[self.fd as u64]) };
@@ -145,12 +194,14 @@ impl Drop for Fd {
 
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
+        self.shared();
         self.fd
     }
 }
 
 impl IntoRawFd for Fd {
     fn into_raw_fd(self) -> RawFd {
+        fd_mode::withdraw(self.fd);
         ManuallyDrop::new(self).fd
     }
 }
@@ -162,12 +213,18 @@ impl FromRawFd for Fd {
     /// `fd` must be an open descriptor that nothing else owns (it is closed on drop).
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         debug_assert!(fd >= 0, "a raw fd is never negative");
-        Fd { fd }
+        // Of unknown provenance: never vouched for (and a stale vouch for the number is gone).
+        fd_mode::withdraw(fd);
+        Fd {
+            fd,
+            alone_since: AtomicU64::new(SHARED),
+        }
     }
 }
 
 impl AsFd for Fd {
     fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared();
         // SAFETY: `self.fd` is open for as long as `self` (which the borrow keeps alive) owns it.
         unsafe { BorrowedFd::borrow_raw(self.fd) }
     }
@@ -182,9 +239,8 @@ impl From<Fd> for OwnedFd {
 
 impl From<OwnedFd> for Fd {
     fn from(fd: OwnedFd) -> Self {
-        Fd {
-            fd: fd.into_raw_fd(),
-        }
+        // SAFETY: `into_raw_fd` gives up ownership of an open fd, which we take.
+        unsafe { Fd::from_raw_fd(fd.into_raw_fd()) }
     }
 }
 

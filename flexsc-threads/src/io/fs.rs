@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io::{self, SeekFrom};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -268,6 +268,7 @@ impl OpenOptions {
                 "file name contained an unexpected NUL byte",
             )
         })?;
+        let epoch = flexsc_kmod::fd_mode::epoch();
         let flags = libc::O_CLOEXEC
             | self.access_mode()?
             | self.creation_mode()?
@@ -287,8 +288,8 @@ impl OpenOptions {
                 )
             }
         })?;
-        // SAFETY: openat succeeded: the fd is open and ours alone.
-        let inner = unsafe { Fd::from_raw_fd(fd as RawFd) };
+        // SAFETY: openat succeeded: the fd and its description are new and ours alone.
+        let inner = unsafe { Fd::new_alone(fd as RawFd, epoch, flags & libc::O_NONBLOCK != 0) };
         Ok(File { inner })
     }
 

@@ -4,7 +4,7 @@ use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::net::ToSocketAddrs;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use super::{Fd, cvt, cvt_r};
 use crate::syscall;
@@ -134,6 +134,7 @@ fn stream_socket(addr: &SocketAddr) -> io::Result<Fd> {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
+    let epoch = flexsc_kmod::fd_mode::epoch();
     // SAFETY: socket takes integers, no memory.
     let fd = cvt(unsafe {
         syscall(
@@ -145,8 +146,8 @@ fn stream_socket(addr: &SocketAddr) -> io::Result<Fd> {
             ],
         )
     })?;
-    // SAFETY: socket succeeded: the fd is open and ours alone.
-    Ok(unsafe { Fd::from_raw_fd(fd as RawFd) })
+    // SAFETY: socket succeeded: the fd and its description are new and ours alone.
+    Ok(unsafe { Fd::new_alone(fd as RawFd, epoch, false) })
 }
 
 fn setsockopt_int(
@@ -247,6 +248,7 @@ impl TcpListener {
 
     /// Waits for a connection and returns its stream and the peer's address.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let epoch = flexsc_kmod::fd_mode::epoch();
         let (fd, peer) = with_addr(|storage, len| {
             cvt_r(|| {
                 // SAFETY: accept4 writes at most `*len` bytes into `storage` and the length into
@@ -265,8 +267,8 @@ impl TcpListener {
                 }
             })
         })?;
-        // SAFETY: accept4 succeeded: the fd is open and ours alone.
-        let inner = unsafe { Fd::from_raw_fd(fd as RawFd) };
+        // SAFETY: accept4 succeeded: the fd and its description are new and ours alone.
+        let inner = unsafe { Fd::new_alone(fd as RawFd, epoch, false) };
         Ok((TcpStream { inner }, peer))
     }
 

@@ -1,7 +1,7 @@
 //! Anonymous pipes whose reads and writes go through [`crate::syscall`].
 
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use super::{Fd, cvt};
 use crate::syscall;
@@ -14,6 +14,7 @@ use crate::syscall;
 /// ignore `SIGPIPE`; one that restores it is killed, as with `std`).
 pub fn pipe() -> io::Result<(PipeReader, PipeWriter)> {
     let mut fds: [libc::c_int; 2] = [-1; 2];
+    let epoch = flexsc_kmod::fd_mode::epoch();
     // SAFETY: pipe2 writes two ints into `fds`, a live local that outlives the call (the green
     // thread is parked inside `syscall` until it completes).
     cvt(unsafe {
@@ -22,11 +23,11 @@ pub fn pipe() -> io::Result<(PipeReader, PipeWriter)> {
             &[fds.as_mut_ptr() as u64, libc::O_CLOEXEC as u64],
         )
     })?;
-    // SAFETY: pipe2 succeeded: both fds are open and ours alone.
+    // SAFETY: pipe2 succeeded: both fds and their descriptions are new and ours alone.
     let (r, w) = unsafe {
         (
-            Fd::from_raw_fd(fds[0] as RawFd),
-            Fd::from_raw_fd(fds[1] as RawFd),
+            Fd::new_alone(fds[0] as RawFd, epoch, false),
+            Fd::new_alone(fds[1] as RawFd, epoch, false),
         )
     };
     Ok((PipeReader { inner: r }, PipeWriter { inner: w }))

@@ -86,11 +86,12 @@ struct FdState {
 }
 
 impl FdState {
-    /// `O_NONBLOCK` is set.
+    /// `O_NONBLOCK` is set. Asked of the kernel unless the fd's owner vouched for it as
+    /// blocking ([`crate::fd_mode`]).
     fn nonblocking(&mut self, fd: i32) -> bool {
-        *self
-            .nonblocking
-            .get_or_insert_with(|| fd_nonblocking(fd) == Some(true))
+        *self.nonblocking.get_or_insert_with(|| {
+            !crate::fd_mode::vouched_blocking(fd) && fd_nonblocking(fd) == Some(true)
+        })
     }
 
     /// A regular file or block device: those ignore `O_NONBLOCK`, and io_uring completes their
