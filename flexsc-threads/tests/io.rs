@@ -391,8 +391,8 @@ fn non_blocking_through_another_descriptor_is_seen() {
             // Through the raw fd.
             let (_c, mut s) = pair();
             let raw = std::os::fd::AsRawFd::as_raw_fd(&s);
-            // SAFETY: F_SETFL on a descriptor `s` keeps open; no memory is passed.
             assert_eq!(
+                // SAFETY: F_SETFL on a descriptor `s` keeps open; no memory is passed.
                 unsafe { libc::fcntl(raw, libc::F_SETFL, libc::O_NONBLOCK) },
                 0
             );
