@@ -57,6 +57,8 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
             unsafe { flexsc_threads::syscall(nr, args) }
         };
         if let Some(r) = signal::after_call(r, restartable(nr)) {
+            // SAFETY: the caller's pointers are still valid (its contract).
+            unsafe { crate::profile::record(nr, args, r) };
             if point && r == -i64::from(libc::EINTR) {
                 cancel::point();
             }
@@ -93,7 +95,10 @@ macro_rules! blocking {
                 return settle(r) as $ret;
             }
             // SAFETY: forwarded unchanged.
-            unsafe { real::$name()($($a),*) }
+            let r = unsafe { real::$name()($($a),*) };
+            // SAFETY: the caller's pointers, still valid.
+            unsafe { crate::profile::record_libc($nr, &[$($arg as u64),*], r as i64) };
+            r
         }
     )*};
 }
@@ -295,7 +300,12 @@ unsafe fn fcntl_impl(
         return settle(unsafe { green_call(libc::SYS_fcntl, &args, true) }) as c_int;
     }
     // SAFETY: forwarded unchanged.
-    unsafe { glibc(fd, cmd, arg) }
+    let r = unsafe { glibc(fd, cmd, arg) };
+    // SAFETY: no pointer is read for fcntl.
+    unsafe {
+        crate::profile::record_libc(libc::SYS_fcntl, &[fd as u64, cmd as u64, arg], r.into())
+    };
+    r
 }
 
 /// `pselect`: exception-less on a green thread (the kernel's `pselect6` takes the mask as a

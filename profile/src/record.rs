@@ -8,6 +8,15 @@
 use crate::call::{Call, FdKind, Outcome, errno_name, is_open, is_stat};
 use crate::trace::{Thread, Trace};
 
+/// The variable that turns libflexsc's recorder on: the directory it dumps into.
+pub const DIR_VAR: &str = "FLEXSC_PROFILE";
+/// The variable of the recorder's ring size (records per thread, rounded up to a power of two).
+pub const RING_VAR: &str = "FLEXSC_PROFILE_RING";
+/// The name of the dump of process `pid` in that directory.
+pub fn dump_name(pid: u32) -> String {
+    format!("{pid}.fxp")
+}
+
 /// The first bytes of a recording.
 pub const MAGIC: [u8; 8] = *b"FXSCPRF1";
 /// A thread header's flag: the thread was a green thread (else an OS thread).
@@ -77,11 +86,13 @@ impl Record {
             c.fd = Some(self.fd);
             c.kind = FdKind::from_u8(self.kind);
         }
+        // A path's hash is never 0 in practice; 0 means no path (null or empty).
+        let path = (self.arg != 0).then_some(self.arg);
         if is_open(&name) {
             c.flags = u32::from(self.flags);
-            c.path = Some(self.arg);
+            c.path = path;
         } else if is_stat(&name) {
-            c.path = Some(self.arg);
+            c.path = path;
         } else if name == "fcntl" {
             c.flags = self.arg;
         } else if c.fd.is_some() {

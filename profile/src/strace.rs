@@ -35,6 +35,9 @@ struct Parser {
     thread_of: HashMap<u32, usize>,
     /// Calls cut by `<unfinished ...>`: the name and the text up to the cut, by pid.
     pending: HashMap<u32, String>,
+    /// The descriptor and kind of a `close` cut by `<unfinished ...>` (already forgotten by the
+    /// table), by pid.
+    closing: HashMap<u32, (i32, FdKind)>,
     /// Descriptor tables, and which one each pid uses.
     tables: Vec<FdTable>,
     table_of: HashMap<u32, usize>,
@@ -72,6 +75,17 @@ impl Parser {
                 }
             }
         } else if let Some(head) = rest.strip_suffix("<unfinished ...>") {
+            if let Some(fd) = head
+                .strip_prefix("close(")
+                .and_then(fd_arg)
+                .map(|(fd, _)| fd)
+            {
+                // The number is free from here on: another thread's open may return it before
+                // this close's `resumed>` line.
+                let t = self.table(pid);
+                let kind = self.tables[t].remove(&fd).unwrap_or_default();
+                self.closing.insert(pid, (fd, kind));
+            }
             if let Some(old) = self.pending.insert(pid, head.trim_end().to_string()) {
                 // A call that never resumed (the thread died in it): keep it, result unknown.
                 self.push_unfinished(pid, &old);
@@ -122,8 +136,16 @@ impl Parser {
         if takes_fd(name) || (name == "newfstatat" && args.get(1).is_some_and(|p| p == "\"\"")) {
             if let Some((fd, note)) = args.first().and_then(|a| fd_arg(a)) {
                 c.fd = Some(fd);
+                let closing = match self.closing.remove(&pid) {
+                    Some((f, k)) if name == "close" && f == fd => Some(k),
+                    _ => None,
+                };
                 c.kind = note.map_or_else(
-                    || self.tables[t].get(&fd).copied().unwrap_or_default(),
+                    || {
+                        closing
+                            .or_else(|| self.tables[t].get(&fd).copied())
+                            .unwrap_or_default()
+                    },
                     kind_of_note,
                 );
                 if socket_only(name) {

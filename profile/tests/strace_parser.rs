@@ -225,6 +225,22 @@ fn a_child_seen_before_its_clone_returns_is_adopted() {
 }
 
 #[test]
+fn a_close_frees_its_number_when_it_starts() {
+    // Thread 2's open returns 3 before thread 1's close(3) says it resumed: the 3 thread 2 writes
+    // to is its file, not the closed socket.
+    let t = parse(
+        "1 socket(AF_INET, SOCK_STREAM, 0) = 3\n\
+         1 clone3({flags=CLONE_VM|CLONE_FILES|CLONE_THREAD}, 88) = 2\n\
+         1 close(3 <unfinished ...>\n\
+         2 openat(AT_FDCWD, \"/f\", O_WRONLY) = 3\n\
+         1 <... close resumed>) = 0\n\
+         2 write(3, \"x\", 1) = 1\n",
+    );
+    assert_eq!(t.threads[0].calls[2].label(), "close(socket)");
+    assert_eq!(t.threads[1].calls[1].label(), "write(file)");
+}
+
+#[test]
 fn noise_is_passed_over_and_garbage_counted() {
     let t = parse(
         "strace: Process 42 attached\n\
