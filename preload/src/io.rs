@@ -47,6 +47,7 @@ pub(crate) fn set_errno(e: c_int) {
 /// `args` valid for the call: the caller's pointers stay valid until it returns (the green
 /// thread stays parked inside `syscall` until the kernel is done with them).
 pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
+    let before = crate::profile::before(nr, args);
     loop {
         if point {
             cancel::point();
@@ -58,7 +59,7 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
         };
         if let Some(r) = signal::after_call(r, restartable(nr)) {
             // SAFETY: the caller's pointers are still valid (its contract).
-            unsafe { crate::profile::record(nr, args, r) };
+            unsafe { crate::profile::record(nr, args, r, before) };
             if point && r == -i64::from(libc::EINTR) {
                 cancel::point();
             }
@@ -94,10 +95,12 @@ macro_rules! blocking {
                 let r = unsafe { green_call($nr, &[$($arg as u64),*], cancellation_point($nr)) };
                 return settle(r) as $ret;
             }
+            let args = [$($arg as u64),*];
+            let before = crate::profile::before($nr, &args);
             // SAFETY: forwarded unchanged.
             let r = unsafe { real::$name()($($a),*) };
             // SAFETY: the caller's pointers, still valid.
-            unsafe { crate::profile::record_libc($nr, &[$($arg as u64),*], r as i64) };
+            unsafe { crate::profile::record_libc($nr, &args, r as i64, before) };
             r
         }
     )*};
@@ -301,10 +304,9 @@ unsafe fn fcntl_impl(
     }
     // SAFETY: forwarded unchanged.
     let r = unsafe { glibc(fd, cmd, arg) };
+    let args = [fd as u64, cmd as u64, arg];
     // SAFETY: no pointer is read for fcntl.
-    unsafe {
-        crate::profile::record_libc(libc::SYS_fcntl, &[fd as u64, cmd as u64, arg], r.into())
-    };
+    unsafe { crate::profile::record_libc(libc::SYS_fcntl, &args, r.into(), Default::default()) };
     r
 }
 

@@ -9,6 +9,8 @@
 //!   descriptor is made: `accept4(SOCK_NONBLOCK)`, `O_NONBLOCK`);
 //! - a read that fails with `EAGAIN`, a wait, and the read again (the first crossing was wasted);
 //! - the same `stat` twice in a row;
+//! - a file mapped, written out and unmapped within a few calls (`sendfile` does it in one);
+//! - tiny `getrandom` calls in a row;
 //! - calls that fail (other than `EAGAIN`/`EINTR`), by call: often lookups of files that are
 //!   never there.
 
@@ -51,9 +53,11 @@ pub fn find(trace: &Trace) -> Vec<Finding> {
             fcntl_get_set(c, i, &mut acc);
             eagain_retry(c, i, &mut acc);
             repeated_stat(c, i, &mut acc);
+            mmap_write_munmap(c, i, &mut acc);
             failed(&c[i], &mut acc);
         }
         tiny_writes(c, &mut acc);
+        tiny_getrandom(c, &mut acc);
     }
     let mut out: Vec<Finding> = acc.0.into_values().collect();
     out.sort_by(|a, b| {
@@ -262,9 +266,36 @@ fn failed(c: &Call, acc: &mut Acc) {
 }
 
 fn tiny_writes(c: &[Call], acc: &mut Acc) {
+    tiny_runs(
+        c,
+        acc,
+        |x| is_write(&x.name) && x.fd.is_some(),
+        &format!("tiny writes (< {TINY} B) in a row"),
+        "gather them into one writev (or buffer in user space)",
+    );
+}
+
+fn tiny_getrandom(c: &[Call], acc: &mut Acc) {
+    tiny_runs(
+        c,
+        acc,
+        |x| x.name == "getrandom",
+        &format!("tiny getrandom (< {TINY} B) in a row"),
+        "ask for all the bytes at once (or seed a user-space generator once)",
+    );
+}
+
+/// Runs of two or more calls matching `is` on one descriptor (or none), each under [`TINY`]
+/// bytes: one call could do the run's work.
+fn tiny_runs(
+    c: &[Call],
+    acc: &mut Acc,
+    is: impl Fn(&Call) -> bool,
+    what: &str,
+    remedy: &'static str,
+) {
     let tiny = |x: &Call| {
-        is_write(&x.name)
-            && x.fd.is_some()
+        is(x)
             && x.size
                 .or_else(|| x.value().map(|v| v as u64))
                 .is_some_and(|n| n < TINY)
@@ -280,20 +311,41 @@ fn tiny_writes(c: &[Call], acc: &mut Acc) {
         if run >= 2 {
             let first = &c[i];
             acc.add(
-                format!("tiny writes (< {TINY} B) in a row"),
+                what.to_string(),
                 run,
                 run - 1,
-                || {
-                    format!(
-                        "{} to fd {} ({})",
-                        first.name,
-                        fd.unwrap_or(-1),
-                        first.kind.name()
-                    )
+                || match fd {
+                    Some(fd) => format!("{} to fd {fd} ({})", first.name, first.kind.name()),
+                    None => first.name.clone(),
                 },
-                "gather them into one writev (or buffer in user space)",
+                remedy,
             );
         }
         i += run as usize;
+    }
+}
+
+/// A file mapped, written out and unmapped within a few calls: a mapping per use.
+fn mmap_write_munmap(c: &[Call], i: usize, acc: &mut Acc) {
+    let m = &c[i];
+    if m.name != "mmap" || m.fd.is_none() || !m.ok() {
+        return;
+    }
+    let window = &c[i + 1..(i + 5).min(c.len())];
+    let Some(u) = window
+        .iter()
+        .position(|u| u.name == "munmap" && u.size.is_some() && u.size == m.size)
+    else {
+        return;
+    };
+    if window[..u].iter().any(|w| is_write(&w.name)) {
+        acc.add(
+            "mmap, write, munmap of a file".into(),
+            u as u64 + 2,
+            1,
+            || format!("{} bytes of fd {}", m.size.unwrap_or(0), m.fd.unwrap_or(-1)),
+            "sendfile (Apache: EnableSendfile On), or pread into a buffer: no mapping to make \
+             and tear down (and no TLB shootdown) per use",
+        );
     }
 }

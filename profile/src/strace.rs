@@ -151,7 +151,12 @@ impl Parser {
                 if socket_only(name) {
                     c.kind = FdKind::Socket;
                 }
-                if c.kind != FdKind::Unknown {
+                if name == "close" {
+                    // A close split by another thread's line freed the number when it started.
+                    if closing.is_none() && c.ok() {
+                        self.tables[t].remove(&fd);
+                    }
+                } else if c.kind != FdKind::Unknown {
                     self.tables[t].insert(fd, c.kind);
                 }
             }
@@ -180,7 +185,18 @@ impl Parser {
                 .and_then(|a| fcntl_cmd(a.trim()))
                 .unwrap_or(u32::MAX);
         }
-        if is_read(name) || is_write(name) {
+        if name == "mmap"
+            && let Some((fd, _)) = args
+                .get(4)
+                .and_then(|a| fd_arg(a))
+                .filter(|(fd, _)| *fd >= 0)
+        {
+            c.fd = Some(fd);
+            c.kind = self.tables[t].get(&fd).copied().unwrap_or_default();
+        }
+        if matches!(name, "mmap" | "munmap" | "getrandom") {
+            c.size = args.get(1).and_then(|a| a.trim().parse().ok());
+        } else if is_read(name) || is_write(name) {
             c.size = match name {
                 "readv" | "writev" | "preadv" | "pwritev" | "preadv2" | "pwritev2" | "sendmsg"
                 | "recvmsg" => args.get(1).map(|a| iov_total(a)),
@@ -243,12 +259,6 @@ impl Parser {
                             table.insert(f, kind);
                         }
                     }
-                }
-                None
-            }
-            "close" => {
-                if let Some(f) = c.fd {
-                    table.remove(&f);
                 }
                 None
             }

@@ -162,6 +162,31 @@ fn costly_patterns() {
 }
 
 #[test]
+fn mapped_files_and_random_bytes() {
+    let f = patterns::find(&strace::parse(
+        "1 openat(AT_FDCWD, \"/f\", O_RDONLY) = 3\n\
+         1 mmap(NULL, 4096, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n\
+         1 writev(4, [{iov_base=\"h\", iov_len=100}, {iov_base=\"b\", iov_len=4096}], 2) = 4196\n\
+         1 munmap(0x7f0000000000, 4096) = 0\n\
+         1 getrandom(\"\\x01\", 8, 0) = 8\n\
+         1 getrandom(\"\\x01\", 8, 0) = 8\n\
+         1 getrandom(\"\\x01\", 8, 0) = 8\n\
+         1 getrandom(\"\\x01\", 4096, 0) = 4096\n",
+    ));
+    let got: Vec<(&str, u64, u64, u64)> = f
+        .iter()
+        .map(|f| (f.pattern.as_str(), f.occurrences, f.calls, f.saved))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tiny getrandom (< 64 B) in a row", 1, 3, 2),
+            ("mmap, write, munmap of a file", 1, 3, 1),
+        ]
+    );
+}
+
+#[test]
 fn report_and_dot() {
     let r = report::analyse(&strace::parse(TRACE), Options::default());
     assert_eq!((r.calls, r.threads, r.lost, r.skipped), (26, 2, 0, 0));

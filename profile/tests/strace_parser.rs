@@ -275,3 +275,22 @@ fn paths_with_escapes_and_open_flags() {
     assert_eq!(c[4].path, c[1].path);
     assert_ne!(c[0].path, c[1].path);
 }
+
+#[test]
+fn mappings_and_getrandom() {
+    let t = parse(
+        "openat(AT_FDCWD, \"/f\", O_RDONLY) = 3\n\
+         mmap(NULL, 4096, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n\
+         mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000100000\n\
+         munmap(0x7f0000000000, 4096) = 0\n\
+         getrandom(\"\\x01\\x02\", 2, GRND_NONBLOCK) = 2\n",
+    );
+    let c = &t.threads[0].calls;
+    assert_eq!(
+        (c[1].label(), c[1].size),
+        ("mmap(file)".to_string(), Some(4096))
+    );
+    assert_eq!((c[2].label(), c[2].size), ("mmap".to_string(), Some(8192)));
+    assert_eq!(c[3].size, Some(4096));
+    assert_eq!(c[4].size, Some(2));
+}

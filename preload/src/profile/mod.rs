@@ -73,18 +73,32 @@ extern "C" fn forget_parent() {
     ring::forget_parent();
 }
 
-/// Records call `nr` with `args` and its raw result `ret` (negative errno on failure), if
-/// recording is on and the caller is the application.
+/// What the record of call `nr` needs from before the call runs: the kind of the descriptor a
+/// `close` frees, forgotten now (once the close returns, another thread's `open` or `accept` may
+/// be given the same number and record its kind before this thread records the close).
+#[inline]
+pub(crate) fn before(nr: i64, args: &[u64]) -> FdKind {
+    if nr != libc::SYS_close || !ENABLED.load(Ordering::Relaxed) {
+        return FdKind::Unknown;
+    }
+    let fd = args.first().copied().unwrap_or(u64::MAX) as i32;
+    let kind = fd_kinds::get(fd);
+    fd_kinds::set(fd, FdKind::Unknown);
+    kind
+}
+
+/// Records call `nr` with `args`, its raw result `ret` (negative errno on failure) and what
+/// [`before`] said, if recording is on and the caller is the application.
 ///
 /// # Safety
 /// The pointers among `args` are still valid (the call just returned to its caller's frame).
 #[inline]
-pub(crate) unsafe fn record(nr: i64, args: &[u64], ret: i64) {
+pub(crate) unsafe fn record(nr: i64, args: &[u64], ret: i64, before: FdKind) {
     if !ENABLED.load(Ordering::Relaxed) || !rt::application_caller() {
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { record_on(nr, args, ret) };
+    unsafe { record_on(nr, args, ret, before) };
 }
 
 /// [`record`] for a result as libc returns it (-1 with `errno`).
@@ -92,7 +106,7 @@ pub(crate) unsafe fn record(nr: i64, args: &[u64], ret: i64) {
 /// # Safety
 /// As [`record`].
 #[inline]
-pub(crate) unsafe fn record_libc(nr: i64, args: &[u64], ret: i64) {
+pub(crate) unsafe fn record_libc(nr: i64, args: &[u64], ret: i64, before: FdKind) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
@@ -103,14 +117,14 @@ pub(crate) unsafe fn record_libc(nr: i64, args: &[u64], ret: i64) {
         ret
     };
     // SAFETY: the caller's contract.
-    unsafe { record(nr, args, ret) };
+    unsafe { record(nr, args, ret, before) };
 }
 
 /// Builds the record and pushes it.
 ///
 /// # Safety
 /// As [`record`].
-unsafe fn record_on(nr: i64, args: &[u64], ret: i64) {
+unsafe fn record_on(nr: i64, args: &[u64], ret: i64, before: FdKind) {
     let arg = |i: usize| args.get(i).copied().unwrap_or(0);
     let mut r = Record {
         nr: nr as u16,
@@ -138,6 +152,7 @@ unsafe fn record_on(nr: i64, args: &[u64], ret: i64) {
             if let Some(fd) = fd_of(nr).map(|i| arg(i) as i32) {
                 r.fd = fd;
                 let kind = match nr {
+                    libc::SYS_close => before,
                     _ if socket_only(nr) => FdKind::Socket,
                     libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {
                         FdKind::Epoll
@@ -145,13 +160,12 @@ unsafe fn record_on(nr: i64, args: &[u64], ret: i64) {
                     _ => fd_kinds::get(fd),
                 };
                 r.kind = kind as u8;
-                if kind != FdKind::Unknown {
+                if kind != FdKind::Unknown && nr != libc::SYS_close {
                     fd_kinds::set(fd, kind);
                 }
                 // SAFETY: the caller's buffers and descriptors, valid for the call.
                 r.arg = unsafe { detail(nr, args) };
                 match nr {
-                    libc::SYS_close if ret == 0 => fd_kinds::set(fd, FdKind::Unknown),
                     libc::SYS_accept | libc::SYS_accept4 => {
                         if let Some(new) = made {
                             fd_kinds::set(new, FdKind::Socket);
