@@ -11,6 +11,8 @@
 //! - the same `stat` twice in a row;
 //! - a file mapped, written out and unmapped within a few calls (`sendfile` does it in one);
 //! - tiny `getrandom` calls in a row;
+//! - a small read (a message header) right before another read of the same descriptor (its
+//!   body): a buffered read would make one call of the two;
 //! - calls that fail (other than `EAGAIN`/`EINTR`), by call: often lookups of files that are
 //!   never there.
 
@@ -54,6 +56,7 @@ pub fn find(trace: &Trace) -> Vec<Finding> {
             eagain_retry(c, i, &mut acc);
             repeated_stat(c, i, &mut acc);
             mmap_write_munmap(c, i, &mut acc);
+            split_read(c, i, &mut acc);
             failed(&c[i], &mut acc);
         }
         tiny_writes(c, &mut acc);
@@ -322,6 +325,38 @@ fn tiny_runs(
             );
         }
         i += run as usize;
+    }
+}
+
+/// A read of under [`TINY`] bytes, then another read of the same descriptor right away: a header,
+/// then the body it announced.
+fn split_read(c: &[Call], i: usize, acc: &mut Acc) {
+    let Some(next) = c.get(i + 1) else { return };
+    let here = &c[i];
+    let small = here.size.is_some_and(|n| n < TINY) && here.ok();
+    if is_read(&here.name)
+        && is_read(&next.name)
+        && small
+        && here.fd.is_some()
+        && next.fd == here.fd
+    {
+        acc.add(
+            format!("small read (< {TINY} B), then a read of the same descriptor"),
+            2,
+            1,
+            || {
+                format!(
+                    "{} of {} B on fd {} ({})",
+                    here.name,
+                    here.size.unwrap_or(0),
+                    here.fd.unwrap_or(-1),
+                    here.kind.name()
+                )
+            },
+            "read into a user-space buffer (as much as is there) and take the header and the \
+             body from it; or a compound call whose second read takes its length from the \
+             first's data",
+        );
     }
 }
 

@@ -162,7 +162,7 @@ fn costly_patterns() {
 }
 
 #[test]
-fn mapped_files_and_random_bytes() {
+fn mapped_files_random_bytes_and_split_reads() {
     let f = patterns::find(&strace::parse(
         "1 openat(AT_FDCWD, \"/f\", O_RDONLY) = 3\n\
          1 mmap(NULL, 4096, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n\
@@ -171,7 +171,11 @@ fn mapped_files_and_random_bytes() {
          1 getrandom(\"\\x01\", 8, 0) = 8\n\
          1 getrandom(\"\\x01\", 8, 0) = 8\n\
          1 getrandom(\"\\x01\", 8, 0) = 8\n\
-         1 getrandom(\"\\x01\", 4096, 0) = 4096\n",
+         1 getrandom(\"\\x01\", 4096, 0) = 4096\n\
+         1 recvfrom(5, \"\\x10\\0\\0\\0\", 4, MSG_DONTWAIT, NULL, NULL) = 4\n\
+         1 recvfrom(5, \"select\"..., 100, MSG_DONTWAIT, NULL, NULL) = 100\n\
+         1 recvfrom(5, \"\\x10\\0\\0\\0\", 4, MSG_DONTWAIT, NULL, NULL) = -1 EAGAIN (Resource temporarily unavailable)\n\
+         1 recvfrom(5, \"\\x10\\0\\0\\0\", 4, MSG_DONTWAIT, NULL, NULL) = 4\n",
     ));
     let got: Vec<(&str, u64, u64, u64)> = f
         .iter()
@@ -182,6 +186,13 @@ fn mapped_files_and_random_bytes() {
         [
             ("tiny getrandom (< 64 B) in a row", 1, 3, 2),
             ("mmap, write, munmap of a file", 1, 3, 1),
+            // Not after the failed read: only a read that got its bytes is a header.
+            (
+                "small read (< 64 B), then a read of the same descriptor",
+                1,
+                2,
+                1
+            ),
         ]
     );
 }
