@@ -243,6 +243,10 @@ fn bad_command_lines_are_one_line_errors() {
         ),
         (&["profile", "--cores", "0", "--", "true"], "--cores \"0\""),
         (&["profile", "--strace"], "missing value for --strace"),
+        (
+            &["profile", "--ring", "99999999999", "--", "true"],
+            "at most 16777216",
+        ),
     ];
     for (args, want) in cases {
         let out = run(clean(FLEXSC).args(*args), "flexsc");

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use flexsc_threads::kmod::config::{BackendKind, Config, Specialization, parse_cpu_list};
 
-use crate::profile::SYNOPSIS as PROFILE_SYNOPSIS;
+use crate::profile::{SYNOPSIS as PROFILE_SYNOPSIS, SYNOPSIS_READ as PROFILE_SYNOPSIS_READ};
 
 /// The synopsis of `flexsc run`, quoted by usage errors.
 pub const SYNOPSIS: &str = "flexsc run [OPTIONS] -- CMD [ARGS...]";
@@ -162,6 +162,7 @@ pub fn usage() -> String {
 Usage:
   {SYNOPSIS}
   {PROFILE_SYNOPSIS}
+  {PROFILE_SYNOPSIS_READ}
   flexsc help | --help | -h
   flexsc --version | -V
 

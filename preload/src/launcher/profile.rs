@@ -21,9 +21,13 @@ use flexsc_profile::{Trace, strace};
 
 use crate::options::{self, Invocation, Run};
 
-/// The synopsis of `flexsc profile`, quoted by usage errors.
-pub const SYNOPSIS: &str = "flexsc profile [-o DIR] [--top N] [--max-len N] [--ring N] \
-                            [RUN OPTIONS] -- CMD [ARGS...] | --strace FILE | --records DIR";
+/// The synopsis of `flexsc profile` on a command, quoted by usage errors.
+pub const SYNOPSIS: &str = "flexsc profile [OPTIONS] [RUN OPTIONS] -- CMD [ARGS...]";
+/// The synopsis of `flexsc profile` on a trace or an earlier recording.
+pub const SYNOPSIS_READ: &str = "flexsc profile [OPTIONS] --strace FILE | --records DIR";
+
+/// The largest `--ring` (the recorder's own limit: 256 MiB of address space per thread).
+const MAX_RING: usize = 1 << 24;
 
 /// The output directory when `-o` is not given.
 const DEFAULT_DIR: &str = "flexsc-profile";
@@ -56,16 +60,16 @@ pub struct Profile {
 pub fn usage() -> String {
     format!(
         "
-  {SYNOPSIS}
-
 `flexsc profile` runs CMD under libflexsc (with the `run` options given) recording every
 thread's system calls, then prints the syscall graph's heaviest edges, the hottest call
 sequences with the kernel crossings one multi-call each would save, and known costly patterns;
 `--strace FILE` reads `strace -f` output instead, `--records DIR` an earlier run's recordings.
+
+Profile options:
   -o DIR          output: report.txt, graph.dot, graph.svg (with Graphviz), records/ ({DEFAULT_DIR})
   --top N         rows per table (10)
   --max-len N     longest sequence looked for, at least 2 (4)
-  --ring N        records kept per thread, the latest (65536; {RING_VAR})
+  --ring N        records kept per thread, the latest (65536, at most {MAX_RING}; {RING_VAR})
 "
     )
 }
@@ -106,7 +110,13 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
             "-o" | "--output" => dir = PathBuf::from(value(name)?),
             "--top" => options.top = count(name, &value(name)?, 1)?,
             "--max-len" => options.max_len = count(name, &value(name)?, 2)?,
-            "--ring" => ring = Some(count(name, &value(name)?, 2)?),
+            "--ring" => {
+                let n = count(name, &value(name)?, 2)?;
+                if n > MAX_RING {
+                    return Err(format!("--ring {n}: at most {MAX_RING} records per thread"));
+                }
+                ring = Some(n);
+            }
             "--strace" => strace_file = Some(PathBuf::from(value(name)?)),
             "--records" => records = Some(PathBuf::from(value(name)?)),
             _ => run_args.push(arg.clone()),
@@ -129,12 +139,16 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
                     "unexpected argument {a:?}: the command goes after `--` (`{SYNOPSIS}`)"
                 ));
             }
-            None => return Err(format!("nothing to profile: expected `{SYNOPSIS}`")),
+            None => {
+                return Err(format!(
+                    "nothing to profile: expected `{SYNOPSIS}` or `{SYNOPSIS_READ}`"
+                ));
+            }
         },
         _ => {
             return Err(format!(
                 "give one of a command (after `--`), --strace FILE or --records DIR, and run \
-                 options only with a command (`{SYNOPSIS}`)"
+                 options only with a command (`{SYNOPSIS}`, `{SYNOPSIS_READ}`)"
             ));
         }
     };

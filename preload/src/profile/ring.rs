@@ -48,10 +48,16 @@ pub(crate) struct Ring {
     next: *const Ring,
 }
 
-/// Sets the ring size (records, rounded up to a power of two, at least 2). Called once, before
-/// any ring exists.
+/// The largest ring: 2^24 records, 256 MiB of address space per thread.
+pub(crate) const MAX_CAPACITY: usize = 1 << 24;
+
+/// Sets the ring size (records, rounded up to a power of two, within 2..=[`MAX_CAPACITY`]).
+/// Called once, before any ring exists.
 pub(crate) fn set_capacity(n: usize) {
-    CAPACITY.store(n.max(2).next_power_of_two(), Ordering::Relaxed);
+    CAPACITY.store(
+        n.clamp(2, MAX_CAPACITY).next_power_of_two(),
+        Ordering::Relaxed,
+    );
 }
 
 /// Appends `rec` to the calling thread's ring.
