@@ -1,7 +1,7 @@
 //! The syscall profiler's recorder (`flexsc profile`, issue 7): with `FLEXSC_PROFILE=DIR` in the
 //! environment, every call the library's exports see (on green threads: those it posts; on OS
 //! threads: those it forwards to glibc) is appended, as a fixed 16-byte
-//! [`Record`](flexsc_profile::record::Record) (number, descriptor and its kind, open flags or
+//! [`Record`] (number, descriptor and its kind, open flags or
 //! path hash or size, result), to the calling thread's ring buffer ([`ring`]); at exit the process
 //! writes its rings to `DIR/PID.fxp` ([`dump`]), which `flexsc profile` reads.
 //!
