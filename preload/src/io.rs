@@ -47,6 +47,7 @@ pub(crate) fn set_errno(e: c_int) {
 /// `args` valid for the call: the caller's pointers stay valid until it returns (the green
 /// thread stays parked inside `syscall` until the kernel is done with them).
 pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
+    let before = crate::profile::before(nr, args);
     loop {
         if point {
             cancel::point();
@@ -57,6 +58,8 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
             unsafe { flexsc_threads::syscall(nr, args) }
         };
         if let Some(r) = signal::after_call(r, restartable(nr)) {
+            // SAFETY: the caller's pointers are still valid (its contract).
+            unsafe { crate::profile::record(nr, args, r, before) };
             if point && r == -i64::from(libc::EINTR) {
                 cancel::point();
             }
@@ -92,8 +95,13 @@ macro_rules! blocking {
                 let r = unsafe { green_call($nr, &[$($arg as u64),*], cancellation_point($nr)) };
                 return settle(r) as $ret;
             }
+            let args = [$($arg as u64),*];
+            let before = crate::profile::before($nr, &args);
             // SAFETY: forwarded unchanged.
-            unsafe { real::$name()($($a),*) }
+            let r = unsafe { real::$name()($($a),*) };
+            // SAFETY: the caller's pointers, still valid.
+            unsafe { crate::profile::record_libc($nr, &args, r as i64, before) };
+            r
         }
     )*};
 }
@@ -295,7 +303,11 @@ unsafe fn fcntl_impl(
         return settle(unsafe { green_call(libc::SYS_fcntl, &args, true) }) as c_int;
     }
     // SAFETY: forwarded unchanged.
-    unsafe { glibc(fd, cmd, arg) }
+    let r = unsafe { glibc(fd, cmd, arg) };
+    let args = [fd as u64, cmd as u64, arg];
+    // SAFETY: no pointer is read for fcntl.
+    unsafe { crate::profile::record_libc(libc::SYS_fcntl, &args, r.into(), Default::default()) };
+    r
 }
 
 /// `pselect`: exception-less on a green thread (the kernel's `pselect6` takes the mask as a

@@ -23,6 +23,8 @@
 //!   thread waits, not its carrier; the child never reaches the syscall pages);
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
+//! [`profile`]: the syscall profiler's recorder (`FLEXSC_PROFILE`, `flexsc profile`).
+//!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
 //!
 //! Every export works for any caller at any time: before the runtime starts, on glibc's own
@@ -33,6 +35,7 @@ pub mod cancel;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod profile;
 pub mod pthread;
 mod real;
 mod rt;

@@ -3,12 +3,16 @@
 //! `flexsc run [OPTIONS] -- CMD [ARGS...]` sets the `FLEXSC_*` variables of its options,
 //! prepends `libflexsc.so` to `LD_PRELOAD` and executes CMD in its own place (execvp: PATH
 //! search, same process, so CMD's exit status and signals are what the caller sees). See
-//! `docs/usage.md` and `flexsc --help`.
+//! `docs/usage.md` and `flexsc --help`. `flexsc profile ... -- CMD [ARGS...]` runs CMD as a
+//! child with the syscall profiler's recorder on and reports what it recorded
+//! (`launcher/profile.rs`).
 //!
 //! The launcher is a separate binary so that the library itself carries none of this code.
 
 #[path = "../launcher/options.rs"]
 mod options;
+#[path = "../launcher/profile.rs"]
+mod profile;
 
 use std::env;
 use std::ffi::OsString;
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Invocation::Run(run)) => launch(run),
+        Ok(Invocation::Profile(p)) => profile::main(p),
         Err(e) => {
             eprintln!("flexsc: {e} (see `flexsc --help`)");
             ExitCode::from(USAGE_ERROR)
@@ -53,15 +58,7 @@ fn main() -> ExitCode {
 /// fails: 2 if the launch could not be set up, 127 if the command was not found, 126 if it could
 /// not be executed (the shell's and env(1)'s convention).
 fn launch(run: options::Run) -> ExitCode {
-    let kmod = run.set.get(options::BACKEND).is_some_and(|b| b == "kmod");
-    if kmod && !Path::new(KMOD_DEVICE).exists() {
-        eprintln!(
-            "flexsc: the kmod backend needs {KMOD_DEVICE}: load the flexsc kernel module \
-             (docs/kernel-module.md)"
-        );
-        return ExitCode::from(USAGE_ERROR);
-    }
-    let preload = match find_library().and_then(|lib| ld_preload(&lib)) {
+    let preload = match preload_for(&run) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("flexsc: {e}");
@@ -84,6 +81,18 @@ fn launch(run: options::Run) -> ExitCode {
     } else {
         126
     })
+}
+
+/// The `LD_PRELOAD` value for `run`, after checking that its backend can run here.
+fn preload_for(run: &options::Run) -> Result<OsString, String> {
+    let kmod = run.set.get(options::BACKEND).is_some_and(|b| b == "kmod");
+    if kmod && !Path::new(KMOD_DEVICE).exists() {
+        return Err(format!(
+            "the kmod backend needs {KMOD_DEVICE}: load the flexsc kernel module \
+             (docs/kernel-module.md)"
+        ));
+    }
+    find_library().and_then(|lib| ld_preload(&lib))
 }
 
 /// The library to preload, as an absolute path: `FLEXSC_LIB` if set (and not empty), else the

@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use flexsc_threads::kmod::config::{BackendKind, Config, Specialization, parse_cpu_list};
 
+use crate::profile::{SYNOPSIS as PROFILE_SYNOPSIS, SYNOPSIS_READ as PROFILE_SYNOPSIS_READ};
+
 /// The synopsis of `flexsc run`, quoted by usage errors.
 pub const SYNOPSIS: &str = "flexsc run [OPTIONS] -- CMD [ARGS...]";
 
@@ -33,6 +35,8 @@ pub enum Invocation {
     Version,
     /// `run`: execute a command under libflexsc.
     Run(Run),
+    /// `profile`: the syscall profiler.
+    Profile(crate::profile::Profile),
 }
 
 /// A checked `flexsc run`: the environment changes and the command.
@@ -157,6 +161,8 @@ pub fn usage() -> String {
 
 Usage:
   {SYNOPSIS}
+  {PROFILE_SYNOPSIS}
+  {PROFILE_SYNOPSIS_READ}
   flexsc help | --help | -h
   flexsc --version | -V
 
@@ -177,6 +183,7 @@ Options:                                   variable
         };
         s += &format!("  {spelling:<40} {var}\n        {}\n", o.help);
     }
+    s += &crate::profile::usage();
     s += "
 Library: FLEXSC_LIB if set, else the first of deps/libflexsc.so (cargo's latest build),
 libflexsc.so and ../lib/libflexsc.so, relative to this executable's directory.
@@ -193,14 +200,15 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, String> {
         Some("help" | "--help" | "-h") => Ok(Invocation::Help),
         Some("--version" | "-V") => Ok(Invocation::Version),
         Some("run") => parse_run(&args[1..]),
+        Some("profile") => crate::profile::parse(&args[1..]),
         _ => Err(format!(
-            "unknown command {first:?} (expected `run`, `help` or `--version`)"
+            "unknown command {first:?} (expected `run`, `profile`, `help` or `--version`)"
         )),
     }
 }
 
-/// Reads `run`'s options and command.
-fn parse_run(args: &[OsString]) -> Result<Invocation, String> {
+/// Reads `run`'s options and command (also `profile`'s, for the run it records).
+pub fn parse_run(args: &[OsString]) -> Result<Invocation, String> {
     let mut set = BTreeMap::new();
     let mut args = args.iter();
     let command = loop {
