@@ -10,8 +10,9 @@ use flexsc_threads::Runtime;
 /// Builds a runtime.
 pub type Build = fn() -> Runtime;
 
-/// Runs `f` on each of `backends` (name, builder), failing the test if it hangs for 30 s (a hang
-/// guard, not a speed assertion).
+/// Runs `f` on each of `backends` (name, builder), failing the test if it hangs for 120 s (a hang
+/// guard, not a speed assertion: the heaviest bodies take 30 s and more in a debug build on a
+/// machine loaded by other builds).
 pub fn on_each(
     test: &'static str,
     backends: &[(&'static str, Build)],
@@ -23,12 +24,12 @@ pub fn on_each(
             f(name, build());
             let _ = tx.send(());
         });
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(()) => h.join().unwrap(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 std::panic::resume_unwind(h.join().unwrap_err())
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{test} on {name}: hung for 30 s"),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{test} on {name}: hung for 120 s"),
         }
     }
 }
