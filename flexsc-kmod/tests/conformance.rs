@@ -34,6 +34,7 @@
 //! Nothing here measures speed: the only timeouts are hang guards.
 
 mod common;
+mod compound;
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -44,6 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use compound::*;
 use flexsc_kmod::entry::{NR_NOP, status};
 use flexsc_kmod::{
     Config, PostError, Poster, Registration, Specialization, Syscall, Ticket, calls, config,
@@ -138,6 +140,13 @@ conformance! {
         interrupt_after_completion,
         interrupt_twice,
         interrupt_stress,
+        // Multi-calls and compound calls.
+        multicall_in_order,
+        multicall_error_stops,
+        compound_references,
+        compound_control_flow,
+        compound_file_copy,
+        compound_rejected,
     ];
 }
 

@@ -93,3 +93,57 @@ fn bounded_wait_sees_fallback_completions() {
         libc::close(p[1]);
     }
 }
+
+#[test]
+fn a_multi_call_is_one_chain_on_the_ring() {
+    use crate::compound::{Arg, Builder};
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let mut b2 = Builder::new();
+    b2.buffer(64);
+    let fd = {
+        let path = std::env::temp_dir().join(format!("flexsc-chain-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    };
+    let fd_num = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
+    // SAFETY: writes 5 bytes from, then reads 5 bytes into, the 64-byte shared buffer.
+    unsafe {
+        b2.call_with(
+            libc::SYS_pwrite64,
+            &[Arg::Imm(fd_num), Arg::Buf(0), Arg::Imm(5), Arg::Imm(0)],
+            true,
+        );
+        for i in 0..7 {
+            b2.call_with(
+                libc::SYS_pread64,
+                &[Arg::Imm(fd_num), Arg::Buf(8 + i * 8), Arg::Imm(5), Arg::Imm(0)],
+                true,
+            );
+        }
+    }
+    let mut prog = b2.build().unwrap();
+    prog.buffer_mut()[..5].copy_from_slice(b"chain");
+    // SAFETY: `prog` outlives the entry, which is taken below.
+    let call = unsafe { prog.entry_call() };
+    area.entry(0, 0)
+        .post(call.nr() as u16, 1, *call.args());
+    core.submit(&[0]);
+    assert_eq!(core.enters, 1, "the whole multi-call is submitted with one enter");
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(9));
+    assert!(core.chains.iter().all(Option::is_none));
+    assert_eq!(prog.results(), [5; 8]);
+    assert_eq!(&prog.buffer()[8 * 7..8 * 7 + 5], b"chain");
+}
