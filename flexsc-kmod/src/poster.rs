@@ -598,13 +598,12 @@ impl Poster {
         calls: &[(Syscall, bool)],
         results: &mut [i64],
     ) -> Result<usize, crate::compound::CompoundError> {
-        let mut c = crate::compound::multi_call(calls).map_err(|m| {
-            crate::compound::CompoundError {
+        let mut c =
+            crate::compound::multi_call(calls).map_err(|m| crate::compound::CompoundError {
                 errno: m.errno,
                 steps: 0,
                 stop: m.op.unwrap_or(u32::MAX),
-            }
-        })?;
+            })?;
         let out = self.compound(&mut c)?;
         results[..calls.len()].copy_from_slice(c.results());
         Ok(out.ret as usize)

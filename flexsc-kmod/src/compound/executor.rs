@@ -36,7 +36,9 @@ pub unsafe fn run_at(addr: u64, issue: &mut dyn Issue) -> i64 {
     let opp = h.ops as usize as *const super::abi::Op;
     // SAFETY: the caller promises `nops` readable ops at `ops` (copied: no alignment assumed,
     // and later writes by the poster cannot change what was validated).
-    let ops: Vec<_> = (0..n).map(|i| unsafe { opp.add(i).read_unaligned() }).collect();
+    let ops: Vec<_> = (0..n)
+        .map(|i| unsafe { opp.add(i).read_unaligned() })
+        .collect();
     if let Err(m) = check_ops(&h, &ops) {
         return reject(&mut h, m.op, m.errno);
     }

@@ -396,7 +396,11 @@ impl fmt::Display for CompoundError {
             format!("op {}", self.stop)
         };
         if self.rejected() {
-            write!(f, "compound rejected at {at}: {what} (errno {})", self.errno)
+            write!(
+                f,
+                "compound rejected at {at}: {what} (errno {})",
+                self.errno
+            )
         } else {
             write!(
                 f,

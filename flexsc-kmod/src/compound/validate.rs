@@ -59,7 +59,10 @@ pub fn check_header(h: &Header) -> Result<(), Malformed> {
         return Err(Malformed::header(EINVAL, "no ops"));
     }
     if h.nops > MAX_OPS {
-        return Err(Malformed::header(E2BIG, "more ops than FLEXSC_COMPOUND_MAX_OPS"));
+        return Err(Malformed::header(
+            E2BIG,
+            "more ops than FLEXSC_COMPOUND_MAX_OPS",
+        ));
     }
     if h.max_steps == 0 {
         return Err(Malformed::header(EINVAL, "no step limit (max_steps is 0)"));
@@ -103,9 +106,9 @@ pub fn check_ops(h: &Header, ops: &[Op]) -> Result<(), Malformed> {
                 // for the calls that take a pid), the conservative reading; executors check the
                 // resolved call again.
                 let mut imm = op.args;
-                for k in 0..6 {
-                    if op.src[k] != src::IMM {
-                        imm[k] = 0;
+                for (a, &s) in imm.iter_mut().zip(&op.src) {
+                    if s != src::IMM {
+                        *a = 0;
                     }
                 }
                 if op.nr != NR_NOP && calls::is_thread_bound(op.nr.into(), &imm) {
@@ -158,7 +161,11 @@ fn check_source(h: &Header, ops: &[Op], i: usize, op: &Op, k: usize) -> Result<(
     use libc::{EFAULT, EINVAL};
     match op.src[k] {
         src::IMM if op.refs[k] == 0 => Ok(()),
-        src::IMM => Err(Malformed::at(i, EINVAL, "an immediate argument has a reference")),
+        src::IMM => Err(Malformed::at(
+            i,
+            EINVAL,
+            "an immediate argument has a reference",
+        )),
         src::RESULT => {
             let r = op.refs[k] as usize;
             if r >= i {
@@ -182,9 +189,11 @@ fn check_source(h: &Header, ops: &[Op], i: usize, op: &Op, k: usize) -> Result<(
             EFAULT,
             "a buffer argument without a shared buffer",
         )),
-        src::BUF if op.refs[k] != 0 => {
-            Err(Malformed::at(i, EINVAL, "a buffer argument has a reference"))
-        }
+        src::BUF if op.refs[k] != 0 => Err(Malformed::at(
+            i,
+            EINVAL,
+            "a buffer argument has a reference",
+        )),
         src::BUF if op.args[k] > h.buf_len => Err(Malformed::at(
             i,
             EINVAL,

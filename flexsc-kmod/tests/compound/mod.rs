@@ -65,7 +65,11 @@ pub fn multicall_error_stops(c: &Case) {
     let mut results = [0i64; 3];
     assert_eq!(x.p.multi_call(&calls, &mut results), Ok(2));
     assert_eq!(results, [4, neg(EBADF), NOT_RUN]);
-    assert_eq!(file_bytes(&f), b"data", "the call after the stop did not run");
+    assert_eq!(
+        file_bytes(&f),
+        b"data",
+        "the call after the stop did not run"
+    );
     // Unchecked: the failure is recorded and the rest runs.
     let calls = [
         (req(SYS_pread64, &[bad, addr_mut(&mut buf), 4, 0]), false),
@@ -78,9 +82,15 @@ pub fn multicall_error_stops(c: &Case) {
     // A checked short read (4 of 100 bytes) is a success: the calls after it run (on io_uring
     // the short read breaks the link; the rest is resubmitted).
     let calls = [
-        (req(SYS_pread64, &[fd.a(), addr_mut(&mut buf), 100, 0]), true),
+        (
+            req(SYS_pread64, &[fd.a(), addr_mut(&mut buf), 100, 0]),
+            true,
+        ),
         (req(SYS_pwrite64, &[fd.a(), addr(b"Z"), 1, 4]), true),
-        (req(SYS_pread64, &[fd.a(), addr_mut(&mut buf), 100, 2]), true),
+        (
+            req(SYS_pread64, &[fd.a(), addr_mut(&mut buf), 100, 2]),
+            true,
+        ),
     ];
     let mut results = [0i64; 3];
     assert_eq!(x.p.multi_call(&calls, &mut results), Ok(4));
@@ -98,13 +108,46 @@ pub fn compound_references(c: &Case) {
     // SAFETY: the paths outlive the run; reads and writes stay within the 64-byte buffer
     // (at most 10 bytes read at offset 0), and the fds are the ones the opens returned.
     let (fd, n, ofd) = unsafe {
-        let fd = b.call_with(SYS_openat, &[Arg::Imm(AT_FDCWD as u64), Arg::Imm(cptr(&f)), Arg::Imm(O_RDONLY as u64)], true);
-        let n = b.call_with(SYS_pread64, &[Arg::Ref(fd, 0), Arg::Buf(0), Arg::Imm(10), Arg::Imm(0)], true);
-        let ofd = b.call_with(SYS_openat, &[Arg::Imm(AT_FDCWD as u64), Arg::Imm(cptr(&out)), Arg::Imm(O_WRONLY as u64)], true);
+        let fd = b.call_with(
+            SYS_openat,
+            &[
+                Arg::Imm(AT_FDCWD as u64),
+                Arg::Imm(cptr(&f)),
+                Arg::Imm(O_RDONLY as u64),
+            ],
+            true,
+        );
+        let n = b.call_with(
+            SYS_pread64,
+            &[Arg::Ref(fd, 0), Arg::Buf(0), Arg::Imm(10), Arg::Imm(0)],
+            true,
+        );
+        let ofd = b.call_with(
+            SYS_openat,
+            &[
+                Arg::Imm(AT_FDCWD as u64),
+                Arg::Imm(cptr(&out)),
+                Arg::Imm(O_WRONLY as u64),
+            ],
+            true,
+        );
         // Write the 10 bytes at offset 10 + 2 = 12 (a result plus an offset), then 4 bytes from
         // buffer offset 6 at offset 0.
-        b.call_with(SYS_pwrite64, &[Arg::Ref(ofd, 0), Arg::Buf(0), Arg::Ref(n, 0), Arg::Ref(n, 2)], true);
-        b.call_with(SYS_pwrite64, &[Arg::Ref(ofd, 0), Arg::Buf(6), Arg::Imm(4), Arg::Imm(0)], true);
+        b.call_with(
+            SYS_pwrite64,
+            &[
+                Arg::Ref(ofd, 0),
+                Arg::Buf(0),
+                Arg::Ref(n, 0),
+                Arg::Ref(n, 2),
+            ],
+            true,
+        );
+        b.call_with(
+            SYS_pwrite64,
+            &[Arg::Ref(ofd, 0), Arg::Buf(6), Arg::Imm(4), Arg::Imm(0)],
+            true,
+        );
         b.call_with(SYS_close, &[Arg::Ref(fd, 0)], true);
         b.call_with(SYS_close, &[Arg::Ref(ofd, 0)], true);
         (fd, n, ofd)
@@ -138,7 +181,10 @@ pub fn compound_control_flow(c: &Case) {
     b.bind(skip);
     let w = b.call(req(SYS_pwrite64, &[fd.a(), addr(b"ran"), 3, 0]), true);
     b.stop();
-    let after = b.call(req(SYS_pwrite64, &[fd.a(), addr(b"after stop"), 10, 0]), true);
+    let after = b.call(
+        req(SYS_pwrite64, &[fd.a(), addr(b"after stop"), 10, 0]),
+        true,
+    );
     let mut p = b.build().unwrap();
     let o = x.p.compound(&mut p).expect("ran");
     assert_eq!((o.ret, o.steps, o.failed()), (7, 4, None));
@@ -207,7 +253,12 @@ pub fn compound_file_copy(c: &Case) {
 }
 
 /// read(src, buf, chunk) -> if <= 0 stop -> write(dst, buf, what read returned) -> loop.
-pub fn copy_program(src_fd: u64, dst_fd: u64, chunk: u64, max_steps: u32) -> flexsc_kmod::compound::Compound {
+pub fn copy_program(
+    src_fd: u64,
+    dst_fd: u64,
+    chunk: u64,
+    max_steps: u32,
+) -> flexsc_kmod::compound::Compound {
     let mut b = Builder::new();
     b.buffer(chunk as usize);
     let (top, done) = (b.label(), b.label());
@@ -215,9 +266,17 @@ pub fn copy_program(src_fd: u64, dst_fd: u64, chunk: u64, max_steps: u32) -> fle
     // SAFETY: the read fills at most `chunk` bytes of the `chunk`-byte buffer, and the write
     // sends what the read returned, which is positive when it runs.
     unsafe {
-        let r = b.call_with(SYS_read, &[Arg::Imm(src_fd), Arg::Buf(0), Arg::Imm(chunk)], true);
+        let r = b.call_with(
+            SYS_read,
+            &[Arg::Imm(src_fd), Arg::Buf(0), Arg::Imm(chunk)],
+            true,
+        );
         b.jump_if(Cond::Le, Arg::Ref(r, 0), Arg::Imm(0), done);
-        b.call_with(SYS_write, &[Arg::Imm(dst_fd), Arg::Buf(0), Arg::Ref(r, 0)], true);
+        b.call_with(
+            SYS_write,
+            &[Arg::Imm(dst_fd), Arg::Buf(0), Arg::Ref(r, 0)],
+            true,
+        );
     }
     b.jump(top);
     b.bind(done);
@@ -277,15 +336,71 @@ pub fn compound_rejected(c: &Case) {
     buf_no_area.src[1] = src::BUF;
     type Case = (&'static str, Header, Vec<Op>, i32, u32);
     let mut cases: Vec<Case> = vec![
-        ("forward reference", ok_header(3), vec![mark, fwd_ref, call(SYS_getpid, [0; 6])], EINVAL, 1),
-        ("reference to itself", ok_header(2), vec![mark, self_ref], EINVAL, 1),
-        ("jump out of range", ok_header(2), vec![mark, jump_out], EINVAL, 1),
-        ("buffer without area", ok_header(2), vec![mark, buf_no_area], EFAULT, 1),
-        ("unknown kind", ok_header(2), vec![mark, Op { kind: 9, ..Op::default() }], EINVAL, 1),
-        ("nested compound", ok_header(2), vec![mark, call(NR_COMPOUND.into(), [0; 6])], EPERM, 1),
+        (
+            "forward reference",
+            ok_header(3),
+            vec![mark, fwd_ref, call(SYS_getpid, [0; 6])],
+            EINVAL,
+            1,
+        ),
+        (
+            "reference to itself",
+            ok_header(2),
+            vec![mark, self_ref],
+            EINVAL,
+            1,
+        ),
+        (
+            "jump out of range",
+            ok_header(2),
+            vec![mark, jump_out],
+            EINVAL,
+            1,
+        ),
+        (
+            "buffer without area",
+            ok_header(2),
+            vec![mark, buf_no_area],
+            EFAULT,
+            1,
+        ),
+        (
+            "unknown kind",
+            ok_header(2),
+            vec![
+                mark,
+                Op {
+                    kind: 9,
+                    ..Op::default()
+                },
+            ],
+            EINVAL,
+            1,
+        ),
+        (
+            "nested compound",
+            ok_header(2),
+            vec![mark, call(NR_COMPOUND.into(), [0; 6])],
+            EPERM,
+            1,
+        ),
     ];
-    for nr in [SYS_clone, SYS_fork, SYS_vfork, SYS_execve, SYS_exit, SYS_exit_group, SYS_clone3] {
-        cases.push(("refused syscall", ok_header(2), vec![mark, call(nr, [0; 6])], EPERM, 1));
+    for nr in [
+        SYS_clone,
+        SYS_fork,
+        SYS_vfork,
+        SYS_execve,
+        SYS_exit,
+        SYS_exit_group,
+        SYS_clone3,
+    ] {
+        cases.push((
+            "refused syscall",
+            ok_header(2),
+            vec![mark, call(nr, [0; 6])],
+            EPERM,
+            1,
+        ));
     }
     let mut no_limit = ok_header(1);
     no_limit.max_steps = 0;
@@ -294,11 +409,21 @@ pub fn compound_rejected(c: &Case) {
     bad_version.version = 77;
     cases.push(("unknown version", bad_version, vec![mark], EINVAL, u32::MAX));
     let big = (abi::MAX_OPS + 1) as usize;
-    cases.push(("too many ops", ok_header(big), vec![mark; big], E2BIG, u32::MAX));
+    cases.push((
+        "too many ops",
+        ok_header(big),
+        vec![mark; big],
+        E2BIG,
+        u32::MAX,
+    ));
     for (what, mut h, ops, errno, stop) in cases {
         let mut results = vec![7i64; ops.len()];
         let r = post_raw(&mut x, &mut h, &ops, &mut results);
-        assert_eq!((show(r), h.steps, h.stop), (show(neg(errno)), 0, stop), "{what}");
+        assert_eq!(
+            (show(r), h.steps, h.stop),
+            (show(neg(errno)), 0, stop),
+            "{what}"
+        );
         assert_eq!(file_bytes(&f), b"untouched", "{what}: nothing ran");
     }
     // The builder refuses them too, with the executors' errno and a message naming the op.
@@ -316,19 +441,29 @@ pub fn compound_rejected(c: &Case) {
     let top = b.label();
     b.bind(top);
     b.jump(top);
-    assert_eq!(b.build().unwrap_err().what, "no step limit (max_steps is 0)");
+    assert_eq!(
+        b.build().unwrap_err().what,
+        "no step limit (max_steps is 0)"
+    );
     // A null header address.
     assert_eq!(x.p.call(&req(NR_COMPOUND.into(), &[0])), neg(EFAULT));
     // Unreadable memory is only checked by the kernel module (the user-space executors
     // dereference the program, as any library function would).
     if c.kind.is_kmod() {
         for bp in bad_ptrs() {
-            assert_eq!(x.p.call(&req(NR_COMPOUND.into(), &[bp])), neg(EFAULT), "header {bp:#x}");
+            assert_eq!(
+                x.p.call(&req(NR_COMPOUND.into(), &[bp])),
+                neg(EFAULT),
+                "header {bp:#x}"
+            );
             let mut h = ok_header(1);
             let mut results = [0i64; 1];
             h.results = results.as_mut_ptr() as u64;
             h.ops = bp;
-            let r = x.p.call(&req(NR_COMPOUND.into(), &[std::ptr::from_mut(&mut h) as u64]));
+            let r = x.p.call(&req(
+                NR_COMPOUND.into(),
+                &[std::ptr::from_mut(&mut h) as u64],
+            ));
             assert_eq!((show(r), h.steps), (show(neg(EFAULT)), 0), "ops {bp:#x}");
         }
     }

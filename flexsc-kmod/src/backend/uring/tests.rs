@@ -124,7 +124,12 @@ fn a_multi_call_is_one_chain_on_the_ring() {
         for i in 0..7 {
             b2.call_with(
                 libc::SYS_pread64,
-                &[Arg::Imm(fd_num), Arg::Buf(8 + i * 8), Arg::Imm(5), Arg::Imm(0)],
+                &[
+                    Arg::Imm(fd_num),
+                    Arg::Buf(8 + i * 8),
+                    Arg::Imm(5),
+                    Arg::Imm(0),
+                ],
                 true,
             );
         }
@@ -133,10 +138,12 @@ fn a_multi_call_is_one_chain_on_the_ring() {
     prog.buffer_mut()[..5].copy_from_slice(b"chain");
     // SAFETY: `prog` outlives the entry, which is taken below.
     let call = unsafe { prog.entry_call() };
-    area.entry(0, 0)
-        .post(call.nr() as u16, 1, *call.args());
+    area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
     core.submit(&[0]);
-    assert_eq!(core.enters, 1, "the whole multi-call is submitted with one enter");
+    assert_eq!(
+        core.enters, 1,
+        "the whole multi-call is submitted with one enter"
+    );
     core.wait(
         &mut || area.entry(0, 0).status() == status::DONE,
         &mut || false,
