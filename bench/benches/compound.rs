@@ -6,6 +6,9 @@
 //! - `multi_call8`: 8 independent small calls (64-byte preads of a cached file) as one
 //!   multi-call, per backend, against 8 synchronous preads.
 //!
+//! The ratio pass adds the io_uring floor for the 8 preads: raw requests on a plain ring, linked
+//! (what a multi-call's order and stop need) and independent, each in one enter.
+//!
 //! After criterion's groups, a ratio pass alternates the variants (so drift hits all of them)
 //! and prints each one's median time per operation over the repeats, relative to the baseline
 //! (`FLEXSC_BENCH_REPEATS`, default 15). The files live in the temp dir (ext4 here: io_uring
@@ -240,6 +243,40 @@ fn multi_call8(c: &mut Criterion) {
     g.finish();
 }
 
+/// The io_uring floor for 8 preads: raw requests on a plain ring (no library), either linked
+/// (what a multi-call needs for its order and its stop) or independent, one enter for all.
+struct RawRing {
+    ring: io_uring::IoUring,
+    fd: RawFd,
+}
+
+impl RawRing {
+    fn new(fd: RawFd) -> Self {
+        Self {
+            ring: io_uring::IoUring::new(16).expect("io_uring"),
+            fd,
+        }
+    }
+
+    fn run(&mut self, bufs: &mut [[u8; 64]; SMALL], linked: bool) {
+        use io_uring::{opcode, squeue::Flags, types::Fd};
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let mut sqe = opcode::Read::new(Fd(self.fd), b.as_mut_ptr(), 64)
+                .offset((i * 512) as u64)
+                .build();
+            if linked && i + 1 < SMALL {
+                sqe = sqe.flags(Flags::IO_LINK);
+            }
+            // SAFETY: each request reads 64 bytes into its own buffer, which outlives the wait
+            // below (every request completes before `run` returns).
+            unsafe { self.ring.submission().push(&sqe) }.expect("room");
+        }
+        self.ring.submit_and_wait(SMALL).expect("enter");
+        let n = self.ring.completion().filter(|c| c.result() == 64).count();
+        assert_eq!(n, SMALL);
+    }
+}
+
 /// Median nanoseconds per run of each variant, the variants alternated in every repeat.
 fn medians(variants: &mut [Variant<'_>], runs: u32, repeats: usize) -> Vec<f64> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -311,6 +348,16 @@ fn ratios(_: &mut Criterion) {
                 assert_eq!(o.ret, SMALL as u64 + 1);
             }),
         ));
+    }
+    for linked in [true, false] {
+        let mut ring = RawRing::new(fd);
+        let mut b = Box::new([[0u8; 64]; SMALL]);
+        let name = if linked {
+            "raw_ring_linked"
+        } else {
+            "raw_ring_unlinked"
+        };
+        v.push((name.into(), Box::new(move || ring.run(&mut b, linked))));
     }
     let med = medians(&mut v, if quick { 1 } else { 2000 }, repeats);
     let names: Vec<String> = v.iter().map(|(n, _)| n.clone()).collect();

@@ -147,6 +147,7 @@ conformance! {
         compound_control_flow,
         compound_file_copy,
         compound_rejected,
+        compound_interrupt,
     ];
 }
 

@@ -469,3 +469,57 @@ pub fn compound_rejected(c: &Case) {
     }
     let _ = NR_NOP;
 }
+
+/// Interrupting a compound blocked in one of its calls stops it with `-EINTR` (the calls after
+/// it do not run); the fds work afterwards.
+pub fn compound_interrupt(c: &Case) {
+    let (r, w) = new_pipe(0);
+    let f = TempDir::new(c.name);
+    let out = f.file("i", b"");
+    let ofd = open_path(&out, O_WRONLY);
+    let mut b = Builder::new();
+    b.buffer(16);
+    // SAFETY: reads at most 16 bytes into the 16-byte buffer, writes what it read.
+    unsafe {
+        let n = b.call_with(
+            SYS_read,
+            &[Arg::Imm(r.a()), Arg::Buf(0), Arg::Imm(16)],
+            true,
+        );
+        b.call_with(
+            SYS_write,
+            &[Arg::Imm(ofd.a()), Arg::Buf(0), Arg::Ref(n, 0)],
+            true,
+        );
+    }
+    // Declared before the registration: dropped after it is shut down.
+    let mut prog = b.build().unwrap();
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    // SAFETY: `prog` outlives the registration (declared before it) and is untouched until
+    // the result is taken.
+    let call = unsafe { prog.entry_call() };
+    let t = p.post(&call).unwrap();
+    p.submit();
+    crate::wait_status(
+        &reg,
+        t.slot(),
+        flexsc_kmod::entry::status::BUSY,
+        "the compound",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20)); // blocked in the read by now
+    p.interrupt(&t);
+    let ret = crate::take_within(&mut p, t, "compound");
+    let e = prog.outcome(ret).expect_err("interrupted");
+    assert_eq!((e.errno, e.stop), (EINTR, 0), "{e}");
+    assert_eq!(
+        prog.results()[1],
+        NOT_RUN,
+        "the write after the read did not run"
+    );
+    assert_eq!(file_bytes(&out), b"");
+    write_all(&w, b"later");
+    let o = p.compound(&mut prog).expect("runs again");
+    assert_eq!((o.ret, prog.results()), (3, &[5i64, 5][..]));
+    assert_eq!(file_bytes(&out), b"later");
+}

@@ -154,3 +154,48 @@ fn a_multi_call_is_one_chain_on_the_ring() {
     assert_eq!(prog.results(), [5; 8]);
     assert_eq!(&prog.buffer()[8 * 7..8 * 7 + 5], b"chain");
 }
+
+#[test]
+fn an_interrupted_chain_ends_with_eintr() {
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let mut p = [0i32; 2];
+    // SAFETY: pipe writes two fds into our array.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    let mut buf = [0u8; 8];
+    // A positional read of an empty pipe waits inside a chain (see `chain`), then a NOP.
+    // SAFETY: reads at most 8 bytes into `buf`, which outlives the entry.
+    let calls = unsafe {
+        [
+            (
+                crate::Syscall::new(
+                    libc::SYS_pread64,
+                    &[p[0] as u64, buf.as_mut_ptr() as u64, 8, 0],
+                ),
+                true,
+            ),
+            (crate::Syscall::nop(), true),
+        ]
+    };
+    let mut prog = crate::compound::multi_call(&calls).unwrap();
+    // SAFETY: `prog` outlives the entry, which is taken below.
+    let call = unsafe { prog.entry_call() };
+    area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
+    core.submit(&[0]);
+    assert!(core.chains[0].is_some(), "the multi-call runs as a chain");
+    assert_eq!(area.entry(0, 0).status(), status::BUSY);
+    core.interrupt(0);
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(-i64::from(libc::EINTR)));
+    let not_run = crate::compound::exec::NOT_RUN;
+    assert_eq!(prog.results(), [not_run, not_run]);
+    // SAFETY: closing our own fds.
+    unsafe {
+        libc::close(p[0]);
+        libc::close(p[1]);
+    }
+}
