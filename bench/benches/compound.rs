@@ -349,6 +349,25 @@ fn ratios(_: &mut Criterion) {
             }),
         ));
     }
+    // For scale: ONE pread through the threads backend (a call that may block: the syscall
+    // thread hands its core to a sibling first, paper 3.5, as it does for a compound).
+    let mut one_buf = Box::new([0u8; 64]);
+    if let Some((one_reg, mut one)) = reg(BackendKind::Threads) {
+        // SAFETY: a 64-byte pread into a 64-byte buffer that outlives the registration.
+        let call = unsafe {
+            Syscall::new(
+                libc::SYS_pread64,
+                &[fd as u64, one_buf.as_mut_ptr() as u64, 64, 0],
+            )
+        };
+        v.push((
+            "one_pread_threads".into(),
+            Box::new(move || {
+                let _keep = &one_reg;
+                assert_eq!(one.call(&call), 64);
+            }),
+        ));
+    }
     for linked in [true, false] {
         let mut ring = RawRing::new(fd);
         let mut b = Box::new([[0u8; 64]; SMALL]);
