@@ -153,7 +153,7 @@ static long flexsc_interpret(struct flexsc_reg *reg, u32 index, struct flexsc_co
 			     const struct flexsc_op *ops, long *results, unsigned long *ran)
 {
 	u32 pc = 0, steps = 0, k;
-	long ret;
+	long ret, r;
 
 	for (;;) {
 		const struct flexsc_op *op;
@@ -187,11 +187,18 @@ static long flexsc_interpret(struct flexsc_reg *reg, u32 index, struct flexsc_co
 			pc = flexsc_compare(op->cond, (s64)a[0], (s64)a[1]) ? op->target : pc + 1;
 			continue;
 		}
-		results[pc] = flexsc_dispatch_call(op->nr, a);
+		r = flexsc_dispatch_call(op->nr, a);
 		flexsc_run_task_work();
-		if (results[pc] == -ERESTARTSYS || results[pc] == -ERESTARTNOINTR ||
-		    results[pc] == -ERESTARTNOHAND || results[pc] == -ERESTART_RESTARTBLOCK)
-			results[pc] = -EINTR; /* restart codes never reach user space */
+		/* Cut short by a signal or an interrupt of this entry: the program ends here, the call
+		 * counted as not run (restart codes never reach user space).
+		 */
+		if (r == -ERESTARTSYS || r == -ERESTARTNOINTR || r == -ERESTARTNOHAND ||
+		    r == -ERESTART_RESTARTBLOCK ||
+		    (r == -EINTR && (test_bit(index, reg->intr) || READ_ONCE(reg->dead)))) {
+			ret = -EINTR;
+			break;
+		}
+		results[pc] = r;
 		set_bit(pc, ran);
 		if (results[pc] < 0 && (op->flags & FLEXSC_OP_CHECK)) {
 			ret = pc + 1;
