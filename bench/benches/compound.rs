@@ -7,7 +7,8 @@
 //!   multi-call, per backend, against 8 synchronous preads.
 //!
 //! The ratio pass adds the io_uring floor for the 8 preads: raw requests on a plain ring, linked
-//! (what a multi-call's order and stop need) and independent, each in one enter.
+//! (what a multi-call's order and stop need) and independent, each in one enter, into ordinary
+//! or registered (fixed) buffers.
 //!
 //! After criterion's groups, a ratio pass alternates the variants (so drift hits all of them)
 //! and prints each one's median time per operation over the repeats, relative to the baseline
@@ -248,22 +249,41 @@ fn multi_call8(c: &mut Criterion) {
 struct RawRing {
     ring: io_uring::IoUring,
     fd: RawFd,
+    /// The buffers registered (`IORING_REGISTER_BUFFERS`): reads are `READ_FIXED`.
+    fixed: bool,
 }
 
 impl RawRing {
-    fn new(fd: RawFd) -> Self {
+    fn new(fd: RawFd, fixed: Option<&mut [[u8; 64]; SMALL]>) -> Self {
+        let ring = io_uring::IoUring::new(16).expect("io_uring");
+        if let Some(bufs) = &fixed {
+            let iov = libc::iovec {
+                iov_base: bufs.as_ptr() as *mut libc::c_void,
+                iov_len: size_of::<[[u8; 64]; SMALL]>(),
+            };
+            // SAFETY: the buffers are boxed by the caller and outlive the ring (dropped after).
+            unsafe { ring.submitter().register_buffers(&[iov]) }.expect("register buffers");
+        }
         Self {
-            ring: io_uring::IoUring::new(16).expect("io_uring"),
+            ring,
             fd,
+            fixed: fixed.is_some(),
         }
     }
 
     fn run(&mut self, bufs: &mut [[u8; 64]; SMALL], linked: bool) {
         use io_uring::{opcode, squeue::Flags, types::Fd};
         for (i, b) in bufs.iter_mut().enumerate() {
-            let mut sqe = opcode::Read::new(Fd(self.fd), b.as_mut_ptr(), 64)
-                .offset((i * 512) as u64)
-                .build();
+            let off = (i * 512) as u64;
+            let mut sqe = if self.fixed {
+                opcode::ReadFixed::new(Fd(self.fd), b.as_mut_ptr(), 64, 0)
+                    .offset(off)
+                    .build()
+            } else {
+                opcode::Read::new(Fd(self.fd), b.as_mut_ptr(), 64)
+                    .offset(off)
+                    .build()
+            };
             if linked && i + 1 < SMALL {
                 sqe = sqe.flags(Flags::IO_LINK);
             }
@@ -307,7 +327,7 @@ fn report(title: &str, names: &[String], med: &[f64]) {
         names[0]
     );
     for (n, m) in names.iter().zip(med) {
-        println!("  {n:<22} {:>12.0} ns   {:.3}x time", m, m / med[0]);
+        println!("  {n:<28} {:>12.0} ns   {:.3}x time", m, m / med[0]);
     }
 }
 
@@ -368,15 +388,15 @@ fn ratios(_: &mut Criterion) {
             }),
         ));
     }
-    for linked in [true, false] {
-        let mut ring = RawRing::new(fd);
+    for (linked, fixed) in [(true, false), (true, true), (false, false), (false, true)] {
         let mut b = Box::new([[0u8; 64]; SMALL]);
-        let name = if linked {
-            "raw_ring_linked"
-        } else {
-            "raw_ring_unlinked"
-        };
-        v.push((name.into(), Box::new(move || ring.run(&mut b, linked))));
+        let mut ring = RawRing::new(fd, fixed.then_some(&mut *b));
+        let name = format!(
+            "raw_ring_{}{}",
+            if linked { "linked" } else { "unlinked" },
+            if fixed { "_fixed_buf" } else { "" }
+        );
+        v.push((name, Box::new(move || ring.run(&mut b, linked))));
     }
     let med = medians(&mut v, if quick { 1 } else { 2000 }, repeats);
     let names: Vec<String> = v.iter().map(|(n, _)| n.clone()).collect();
