@@ -7,7 +7,6 @@ use flexsc_kmod::Syscall;
 use flexsc_kmod::compound::abi::{self, Header, NR_COMPOUND, Op, op_flags, op_kind, src};
 use flexsc_kmod::compound::exec::NOT_RUN;
 use flexsc_kmod::compound::{Arg, Builder, Cond};
-use flexsc_kmod::entry::NR_NOP;
 use libc::*;
 
 fn neg(errno: i32) -> i64 {
@@ -47,6 +46,21 @@ pub fn multicall_in_order(c: &Case) {
     let mut results = [0i64; 2];
     assert_eq!(x.p.multi_call(&calls, &mut results), Ok(3));
     assert_eq!(results, [sys(SYS_getppid, &[]), 3]);
+    // Longer than the submission queue (one page: 64 requests): never split on io_uring.
+    let mut one = [0u8; 300];
+    let calls: Vec<_> = one
+        .iter_mut()
+        .enumerate()
+        .map(|(i, b)| {
+            let a = [fd.a(), std::ptr::from_mut(b) as u64, 1, (i % 7) as u64];
+            (req(SYS_pread64, &a), true)
+        })
+        .collect();
+    let mut results = vec![0i64; calls.len()];
+    assert_eq!(x.p.multi_call(&calls, &mut results), Ok(301));
+    assert!(results.iter().all(|&r| r == 1), "{results:?}");
+    let want: Vec<u8> = (0..300).map(|i| b"hellohe"[i % 7]).collect();
+    assert_eq!(one.to_vec(), want);
 }
 
 /// The first checked failure stops a multi-call (the paper's index, later calls not run); an
@@ -467,7 +481,6 @@ pub fn compound_rejected(c: &Case) {
             assert_eq!((show(r), h.steps), (show(neg(EFAULT)), 0), "ops {bp:#x}");
         }
     }
-    let _ = NR_NOP;
 }
 
 /// Interrupting a compound blocked in one of its calls stops it with `-EINTR` (the calls after

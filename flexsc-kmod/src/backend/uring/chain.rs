@@ -8,8 +8,9 @@
 //!   failed, that is the multi-call's stop (its 1-based index is returned, the rest did not run).
 //!   Anywhere else (an unchecked failure, a short transfer) the rest is resubmitted as a new
 //!   chain from the next call: one more enter, the same results as sequential execution.
-//! - Anything else goes to the syscall threads: references to results, jumps, stops, calls with
-//!   no exact request (see `opcode`: the read/write family at the file position, on fds that may
+//! - Anything else goes to the syscall threads: more calls than the submission queue holds (a
+//!   link is queued at once and never split between submissions, where its second half would run
+//!   unordered), references to results, jumps, stops, calls with no exact request (see `opcode`: the read/write family at the file position, on fds that may
 //!   be non-blocking, is not exact), a step limit below the op count, a malformed program (the
 //!   syscall thread rejects it with the errno).
 //! - Positional reads and writes (pread, pwrite, ...) are taken: io_uring ignores the offset on

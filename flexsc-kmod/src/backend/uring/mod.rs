@@ -324,6 +324,35 @@ impl UringCore {
         }
     }
 
+    /// Queues a link's requests all at once (one tail update): a link must never be split
+    /// between two submissions (a SQPOLL thread could take part of it; an enter to make room
+    /// would submit part of it), or its second part would run unordered. The caller checked
+    /// that it fits in the queue ([`Self::link_fits`]).
+    fn push_link(&mut self, link: &[Entry]) {
+        loop {
+            let Some(ring) = &mut self.ring else {
+                return;
+            };
+            // SAFETY: as in `push`: the requests point at the poster's call arguments (the
+            // compound's buffers), left alone until the entry is completed.
+            if unsafe { ring.submission().push_multiple(link) }.is_ok() {
+                return;
+            }
+            if self.mode == Mode::SqPoll {
+                let _ = ring.submitter().squeue_wait();
+            } else {
+                self.enter(0);
+            }
+        }
+    }
+
+    /// Whether a link of `n` requests fits in the submission queue at all.
+    fn link_fits(&self, n: usize) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|r| n <= r.params().sq_entries() as usize)
+    }
+
     /// One io_uring_enter: submits what is queued, runs deferred completion work, and with
     /// `want` > 0 sleeps until that many completions are posted (or a signal). An unexpected
     /// failure abandons the ring.
@@ -491,9 +520,8 @@ impl UringCore {
     /// Puts entry `slot`'s multi-call on the ring as one link (the entry is claimed and
     /// detached).
     fn start_chain(&mut self, slot: u32, mut chain: Box<Chain>) {
-        for sqe in chain.link(slot) {
-            self.push(sqe);
-        }
+        let link = chain.link(slot);
+        self.push_link(&link);
         self.chains[slot as usize] = Some(chain);
         self.in_flight += 1;
     }
@@ -508,9 +536,8 @@ impl UringCore {
         match chain.complete(op, res) {
             Progress::Pending => {}
             Progress::Resubmit if !self.draining => {
-                for sqe in chain.link(slot) {
-                    self.push(sqe);
-                }
+                let link = chain.link(slot);
+                self.push_link(&link);
             }
             Progress::Resubmit => {
                 let ret = chain.abandon();
@@ -641,7 +668,8 @@ impl CoreBackend for UringCore {
             }
             if usable && nr == NR_COMPOUND {
                 // SAFETY: the entry's poster vouched for the program (`Compound::entry_call`).
-                if let Some(chain) = unsafe { Chain::plan(args[0], &self.caps) } {
+                let chain = unsafe { Chain::plan(args[0], &self.caps) };
+                if let Some(chain) = chain.filter(|c| self.link_fits(c.len())) {
                     let Some(claim) = entry.claim() else {
                         continue;
                     };
