@@ -13,7 +13,7 @@
 //!   ended normally (ran past its last op, or reached a [`op_kind::STOP`]).
 //! - `< 0` with `steps == 0`: rejected before anything ran; `stop` names the offending op
 //!   (`-EINVAL` malformed, `-E2BIG` too many ops, `-EPERM` a refused syscall number, `-EFAULT`
-//!   an unreadable header or ops array).
+//!   an unreadable header or ops array; the kernel module may also answer `-ENOMEM`).
 //! - `< 0` with `steps > 0`: stopped while running: `-ELOOP` (the step limit `max_steps` was
 //!   reached), `-EINTR` (interrupted, or the registration is ending), `-ENODATA` (an argument
 //!   referenced a call that has not run in this execution), `-EFAULT` (results not writable).
