@@ -224,6 +224,8 @@ static bool flexsc_thread_bound(u16 nr, const u64 a[6])
  */
 bool flexsc_may_block(u16 nr, const u64 args[6])
 {
+	if (nr == FLEXSC_NR_COMPOUND)
+		return true; /* any of its calls may */
 	switch (nr) {
 	case __NR_getpid: case __NR_getppid: case __NR_getuid: case __NR_geteuid:
 	case __NR_getgid: case __NR_getegid: case __NR_getpgid: case __NR_getsid:
@@ -253,12 +255,26 @@ bool flexsc_may_block(u16 nr, const u64 args[6])
 	return nr < NR_syscalls && !flexsc_thread_bound(nr, args);
 }
 
+/* Whether a compound must refuse call `nr(args)` (thread-bound: clone, fork, execve, exit, ...). */
+bool flexsc_refused(u16 nr, const u64 args[6])
+{
+	return flexsc_thread_bound(nr, args);
+}
+
+/* Runs entry `index`'s request: a compound (compound.c), or one call. */
+long flexsc_dispatch(struct flexsc_reg *reg, u32 index, u16 nr, const u64 args[6])
+{
+	if (nr == FLEXSC_NR_COMPOUND)
+		return flexsc_compound(reg, index, args[0]);
+	return flexsc_dispatch_call(nr, args);
+}
+
 /*
- * Runs entry call `nr(args)` on the current thread and returns its raw result: 0 for the flexsc
+ * Runs call `nr(args)` on the current thread and returns its raw result: 0 for the flexsc
  * no-op, -ENOSYS for other reserved numbers and numbers beyond the table, -EOPNOTSUPP for calls
  * bound to the calling thread; otherwise the kernel's own implementation, through its table.
  */
-long flexsc_dispatch(u16 nr, const u64 args[6])
+long flexsc_dispatch_call(u16 nr, const u64 args[6])
 {
 	struct pt_regs regs = {};
 

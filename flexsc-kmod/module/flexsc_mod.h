@@ -92,9 +92,14 @@ void flexsc_notify(struct task_struct *task);
 
 /* dispatch.c */
 int flexsc_dispatch_init(void);
-long flexsc_dispatch(u16 nr, const u64 args[6]);
+long flexsc_dispatch(struct flexsc_reg *reg, u32 index, u16 nr, const u64 args[6]);
+long flexsc_dispatch_call(u16 nr, const u64 args[6]);
+bool flexsc_refused(u16 nr, const u64 args[6]);
 bool flexsc_may_block(u16 nr, const u64 args[6]);
 void flexsc_run_task_work(void);
 bool flexsc_seccomp_active(void);
+
+/* compound.c */
+long flexsc_compound(struct flexsc_reg *reg, u32 index, u64 uaddr);
 
 #endif /* FLEXSC_MOD_H */

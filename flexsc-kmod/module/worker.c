@@ -172,7 +172,7 @@ static enum flexsc_ran flexsc_run_blocking(struct flexsc_reg *reg, struct flexsc
 		w->running = index + 1;
 	spin_unlock(&reg->lock);
 
-	ret = requested ? -EINTR : flexsc_dispatch(nr, args);
+	ret = requested ? -EINTR : flexsc_dispatch(reg, index, nr, args);
 
 	spin_lock(&reg->lock);
 	w->running = 0;
@@ -231,7 +231,7 @@ static enum flexsc_drain flexsc_drain(struct flexsc_reg *reg, struct flexsc_work
 					return FLEXSC_SIGNALLED;
 				return FLEXSC_HANDED_OFF;
 			}
-			ret = flexsc_dispatch(nr, args);
+			ret = flexsc_dispatch(reg, index, nr, args);
 			flexsc_run_task_work();
 			if (flexsc_finish(reg, index, ret, false) == FLEXSC_STOPPED) {
 				clear_bit_unlock(i, reg->page_lock);

@@ -56,7 +56,8 @@ const SYS_LSM_GET_SELF_ATTR: c_long = 459;
 const SYS_LSM_SET_SELF_ATTR: c_long = 460;
 
 /// The answer to a libflexsc operation (numbers from `NR_FLEXSC_BASE` on), which no backend
-/// hands to the kernel: NOP is 0, every other reserved number `-ENOSYS`. None for a Linux
+/// hands to the kernel: NOP is 0, every other reserved number `-ENOSYS` (executors run
+/// `NR_COMPOUND` entries before asking; inside a compound it cannot nest). None for a Linux
 /// syscall number.
 pub fn flexsc_op_result(nr: i64) -> Option<i64> {
     use crate::entry::{NR_FLEXSC_BASE, NR_NOP};
@@ -269,6 +270,7 @@ pub fn name(nr: c_long) -> &'static str {
         SYS_epoll_wait => "epoll_wait",
         SYS_nanosleep => "nanosleep",
         SYS_fsync => "fsync",
+        _ if nr == crate::compound::abi::NR_COMPOUND as c_long => "compound",
         _ if nr >= crate::entry::NR_FLEXSC_BASE as c_long => "flexsc-op",
         _ => "other",
     }

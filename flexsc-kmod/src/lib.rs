@@ -14,6 +14,7 @@
 //! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
 //! - [`backend`]: the executors: `threads` (syscall threads in user space), `uring`, and `kmod`
 //!   (the kernel module's in-kernel syscall threads, `module/`, `docs/kernel-module.md`).
+//! - [`compound`]: multi-calls and compound calls, posted as one entry.
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
 //! - [`fd_mode`]: descriptors vouched for as blocking by their only owner (no `F_GETFL` per
 //!   waiting request on the uring backend).
@@ -36,6 +37,8 @@ pub mod area;
 pub mod backend;
 #[cfg(not(loom))]
 pub mod calls;
+#[cfg(not(loom))]
+pub mod compound;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]

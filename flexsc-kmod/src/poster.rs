@@ -577,6 +577,38 @@ impl Poster {
         }
     }
 
+    /// Runs compound `c` as one entry (batched with whatever is posted and not yet submitted)
+    /// and waits for it: every op's result is then in `c`.
+    pub fn compound(
+        &mut self,
+        c: &mut crate::compound::Compound,
+    ) -> Result<crate::compound::Outcome, crate::compound::CompoundError> {
+        // SAFETY: `c` is borrowed mutably until `call` has taken the entry's result.
+        let call = unsafe { c.entry_call() };
+        let ret = self.call(&call);
+        c.outcome(ret)
+    }
+
+    /// A multi-call (System Call Clustering, Figure 2): runs `calls` in order as one entry,
+    /// stopping after the first one flagged `true` (checked) that fails, and returns the
+    /// paper's value: the 1-based index of that call, or `calls.len() + 1`. `results` (at least
+    /// `calls.len()` long) gets every call's result (`-ECANCELED` for those that did not run).
+    pub fn multi_call(
+        &mut self,
+        calls: &[(Syscall, bool)],
+        results: &mut [i64],
+    ) -> Result<usize, crate::compound::CompoundError> {
+        let mut c =
+            crate::compound::multi_call(calls).map_err(|m| crate::compound::CompoundError {
+                errno: m.errno,
+                steps: 0,
+                stop: m.op.unwrap_or(u32::MAX),
+            })?;
+        let out = self.compound(&mut c)?;
+        results[..calls.len()].copy_from_slice(c.results());
+        Ok(out.ret as usize)
+    }
+
     fn any_news(&self) -> bool {
         any_news(&self.shared.area, self.core, &self.inflight, &self.seen)
     }
@@ -639,6 +671,15 @@ fn any_news(area: &crate::area::SyscallArea, core: usize, inflight: &[u64], seen
 pub(crate) fn run_local(call: &Syscall) -> i64 {
     if call.nr < 0 {
         return -(libc::ENOSYS as i64);
+    }
+    if call.nr == i64::from(crate::compound::abi::NR_COMPOUND) {
+        // SAFETY: whoever built this entry call vouched for the program it points at
+        // (`Compound::entry_call`, or `Syscall::new` for a hand-made one).
+        return unsafe {
+            crate::compound::executor::run_at(call.args[0], &mut |nr, a: &[u64; 6]| {
+                Some(crate::compound::issue_here(nr, a))
+            })
+        };
     }
     if let Some(r) = calls::flexsc_op_result(call.nr) {
         return r;

@@ -53,6 +53,53 @@ int main(void)
 	P("FLEXSC_STATUS_DONE", FLEXSC_STATUS_DONE);
 	P("FLEXSC_NR_BASE", FLEXSC_NR_BASE);
 	P("FLEXSC_NR_NOP", FLEXSC_NR_NOP);
+	P("FLEXSC_NR_COMPOUND", FLEXSC_NR_COMPOUND);
+	P("FLEXSC_COMPOUND_VERSION", FLEXSC_COMPOUND_VERSION);
+	P("FLEXSC_COMPOUND_MAX_OPS", FLEXSC_COMPOUND_MAX_OPS);
+	P("FLEXSC_COMPOUND_MAX_STEPS", FLEXSC_COMPOUND_MAX_STEPS);
+	P("FLEXSC_OP_CALL", FLEXSC_OP_CALL);
+	P("FLEXSC_OP_JUMP", FLEXSC_OP_JUMP);
+	P("FLEXSC_OP_STOP", FLEXSC_OP_STOP);
+	P("FLEXSC_OP_CHECK", FLEXSC_OP_CHECK);
+	P("FLEXSC_SRC_RESULT", FLEXSC_SRC_RESULT);
+	P("FLEXSC_SRC_BUF", FLEXSC_SRC_BUF);
+	P("FLEXSC_COND_LE", FLEXSC_COND_LE);
+	P("FLEXSC_COND_GE", FLEXSC_COND_GE);
+	P("op.size", sizeof(struct flexsc_op));
+	P("op.nr.offset", offsetof(struct flexsc_op, nr));
+	P("op.target.offset", offsetof(struct flexsc_op, target));
+	P("op.cond.offset", offsetof(struct flexsc_op, cond));
+	P("op.nargs.offset", offsetof(struct flexsc_op, nargs));
+	P("op.src.offset", offsetof(struct flexsc_op, src));
+	P("op.refs.offset", offsetof(struct flexsc_op, refs));
+	P("op.reserved.offset", offsetof(struct flexsc_op, reserved));
+	P("op.args.offset", offsetof(struct flexsc_op, args));
+	P("compound.size", sizeof(struct flexsc_compound));
+	P("compound.max_steps.offset", offsetof(struct flexsc_compound, max_steps));
+	P("compound.ops.offset", offsetof(struct flexsc_compound, ops));
+	P("compound.results.offset", offsetof(struct flexsc_compound, results));
+	P("compound.buf.offset", offsetof(struct flexsc_compound, buf));
+	P("compound.buf_len.offset", offsetof(struct flexsc_compound, buf_len));
+	P("compound.steps.offset", offsetof(struct flexsc_compound, steps));
+	P("compound.stop.offset", offsetof(struct flexsc_compound, stop));
+	{
+		/* The C multi-call helper builds what the Rust builder builds. */
+		struct flexsc_compound h;
+		struct flexsc_op ops[2];
+		int64_t results[2];
+		const uint16_t nrs[2] = { 39, 110 };
+		const uint64_t args[2][6] = { { 0 }, { 0 } };
+		const uint8_t check[2] = { 1, 0 };
+		const unsigned char *b = (const unsigned char *)ops;
+		unsigned long long sum = 0;
+		size_t i;
+
+		P("multicall.init", flexsc_multicall_init(&h, ops, results, 2, nrs, args, check));
+		for (i = 0; i < sizeof(ops); i++)
+			sum = sum * 31 + b[i];
+		P("multicall.ops.hash", sum);
+		P("multicall.max_steps", h.max_steps);
+	}
 	return 0;
 }
 "#;
@@ -72,7 +119,7 @@ fn rust_side() -> BTreeMap<String, u64> {
         - (&page.entries[0] as *const SyscallEntry as usize);
     // The status word, the arguments and the result are private fields: their sizes are the gaps
     // between the published offsets.
-    let facts: [(&str, usize); 28] = [
+    let facts: Vec<(&str, usize)> = vec![
         ("entry.size", size_of::<SyscallEntry>()),
         ("entry.align", align_of::<SyscallEntry>()),
         ("entry.status.offset", offsets::STATUS),
@@ -102,10 +149,67 @@ fn rust_side() -> BTreeMap<String, u64> {
         ("FLEXSC_NR_BASE", entry::NR_FLEXSC_BASE as usize),
         ("FLEXSC_NR_NOP", entry::NR_NOP as usize),
     ];
+    let mut facts = facts;
+    facts.extend(compound_facts());
     facts
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v as u64))
         .collect()
+}
+
+/// The compound ABI (`src/compound/abi.rs`).
+fn compound_facts() -> Vec<(&'static str, usize)> {
+    use flexsc_kmod::compound::abi::{self, Header, Op, cond, op_flags, op_kind, src};
+    use flexsc_kmod::compound::multi_call;
+    use memoffset::offset_of;
+    // The C helper's multi-call: getppid (checked), getppid (unchecked), 6 arguments each.
+    // SAFETY: never posted; only its ops' bytes are compared.
+    let calls = unsafe {
+        [
+            (flexsc_kmod::Syscall::new(39, &[0; 6]), true),
+            (flexsc_kmod::Syscall::new(110, &[0; 6]), false),
+        ]
+    };
+    let c = multi_call(&calls).expect("valid");
+    // SAFETY: `Op` is plain old data without padding (80 bytes of integers, asserted in abi.rs).
+    let bytes = unsafe { std::slice::from_raw_parts(c.ops().as_ptr().cast::<u8>(), 160) };
+    let hash = bytes
+        .iter()
+        .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(b.into()));
+    vec![
+        ("FLEXSC_NR_COMPOUND", abi::NR_COMPOUND as usize),
+        ("FLEXSC_COMPOUND_VERSION", abi::VERSION as usize),
+        ("FLEXSC_COMPOUND_MAX_OPS", abi::MAX_OPS as usize),
+        ("FLEXSC_COMPOUND_MAX_STEPS", abi::MAX_STEPS as usize),
+        ("FLEXSC_OP_CALL", op_kind::CALL as usize),
+        ("FLEXSC_OP_JUMP", op_kind::JUMP as usize),
+        ("FLEXSC_OP_STOP", op_kind::STOP as usize),
+        ("FLEXSC_OP_CHECK", op_flags::CHECK as usize),
+        ("FLEXSC_SRC_RESULT", src::RESULT as usize),
+        ("FLEXSC_SRC_BUF", src::BUF as usize),
+        ("FLEXSC_COND_LE", cond::LE as usize),
+        ("FLEXSC_COND_GE", cond::GE as usize),
+        ("op.size", size_of::<Op>()),
+        ("op.nr.offset", offset_of!(Op, nr)),
+        ("op.target.offset", offset_of!(Op, target)),
+        ("op.cond.offset", offset_of!(Op, cond)),
+        ("op.nargs.offset", offset_of!(Op, nargs)),
+        ("op.src.offset", offset_of!(Op, src)),
+        ("op.refs.offset", offset_of!(Op, refs)),
+        ("op.reserved.offset", offset_of!(Op, reserved)),
+        ("op.args.offset", offset_of!(Op, args)),
+        ("compound.size", size_of::<Header>()),
+        ("compound.max_steps.offset", offset_of!(Header, max_steps)),
+        ("compound.ops.offset", offset_of!(Header, ops)),
+        ("compound.results.offset", offset_of!(Header, results)),
+        ("compound.buf.offset", offset_of!(Header, buf)),
+        ("compound.buf_len.offset", offset_of!(Header, buf_len)),
+        ("compound.steps.offset", offset_of!(Header, steps)),
+        ("compound.stop.offset", offset_of!(Header, stop)),
+        ("multicall.init", 0),
+        ("multicall.ops.hash", hash as usize),
+        ("multicall.max_steps", 2),
+    ]
 }
 
 /// A scratch directory removed when dropped (also when the test fails).

@@ -34,6 +34,7 @@
 //! Nothing here measures speed: the only timeouts are hang guards.
 
 mod common;
+mod compound;
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -44,6 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use compound::*;
 use flexsc_kmod::entry::{NR_NOP, status};
 use flexsc_kmod::{
     Config, PostError, Poster, Registration, Specialization, Syscall, Ticket, calls, config,
@@ -138,6 +140,14 @@ conformance! {
         interrupt_after_completion,
         interrupt_twice,
         interrupt_stress,
+        // Multi-calls and compound calls.
+        multicall_in_order,
+        multicall_error_stops,
+        compound_references,
+        compound_control_flow,
+        compound_file_copy,
+        compound_rejected,
+        compound_interrupt,
     ];
 }
 
@@ -1710,8 +1720,9 @@ fn epoll(c: &Case) {
 
 fn enosys(c: &Case) {
     let mut x = c.ctx();
-    // Unused numbers and numbers in libflexsc's reserved range: posted, answered -ENOSYS.
-    for nr in [5000i64, 0xF001, 0xFFFF] {
+    // Unused numbers and numbers in libflexsc's reserved range: posted, answered -ENOSYS
+    // (0xF001 is the compound entry: see `compound::compound_rejected`).
+    for nr in [5000i64, 0xF002, 0xFFFF] {
         x.errs(nr, &[], ENOSYS);
     }
     // Numbers that do not fit the entry: refused at post, -ENOSYS through call (as the kernel

@@ -592,7 +592,10 @@ fn hand_written_entries_are_answered_or_refused() {
         (4000, [0; 6], neg(ENOSYS)),
         (0xEFFF, [0; 6], neg(ENOSYS)),
         (NR_NOP, [0; 6], 0),
-        (0xF001, [0; 6], neg(ENOSYS)),
+        (0xF002, [0; 6], neg(ENOSYS)),
+        // A compound whose header address is null, or unmapped: -EFAULT, nothing run.
+        (0xF001, [0; 6], neg(EFAULT)),
+        (0xF001, [8, 0, 0, 0, 0, 0], neg(EFAULT)),
         (0xFFFF, [0; 6], neg(ENOSYS)),
         // A call into the module from an entry: refused, never nested.
         (

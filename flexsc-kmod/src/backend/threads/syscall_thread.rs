@@ -3,6 +3,8 @@
 
 use crate::area::SyscallArea;
 use crate::calls;
+use crate::compound::abi::NR_COMPOUND;
+use crate::compound::executor;
 use crate::entry::{Claim, NR_FLEXSC_BASE};
 use crate::interrupt::Interrupt;
 use crate::page::Step;
@@ -159,7 +161,8 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
         ran += guard.drain(&area.pages()[i], |claim| {
             let head = claim.head();
             let nr = head.nr as libc::c_long;
-            if calls::may_block(nr) && head.nr < NR_FLEXSC_BASE {
+            // A compound may block in any of its calls.
+            if (calls::may_block(nr) && head.nr < NR_FLEXSC_BASE) || head.nr == NR_COMPOUND {
                 blocking = Some(claim);
                 return Step::Release;
             }
@@ -180,7 +183,11 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             let args = claim.args();
             let intr = area.interrupt_of(claim.entry());
             st.in_call.store(true, Ordering::Release);
-            let ret = execute_interruptible(claim.head().nr, &args, intr, st.tid());
+            let ret = if claim.head().nr == NR_COMPOUND {
+                execute_compound(args[0], intr, st.tid())
+            } else {
+                execute_interruptible(claim.head().nr, &args, intr, st.tid())
+            };
             st.in_call.store(false, Ordering::Release);
             sched.call_done(core);
             claim.complete(ret);
@@ -221,4 +228,22 @@ fn execute_interruptible(nr: u16, args: &[u64; 6], intr: &Interrupt, tid: i32) -
         raw::take_pending_signals();
     }
     ret
+}
+
+/// Runs the compound at `addr` on this thread, back to back, each call interruptible as an
+/// entry's call; an interrupt of the entry stops the program (`-EINTR`).
+fn execute_compound(addr: u64, intr: &Interrupt, tid: i32) -> i64 {
+    let mut issue = |nr: u16, args: &[u64; 6]| {
+        if intr.requested() {
+            return None;
+        }
+        if let Some(r) = calls::flexsc_op_result(nr.into()) {
+            return Some(r);
+        }
+        let r = execute_interruptible(nr, args, intr, tid);
+        (!(r == -(libc::EINTR as i64) && intr.requested())).then_some(r)
+    };
+    // SAFETY: the entry's poster vouched for the program at `addr` (`Compound::entry_call`),
+    // which stays untouched until the entry is DONE.
+    unsafe { executor::run_at(addr, &mut issue) }
 }

@@ -200,6 +200,11 @@ impl Fix {
         fix
     }
 
+    /// A positional read or write with no follow-up: its completion is the result.
+    pub(super) fn positional_only(&self) -> bool {
+        matches!(self, Self::Ready(r) if matches!(r.wait, Wait::Positional) && r.rest.is_none())
+    }
+
     /// Whether the request must be [settled](Self::settle) once its non-blocking attempt is made.
     pub(super) fn wants_settle(&self) -> bool {
         matches!(self, Self::Ready(r) if !r.cancelled)

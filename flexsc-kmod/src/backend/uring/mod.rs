@@ -20,11 +20,15 @@
 //! Results equal the synchronous call's: `opcode` sends to the threads what io_uring would run
 //! differently, and `fixup` maps back the differences that can only be seen at run time.
 //!
+//! Multi-calls (compound entries of calls only, each with an exact request) run as one chain
+//! of linked requests (`chain`); other compounds go to the syscall threads.
+//!
 //! Interrupts ([`crate::interrupt`]): an entry on the ring is marked interrupted and its request
 //! cancelled (`IORING_OP_ASYNC_CANCEL`); its completion is final (no continuation), and the
 //! cancel's `-ECANCELED` becomes `-EINTR` (`Fix::interrupted`), while `fixup`'s own cancels keep
 //! their meaning. An entry on the syscall threads is interrupted as the `threads` backend does.
 
+mod chain;
 mod fixup;
 mod opcode;
 mod ring;
@@ -49,12 +53,14 @@ use crate::backend::threads::specialization::PosterSeat;
 use crate::backend::threads::{self, Scheduler, ThreadsBackend};
 use crate::backend::{Backend, CoreBackend, SplitStats};
 use crate::calls;
+use crate::compound::abi::NR_COMPOUND;
 use crate::config::Config;
 use crate::entry::{NR_FLEXSC_BASE, SyscallEntry, offsets};
 use crate::page::ENTRIES_PER_PAGE;
 use crate::raw;
 use crate::sync::{Arc, Ordering};
 
+use chain::{Chain, Progress};
 use fixup::{Fix, Outcome};
 use opcode::Route;
 use ring::{Caps, Mode, Setup};
@@ -157,6 +163,8 @@ struct UringCore {
     sched: Arc<Scheduler>,
     /// Per slot: how to complete the entry whose request is on the ring (None: not on it).
     flights: Box<[Option<Fix>]>,
+    /// Per slot: the multi-call running as linked requests (see `chain`).
+    chains: Box<[Option<Box<Chain>>]>,
     /// Per slot: the request on the ring was interrupted ([`CoreBackend::interrupt`]).
     interrupted: Box<[bool]>,
     in_flight: usize,
@@ -217,6 +225,7 @@ impl UringCore {
             core,
             sched,
             flights: (0..n).map(|_| None).collect(),
+            chains: (0..n).map(|_| None).collect(),
             interrupted: vec![false; n].into_boxed_slice(),
             in_flight: 0,
             unsettled: Vec::new(),
@@ -315,6 +324,35 @@ impl UringCore {
         }
     }
 
+    /// Queues a link's requests all at once (one tail update): a link must never be split
+    /// between two submissions (a SQPOLL thread could take part of it; an enter to make room
+    /// would submit part of it), or its second part would run unordered. The caller checked
+    /// that it fits in the queue ([`Self::link_fits`]).
+    fn push_link(&mut self, link: &[Entry]) {
+        loop {
+            let Some(ring) = &mut self.ring else {
+                return;
+            };
+            // SAFETY: as in `push`: the requests point at the poster's call arguments (the
+            // compound's buffers), left alone until the entry is completed.
+            if unsafe { ring.submission().push_multiple(link) }.is_ok() {
+                return;
+            }
+            if self.mode == Mode::SqPoll {
+                let _ = ring.submitter().squeue_wait();
+            } else {
+                self.enter(0);
+            }
+        }
+    }
+
+    /// Whether a link of `n` requests fits in the submission queue at all.
+    fn link_fits(&self, n: usize) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|r| n <= r.params().sq_entries() as usize)
+    }
+
     /// One io_uring_enter: submits what is queued, runs deferred completion work, and with
     /// `want` > 0 sleeps until that many completions are posted (or a signal). An unexpected
     /// failure abandons the ring.
@@ -373,6 +411,28 @@ impl UringCore {
         }
     }
 
+    /// One io_uring_enter that submits what is queued and runs completion work until `want`
+    /// completions are posted or no more can be without sleeping (a zero timeout).
+    fn enter_nowait(&mut self, want: usize) {
+        #[cfg(test)]
+        {
+            self.enters += 1;
+        }
+        let Some(ring) = &mut self.ring else {
+            return;
+        };
+        let ts = Timespec::new();
+        let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+        if let Err(e) = ring.submitter().submit_with_args(want, &args) {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+            ) {
+                self.abandon();
+            }
+        }
+    }
+
     /// Enters if the kernel has something for us to do (queued requests, deferred completion
     /// work, an overflowed completion queue), then reaps and settles.
     fn progress(&mut self) {
@@ -405,6 +465,7 @@ impl UringCore {
                 // Before 5.19 a cancel matches one request only: cancel each of ours.
                 tag::CANCEL_ANY if res == -libc::EINVAL => self.cancel_each(),
                 tag::CANCEL | tag::CANCEL_ANY => {}
+                ud if ud & chain::TAG != 0 => self.chain_completion(ud, res),
                 slot => self.finish(slot as u32, res),
             }
         }
@@ -456,6 +517,50 @@ impl UringCore {
         }
     }
 
+    /// Puts entry `slot`'s multi-call on the ring as one link (the entry is claimed and
+    /// detached).
+    fn start_chain(&mut self, slot: u32, mut chain: Box<Chain>) {
+        let link = chain.link(slot);
+        self.push_link(&link);
+        self.chains[slot as usize] = Some(chain);
+        self.in_flight += 1;
+    }
+
+    /// A completion of a chain's request: resubmit the rest of a broken link, or complete the
+    /// entry once the program is over.
+    fn chain_completion(&mut self, user_data: u64, res: i32) {
+        let (slot, op) = chain::untag(user_data);
+        let Some(chain) = self.chains.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match chain.complete(op, res) {
+            Progress::Pending => {}
+            Progress::Resubmit if !self.draining => {
+                let link = chain.link(slot);
+                self.push_link(&link);
+            }
+            Progress::Resubmit => {
+                let ret = chain.abandon();
+                self.complete_chain(slot, ret);
+            }
+            Progress::Done(ret) => self.complete_chain(slot, ret),
+        }
+    }
+
+    fn complete_chain(&mut self, slot: u32, ret: i64) {
+        self.chains[slot as usize] = None;
+        self.in_flight -= 1;
+        let entry = self.area.entry(self.core, slot);
+        // SAFETY: `submit` claimed and detached this entry when it started the chain, and the
+        // chain was set until the line above: the entry is completed once, by its claimant.
+        unsafe { entry.complete_detached(ret) };
+        let page = slot as usize / crate::page::ENTRIES_PER_PAGE;
+        if self.done_counts[page] == 0 {
+            self.done_pages.push(page as u32);
+        }
+        self.done_counts[page] += 1;
+    }
+
     /// Settles the requests still pending after their first attempt, once the kernel has made
     /// it (consumed the queue): those on `O_NONBLOCK` fds are cancelled.
     fn settle(&mut self) {
@@ -493,6 +598,18 @@ impl UringCore {
                 let cancel = AsyncCancel::new(slot as u64).build();
                 self.push(cancel.user_data(tag::CANCEL));
             }
+            self.cancel_chain(slot as u32);
+        }
+    }
+
+    /// Queues a cancel for each request of entry `slot`'s chain in flight, if it has one.
+    fn cancel_chain(&mut self, slot: u32) {
+        let Some(chain) = &self.chains[slot as usize] else {
+            return;
+        };
+        let tags: Vec<u64> = chain.in_flight(slot).collect();
+        for t in tags {
+            self.push(AsyncCancel::new(t).build().user_data(tag::CANCEL));
         }
     }
 
@@ -505,6 +622,11 @@ impl UringCore {
         for slot in 0..self.flights.len() {
             if self.flights[slot].is_some() {
                 self.finish(slot as u32, -libc::ECANCELED);
+            }
+            if let Some(mut chain) = self.chains[slot].take() {
+                let ret = chain.abandon();
+                self.chains[slot] = Some(chain);
+                self.complete_chain(slot as u32, ret);
             }
         }
         self.publish_completions();
@@ -532,6 +654,7 @@ impl CoreBackend for UringCore {
         let usable = self.bind();
         self.to_fallback.clear();
         let mut queued = false;
+        let mut chained = 0;
         for &slot in posted {
             let entry = self.area.entry(self.core, slot);
             let (nr, args) = request_of(entry);
@@ -542,6 +665,20 @@ impl CoreBackend for UringCore {
                     self.area.control_of(self.core, slot).note_completed(1);
                 }
                 continue;
+            }
+            if usable && nr == NR_COMPOUND {
+                // SAFETY: the entry's poster vouched for the program (`Compound::entry_call`).
+                let chain = unsafe { Chain::plan(args[0], &self.caps) };
+                if let Some(chain) = chain.filter(|c| self.link_fits(c.len())) {
+                    let Some(claim) = entry.claim() else {
+                        continue;
+                    };
+                    claim.detach();
+                    chained += chain.len();
+                    self.start_chain(slot, Box::new(chain));
+                    queued = true;
+                    continue;
+                }
             }
             let route = if usable {
                 opcode::route(nr, &args, &self.caps)
@@ -565,8 +702,15 @@ impl CoreBackend for UringCore {
             self.sched.submit(self.core, &self.to_fallback);
         }
         if queued {
-            // The batch's one system call.
-            self.enter(0);
+            // The batch's one system call. With linked requests it also waits, without sleeping,
+            // for as many completions as there are requests: a deferred-taskrun ring issues each
+            // linked request from the previous one's completion work, which a plain enter runs
+            // only one step of.
+            if chained > 0 {
+                self.enter_nowait(chained);
+            } else {
+                self.enter(0);
+            }
             self.reap();
             self.settle();
         }
@@ -579,6 +723,15 @@ impl CoreBackend for UringCore {
     }
 
     fn interrupt(&mut self, slot: u32) {
+        if let Some(chain) = self.chains[slot as usize].as_mut() {
+            chain.interrupt();
+            if self.bind() {
+                self.cancel_chain(slot);
+                self.enter(0);
+                self.reap();
+            }
+            return;
+        }
         if self.flights[slot as usize].is_none() {
             // Not on the ring: a syscall thread claimed it.
             threads::interrupt(&self.area, self.core, slot);

@@ -93,3 +93,109 @@ fn bounded_wait_sees_fallback_completions() {
         libc::close(p[1]);
     }
 }
+
+#[test]
+fn a_multi_call_is_one_chain_on_the_ring() {
+    use crate::compound::{Arg, Builder};
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let mut b2 = Builder::new();
+    b2.buffer(64);
+    let fd = {
+        let path = std::env::temp_dir().join(format!("flexsc-chain-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    };
+    let fd_num = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
+    // SAFETY: writes 5 bytes from, then reads 5 bytes into, the 64-byte shared buffer.
+    unsafe {
+        b2.call_with(
+            libc::SYS_pwrite64,
+            &[Arg::Imm(fd_num), Arg::Buf(0), Arg::Imm(5), Arg::Imm(0)],
+            true,
+        );
+        for i in 0..7 {
+            b2.call_with(
+                libc::SYS_pread64,
+                &[
+                    Arg::Imm(fd_num),
+                    Arg::Buf(8 + i * 8),
+                    Arg::Imm(5),
+                    Arg::Imm(0),
+                ],
+                true,
+            );
+        }
+    }
+    let mut prog = b2.build().unwrap();
+    prog.buffer_mut()[..5].copy_from_slice(b"chain");
+    // SAFETY: `prog` outlives the entry, which is taken below.
+    let call = unsafe { prog.entry_call() };
+    area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
+    core.submit(&[0]);
+    assert_eq!(
+        core.enters, 1,
+        "the whole multi-call is submitted with one enter"
+    );
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(9));
+    assert!(core.chains.iter().all(Option::is_none));
+    assert_eq!(prog.results(), [5; 8]);
+    assert_eq!(&prog.buffer()[8 * 7..8 * 7 + 5], b"chain");
+}
+
+#[test]
+fn an_interrupted_chain_ends_with_eintr() {
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let mut p = [0i32; 2];
+    // SAFETY: pipe writes two fds into our array.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    let mut buf = [0u8; 8];
+    // A positional read of an empty pipe waits inside a chain (see `chain`), then a NOP.
+    // SAFETY: reads at most 8 bytes into `buf`, which outlives the entry.
+    let calls = unsafe {
+        [
+            (
+                crate::Syscall::new(
+                    libc::SYS_pread64,
+                    &[p[0] as u64, buf.as_mut_ptr() as u64, 8, 0],
+                ),
+                true,
+            ),
+            (crate::Syscall::nop(), true),
+        ]
+    };
+    let mut prog = crate::compound::multi_call(&calls).unwrap();
+    // SAFETY: `prog` outlives the entry, which is taken below.
+    let call = unsafe { prog.entry_call() };
+    area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
+    core.submit(&[0]);
+    assert!(core.chains[0].is_some(), "the multi-call runs as a chain");
+    assert_eq!(area.entry(0, 0).status(), status::BUSY);
+    core.interrupt(0);
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(-i64::from(libc::EINTR)));
+    let not_run = crate::compound::exec::NOT_RUN;
+    assert_eq!(prog.results(), [not_run, not_run]);
+    // SAFETY: closing our own fds.
+    unsafe {
+        libc::close(p[0]);
+        libc::close(p[1]);
+    }
+}
