@@ -14,6 +14,8 @@
 //! - [`register()`]: flexsc_register; [`Poster`]: posting, submitting, waiting.
 //! - [`backend`]: the executors: `threads` (syscall threads in user space), `uring`, and `kmod`
 //!   (the kernel module's in-kernel syscall threads, `module/`, `docs/kernel-module.md`).
+//! - [`specialize`]: specialization contexts (declared invariants of a connection; io_uring fixed
+//!   files and buffers).
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
 //! - [`raw`]: the raw `syscall` instruction and the few other raw calls we need.
 //! - [`os_thread`]: the library's own kernel threads, made with glibc's own `pthread_create`.
@@ -44,6 +46,8 @@ mod poster;
 pub mod raw;
 #[cfg(not(loom))]
 mod register;
+#[cfg(not(loom))]
+pub mod specialize;
 
 pub use entry::SyscallEntry;
 pub use page::SyscallPage;
