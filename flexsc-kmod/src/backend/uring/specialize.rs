@@ -8,7 +8,6 @@
 //! context that is gone has its slots cleared before any later entry is translated; requests
 //! already in flight on a cleared slot keep the file they started with, as for a plain fd.
 
-use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -54,7 +53,10 @@ pub(super) struct RingSpecs {
     key: usize,
     /// The registry epoch this copy is current for.
     seen: u64,
-    by_fd: HashMap<RawFd, Local>,
+    /// Indexed by fd (fds are small and dense; a hash would cost more than the lookup saves).
+    by_fd: Vec<Option<Local>>,
+    /// Contexts registered here.
+    live: usize,
     files: Table,
     bufs: Table,
     free_slots: Vec<u32>,
@@ -67,7 +69,8 @@ impl RingSpecs {
         Self {
             key,
             seen: 0,
-            by_fd: HashMap::new(),
+            by_fd: Vec::new(),
+            live: 0,
             files: Table::NotYet,
             bufs: Table::NotYet,
             free_slots: (0..FILE_SLOTS).rev().collect(),
@@ -86,16 +89,14 @@ impl RingSpecs {
         let (epoch, specs) = specialize::snapshot(self.key);
         let sub = ring.submitter();
         // Gone (or replaced by a new context on the same fd): clear the slots first.
-        let gone: Vec<RawFd> = self
-            .by_fd
-            .iter()
-            .filter(|(_, l)| !specs.iter().any(|s| s.id == l.spec.id))
-            .map(|(&fd, _)| fd)
-            .collect();
-        for fd in gone {
-            let Some(l) = self.by_fd.remove(&fd) else {
+        for entry in &mut self.by_fd {
+            let gone = entry
+                .as_ref()
+                .is_some_and(|l| !specs.iter().any(|s| s.id == l.spec.id));
+            let Some(l) = entry.take_if(|_| gone) else {
                 continue;
             };
+            self.live -= 1;
             // A slot that cannot be cleared (the ring failed) stays used: never reused.
             if sub.register_files_update(l.slot, &[-1]).is_ok() {
                 self.free_slots.push(l.slot);
@@ -112,15 +113,17 @@ impl RingSpecs {
             }
         }
         for spec in specs {
-            if self
-                .by_fd
-                .get(&spec.fd)
-                .is_some_and(|l| l.spec.id == spec.id)
-            {
+            let fd = spec.fd as usize;
+            // Occupied: by this same context (a replaced one was cleared above).
+            if self.by_fd.get(fd).is_some_and(Option::is_some) {
                 continue;
             }
             if let Some(local) = self.register(ring, &spec) {
-                self.by_fd.insert(spec.fd, local);
+                if self.by_fd.len() <= fd {
+                    self.by_fd.resize_with(fd + 1, || None);
+                }
+                self.by_fd[fd] = Some(local);
+                self.live += 1;
             }
         }
         self.seen = epoch;
@@ -176,10 +179,13 @@ impl RingSpecs {
     /// is one that takes them.
     #[inline]
     pub(super) fn lookup(&self, nr: u16, a: &[u64; 6]) -> Option<Fixed> {
-        if self.by_fd.is_empty() || !takes_fixed_file(nr) {
+        if self.live == 0 || !takes_fixed_file(nr) {
             return None;
         }
-        let l = self.by_fd.get(&(a[0] as RawFd))?;
+        let l = self
+            .by_fd
+            .get(usize::try_from(a[0] as RawFd).ok()?)?
+            .as_ref()?;
         let buf = match (l.buf, &l.spec.pool) {
             (Some(b), Some(pool)) if takes_fixed_buffer(nr) && pool.contains(a[1], a[2]) => Some(b),
             _ => None,
