@@ -2,8 +2,7 @@
 //! invariants of a connection once, and every later call on it skips the per-call work those
 //! invariants make redundant.
 //!
-//! [`Context::new`] (reached through [`crate::Registration::specialize`] or
-//! [`crate::Poster::specialize`]) declares that fd `fd` stays bound to the file it names now, and
+//! [`crate::Registration::specialize`] (or [`crate::Poster::specialize`]) declares that fd `fd` stays bound to the file it names now, and
 //! optionally ([`Hints`]) that its messages fit in buffers of a known size, for which it maps a
 //! buffer pool. What a backend does with that ([`Skips`]):
 //!
@@ -155,6 +154,10 @@ pub(crate) fn snapshot(key: usize) -> (u64, Vec<Arc<Spec>>) {
 
 /// A specialization context: while it lives (and is not [invalidated](invalidate_fd)), calls
 /// on its fd skip what [`Self::skips`] says. Dropping it ends the specialization.
+///
+/// Drop it before closing the fd by a path the library does not see (dropping a `std` socket
+/// or file closes it through glibc directly): otherwise, with `uring`, later entries on the
+/// number keep reaching the old file (see the module documentation).
 pub struct Context {
     id: u64,
     fd: RawFd,

@@ -584,3 +584,43 @@ fn bad_fds_and_hints_get_clear_errors() {
         closefd(a);
     }
 }
+
+/// Rings with a SQPOLL thread use contexts too (registration does not need the ring's thread):
+/// correct results, and the fixed slot is really used (it still reaches the file after a close
+/// the library does not see).
+#[test]
+fn sqpoll_rings_use_contexts() {
+    let _s = serial();
+    let config = Config {
+        backend: BackendKind::Uring,
+        pages_per_core: 1,
+        sqpoll_cpu: Some(0),
+        ..Config::default()
+    };
+    let reg = match register(config) {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::Unsupported | ErrorKind::PermissionDenied
+            ) =>
+        {
+            return eprintln!("skipped: {e}");
+        }
+        Err(e) => panic!("register: {e}"),
+    };
+    let mut p = reg.poster(0).unwrap();
+    let (a, b) = udp_pair();
+    let ctx = p.specialize(a, Hints::default()).unwrap();
+    let mut buf = [0u8; 8];
+    for i in 0..50u8 {
+        assert_eq!(send(&mut p, a, &[i; 8]), 8);
+        assert_eq!(recv(&mut p, b, &mut buf), 8);
+        assert_eq!(buf, [i; 8]);
+    }
+    closefd(a);
+    assert_eq!(send(&mut p, a, b"slot"), 4, "the fixed slot was not used");
+    drop(ctx);
+    assert_eq!(send(&mut p, a, b"gone"), -i64::from(EBADF));
+    closefd(b);
+}
