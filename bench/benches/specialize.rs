@@ -8,9 +8,11 @@
 //!   request is a `WRITE_FIXED` on a fixed file.
 //!
 //! A receiver thread drains each socket. Criterion measures every variant (one iteration = one
-//! message); after it, the variants are run alternately in rounds and the median of the per-round
-//! ratios (messages/s specialized over plain) is printed: the ratio the issue asks for, taken in
-//! one run with the noise of the machine spread over both sides.
+//! message); after it, plain and specialized rounds alternate on one link (see [`ratios`]) and
+//! the median per-round ratios (messages/s specialized over plain) are printed: the ratio the
+//! issue asks for, taken in one run with the noise of the machine spread over both sides.
+//! `-- ratios-only` (a criterion filter matching nothing) prints the ratios alone; with
+//! `--profile-time N` (for perf) only criterion runs.
 
 use std::hint::black_box;
 use std::os::fd::RawFd;
