@@ -15,6 +15,8 @@
 //! - [`backend`]: the executors: `threads` (syscall threads in user space), `uring`, and `kmod`
 //!   (the kernel module's in-kernel syscall threads, `module/`, `docs/kernel-module.md`).
 //! - [`compound`]: multi-calls and compound calls, posted as one entry.
+//! - [`specialize`]: specialization contexts (declared invariants of a connection; io_uring fixed
+//!   files and buffers).
 //! - [`calls`]: which calls are thread-bound (never run remotely) and which may block.
 //! - [`fd_mode`]: descriptors vouched for as blocking by their only owner (no `F_GETFL` per
 //!   waiting request on the uring backend).
@@ -51,6 +53,8 @@ mod poster;
 pub mod raw;
 #[cfg(not(loom))]
 mod register;
+#[cfg(not(loom))]
+pub mod specialize;
 
 pub use entry::SyscallEntry;
 pub use page::SyscallPage;

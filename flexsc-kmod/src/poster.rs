@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Instant;
 
 use crate::backend::CoreBackend;
@@ -12,6 +13,7 @@ use crate::entry::{NR_NOP, status};
 use crate::page::ENTRIES_PER_PAGE;
 use crate::raw;
 use crate::register::Shared;
+use crate::specialize::{self, Context, Hints};
 use crate::sync::Arc;
 
 /// A system call request: number and six arguments.
@@ -285,6 +287,8 @@ impl Poster {
     /// [`Self::harvest`]), or, if it never is, until the registration is shut down. That is the
     /// promise made when the request was built with the unsafe [`Syscall::new`].
     pub fn post(&mut self, call: &Syscall) -> Result<Ticket, PostError> {
+        // A close or dup onto a specialized fd ends its contexts before it can run.
+        specialize::note_call(call.nr, &call.args);
         if self.shared.is_shut_down() {
             return Err(PostError::ShutDown);
         }
@@ -307,6 +311,11 @@ impl Poster {
         self.n_inflight += 1;
         self.stats.posted += 1;
         Ok(self.ticket(slot))
+    }
+
+    /// Specializes `fd` for this registration, as [`crate::Registration::specialize`].
+    pub fn specialize(&self, fd: RawFd, hints: Hints) -> io::Result<Context> {
+        self.shared.specialize(fd, hints)
     }
 
     /// Hands every posted entry to the backend: the end of a batch.

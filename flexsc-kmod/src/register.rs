@@ -1,6 +1,7 @@
 //! flexsc_register: set up the syscall pages of every posting core and start a backend.
 
 use std::io;
+use std::os::fd::RawFd;
 
 use crate::area::SyscallArea;
 use crate::backend::{
@@ -8,6 +9,7 @@ use crate::backend::{
 };
 use crate::config::{BackendKind, Config};
 use crate::poster::Poster;
+use crate::specialize::{Context, Hints};
 use crate::sync::{Arc, AtomicBool, Ordering};
 
 pub(crate) struct Shared {
@@ -24,6 +26,13 @@ impl Shared {
 
     pub(crate) fn executors_gone(&self) -> bool {
         self.gone.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn specialize(&self, fd: RawFd, hints: Hints) -> io::Result<Context> {
+        if self.is_shut_down() {
+            return Err(io::Error::other("the FlexSC registration was shut down"));
+        }
+        Context::new(&self.area, self.backend.skips(), fd, hints)
     }
 }
 
@@ -90,6 +99,13 @@ impl Registration {
     pub fn wake(&self, core: usize) {
         self.shared.area.core(core).completions.ring();
         self.shared.backend.wake(core);
+    }
+
+    /// Specializes `fd` ([`crate::specialize`]): declares that it stays bound to the file it
+    /// names now (and, with a pool in `hints`, the size of its messages), so that the backend
+    /// skips per-call work on it until the returned context is dropped or invalidated.
+    pub fn specialize(&self, fd: RawFd, hints: Hints) -> io::Result<Context> {
+        self.shared.specialize(fd, hints)
     }
 
     /// The backend's name.

@@ -148,7 +148,6 @@ blocking! {
     fn fdatasync(fd: c_int) -> c_int = libc::SYS_fdatasync, [fd];
     fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t =
         libc::SYS_sendfile, [out, inp, off, n];
-    fn close(fd: c_int) -> c_int = libc::SYS_close, [fd];
     fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t =
         libc::SYS_wait4, [pid, status, options, 0];
     fn wait4(pid: pid_t, status: *mut c_int, options: c_int, ru: *mut rusage) -> pid_t =
@@ -223,6 +222,46 @@ blocking! {
         -> c_int = libc::SYS_newfstatat, [dir, path, buf, flags];
     fn statx(dir: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx)
         -> c_int = libc::SYS_statx, [dir, path, flags, mask, buf];
+}
+
+/// `close`, exception-less on green threads. It first ends any specialization context on `fd`
+/// (`flexsc_kmod::specialize`), on every thread: posted calls are checked by the poster, but
+/// glibc's `close` on another thread would not be.
+///
+/// # Safety
+/// As the libc function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn close(fd: c_int) -> c_int {
+    flexsc_threads::kmod::specialize::invalidate_fd(fd);
+    if rt::on_green_thread() {
+        // SAFETY: close takes no pointers.
+        let r = unsafe { green_call(libc::SYS_close, &[fd as u64], true) };
+        return settle(r) as c_int;
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { real::close()(fd) }
+}
+
+/// `dup2`: glibc's, after ending any specialization context on `new` (it replaces that fd).
+///
+/// # Safety
+/// As the libc function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn dup2(old: c_int, new: c_int) -> c_int {
+    flexsc_threads::kmod::specialize::invalidate_fd(new);
+    // SAFETY: forwarded unchanged.
+    unsafe { real::dup2()(old, new) }
+}
+
+/// `dup3`: glibc's, after ending any specialization context on `new` (it replaces that fd).
+///
+/// # Safety
+/// As the libc function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    flexsc_threads::kmod::specialize::invalidate_fd(new);
+    // SAFETY: forwarded unchanged.
+    unsafe { real::dup3()(old, new, flags) }
 }
 
 /// The `ver` argument of the `__xstat` family that x86_64's glibc accepts (`_STAT_VER_KERNEL`,

@@ -116,6 +116,8 @@ real! {
     fdatasync: fn(c_int) -> c_int;
     sendfile: fn(c_int, c_int, *mut off_t, size_t) -> ssize_t;
     close: fn(c_int) -> c_int;
+    dup2: fn(c_int, c_int) -> c_int;
+    dup3: fn(c_int, c_int, c_int) -> c_int;
     waitpid: fn(pid_t, *mut c_int, c_int) -> pid_t;
     wait4: fn(pid_t, *mut c_int, c_int, *mut rusage) -> pid_t;
     open: fn(*const c_char, c_int, mode_t) -> c_int;

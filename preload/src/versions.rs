@@ -60,6 +60,8 @@ versions! {
     call_once => call_once { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     clock_nanosleep => clock_nanosleep { v2_2_5 = "GLIBC_2.2.5" "@", v2_17 = "GLIBC_2.17" "@" }
     close => close { v2_2_5 = "GLIBC_2.2.5" "@" }
+    dup2 => dup2 { v2_2_5 = "GLIBC_2.2.5" "@" }
+    dup3 => dup3 { v2_9 = "GLIBC_2.9" "@" }
     cnd_broadcast => cnd_broadcast { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     cnd_destroy => cnd_destroy { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     cnd_init => cnd_init { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }

@@ -35,6 +35,11 @@ pub trait Backend: Send + Sync + Debug {
     /// doorbell was rung): for backends whose `wait` sleeps somewhere the doorbell cannot reach,
     /// such as in the kernel module.
     fn wake(&self, _core: usize) {}
+
+    /// What calls on a specialized fd skip here ([`crate::specialize`]); nothing by default.
+    fn skips(&self) -> crate::specialize::Skips {
+        crate::specialize::Skips::default()
+    }
 }
 
 /// Where system calls execute now, and (for `Dynamic`) what the controller measured.

@@ -321,6 +321,16 @@ pub struct TcpStream {
 fd_newtype!(TcpStream);
 
 impl TcpStream {
+    /// Specializes the connection ([`crate::specialize`]): its later calls skip what the
+    /// backend can skip (with io_uring, the fd-table lookup on each send and receive) until the
+    /// context is dropped or the stream closed. On a green thread only.
+    pub fn specialize(
+        &self,
+        hints: flexsc_kmod::specialize::Hints,
+    ) -> io::Result<flexsc_kmod::specialize::Context> {
+        crate::specialize(self.inner.raw(), hints)
+    }
+
     /// Connects to the first of `addr`'s addresses that accepts (a closed port:
     /// [`io::ErrorKind::ConnectionRefused`]).
     pub fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {

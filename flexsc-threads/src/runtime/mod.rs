@@ -15,11 +15,13 @@ mod timer;
 
 use std::any::Any;
 use std::io;
+use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use flexsc_kmod::specialize::{Context as SpecializationContext, Hints};
 use flexsc_kmod::{BackendKind, Config, Registration, Specialization, Syscall};
 
 use crate::join::JoinCell;
@@ -655,6 +657,11 @@ impl Runtime {
         current().is_some_and(|(_, s, _)| std::ptr::eq(s, Arc::as_ptr(&self.shared)))
     }
 
+    /// Specializes `fd` for this runtime's registration (see [`flexsc_kmod::specialize`]).
+    pub fn specialize(&self, fd: RawFd, hints: Hints) -> io::Result<SpecializationContext> {
+        self.shared.reg.specialize(fd, hints)
+    }
+
     /// Green threads started and not yet finished.
     pub fn live(&self) -> usize {
         let sh = &self.shared;
@@ -848,11 +855,27 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
         }
         Some((t, s, c)) => t.syscall(s, c, call),
         None => {
+            // Posted calls are checked by the poster; this one traps here.
+            flexsc_kmod::specialize::note_call(nr, args);
             let mut a = [0u64; 6];
             a[..args.len()].copy_from_slice(args);
             // SAFETY: forwarded to our caller.
             unsafe { flexsc_kmod::raw::syscall6(nr as u64, &a) }
         }
+    }
+}
+
+/// Specializes `fd` for the calling green thread's runtime (see [`flexsc_kmod::specialize`]):
+/// calls on it skip the per-call work the backend can skip while the context lives. An error
+/// on an OS thread (use [`Runtime::specialize`] there).
+pub fn specialize(fd: RawFd, hints: Hints) -> io::Result<SpecializationContext> {
+    match current() {
+        Some((_, s, _)) => s.reg.specialize(fd, hints),
+        None => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "specialize: not on a green thread of a flexsc-threads runtime \
+             (use Runtime::specialize)",
+        )),
     }
 }
 

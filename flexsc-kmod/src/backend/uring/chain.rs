@@ -96,7 +96,7 @@ impl Chain {
                     _ => return None,
                 }
             }
-            match opcode::route(op.nr, &args, caps) {
+            match opcode::route(op.nr, &args, caps, None) {
                 Route::Ring(sqe, fix) if fix.chainable() => requests.push(sqe),
                 _ => return None,
             }

@@ -32,6 +32,7 @@ mod chain;
 mod fixup;
 mod opcode;
 mod ring;
+mod specialize;
 #[cfg(test)]
 mod tests;
 mod wait;
@@ -64,6 +65,7 @@ use chain::{Chain, Progress};
 use fixup::{Fix, Outcome};
 use opcode::Route;
 use ring::{Caps, Mode, Setup};
+use specialize::RingSpecs;
 
 /// `user_data` of our own requests; entries use their slot number, always below 2^32.
 mod tag {
@@ -133,6 +135,16 @@ impl Backend for UringBackend {
         self.fallback.shutdown();
     }
 
+    /// Fixed files always (5.19+ sparse tables; a ring that cannot register them runs the calls
+    /// plain); fixed buffers where READ_FIXED and WRITE_FIXED are supported.
+    fn skips(&self) -> crate::specialize::Skips {
+        use io_uring::opcode::{ReadFixed, WriteFixed};
+        crate::specialize::Skips {
+            fd_lookup: true,
+            buffer_mapping: self.caps.has(ReadFixed::CODE) && self.caps.has(WriteFixed::CODE),
+        }
+    }
+
     fn split(&self) -> SplitStats {
         let mut s = self.fallback.split();
         if !self.setup.sqpoll_cpus().is_empty() {
@@ -188,6 +200,8 @@ struct UringCore {
     draining: bool,
     /// The poster's seat at its core for the fallback threads (`PerCore`), released with it.
     seat: Option<PosterSeat>,
+    /// Specialized fds registered on this ring (fixed files and buffers).
+    specs: RingSpecs,
     /// io_uring_enter calls made (for the batching test).
     #[cfg(test)]
     enters: usize,
@@ -214,6 +228,7 @@ impl UringCore {
     ) -> io::Result<Self> {
         let (ring, mode) = setup.create()?;
         let n = area.pages_per_core() * ENTRIES_PER_PAGE;
+        let key = crate::specialize::key(&area);
         Ok(Self {
             ring: Some(ring),
             deadline: None,
@@ -238,6 +253,7 @@ impl UringCore {
             timer: Box::new(wait::TICK.into()),
             draining: false,
             seat: None,
+            specs: RingSpecs::new(key),
             #[cfg(test)]
             enters: 0,
         })
@@ -264,6 +280,7 @@ impl UringCore {
                 match self.setup.create() {
                     Ok((ring, mode)) => {
                         self.ring = Some(ring);
+                        self.specs.reset();
                         self.mode = mode;
                         self.enable(me)
                     }
@@ -280,6 +297,7 @@ impl UringCore {
         };
         if self.mode == Mode::Deferred && ring.submitter().register_enable_rings().is_err() {
             self.ring = None;
+            self.specs.reset();
             return false;
         }
         self.owner = Some(me);
@@ -289,6 +307,18 @@ impl UringCore {
     /// Whether the calling thread may enter the ring.
     fn on_owner(&self) -> bool {
         !self.mode.thread_bound() || self.owner == Some(thread_token())
+    }
+
+    /// Brings the ring's fixed files and buffers up to date with the specialization registry
+    /// (one atomic load when nothing changed). Only on the ring's owner.
+    #[inline]
+    fn sync_specs(&mut self) {
+        if self.specs.stale()
+            && let Some(ring) = &self.ring
+            && self.on_owner()
+        {
+            self.specs.sync(ring);
+        }
     }
 
     /// Puts entry `slot`'s request on the ring (the entry is claimed and detached).
@@ -639,6 +669,7 @@ impl UringCore {
     /// wake it now, so it goes; nobody else sleeps on this core's completion doorbell.
     fn close_ring(&mut self) {
         self.ring = None;
+        self.specs.reset();
         self.owner = None;
         self.unsettled.clear();
         self.timer_armed = false;
@@ -652,6 +683,9 @@ impl UringCore {
 impl CoreBackend for UringCore {
     fn submit(&mut self, posted: &[u32]) {
         let usable = self.bind();
+        if usable {
+            self.sync_specs();
+        }
         self.to_fallback.clear();
         let mut queued = false;
         let mut chained = 0;
@@ -681,7 +715,8 @@ impl CoreBackend for UringCore {
                 }
             }
             let route = if usable {
-                opcode::route(nr, &args, &self.caps)
+                let fixed = self.specs.lookup(nr, &args);
+                opcode::route(nr, &args, &self.caps, fixed)
             } else {
                 Route::Fallback
             };
@@ -718,6 +753,7 @@ impl CoreBackend for UringCore {
 
     fn poll(&mut self) {
         if self.in_flight > 0 && self.bind() {
+            self.sync_specs();
             self.progress();
         }
     }

@@ -33,12 +33,13 @@
 //!   threads on two `dup`s of the fd).
 
 use io_uring::opcode::{self as op};
-use io_uring::squeue::Entry;
+use io_uring::squeue::{Entry, Flags};
 use io_uring::types::{self, Fd, FsyncFlags};
 use libc::{c_char, c_long, iovec, mode_t};
 
 use super::fixup::{CUR_POS, Fix};
 use super::ring::Caps;
+use super::specialize::Fixed;
 use crate::entry::NR_NOP;
 
 /// Where an entry's call runs.
@@ -63,20 +64,66 @@ const MSG_CMSG_COMPAT: u64 = 0x8000_0000;
 /// `SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE | SPLICE_F_GIFT`.
 const SPLICE_F_ALL: u64 = 0xf;
 
-/// The request for call `nr` with `a`, if io_uring runs it exactly.
-pub(super) fn route(nr: u16, a: &[u64; 6], caps: &Caps) -> Route {
-    match request(nr, a, caps) {
+/// The request for call `nr` with `a`, if io_uring runs it exactly. With `fixed` (a specialized
+/// fd, see `specialize`; only for the calls it names) the request names the first argument's
+/// file by its fixed slot, and the buffer by its fixed buffer if it has one.
+pub(super) fn route(nr: u16, a: &[u64; 6], caps: &Caps, fixed: Option<Fixed>) -> Route {
+    let built = match fixed {
+        Some(f) => fixed_buffer_request(nr, a, caps, f)
+            .or_else(|| request(nr, a, caps, Some(f.slot)))
+            .map(|(code, sqe, fix)| (code, sqe.flags(Flags::FIXED_FILE), fix)),
+        None => request(nr, a, caps, None),
+    };
+    match built {
         Some((code, sqe, fix)) if caps.has(code) => Route::Ring(sqe, fix),
         _ => Route::Fallback,
     }
 }
 
-fn request(nr: u16, a: &[u64; 6], caps: &Caps) -> Option<(u8, Entry, Fix)> {
+/// read/write/pread/pwrite of a buffer inside fixed buffer `f.buf`, on fixed file `f.slot`: the
+/// same checks and fixes as the plain requests in `request`.
+fn fixed_buffer_request(nr: u16, a: &[u64; 6], caps: &Caps, f: Fixed) -> Option<(u8, Entry, Fix)> {
+    use libc::*;
+    let index = f.buf?;
+    let file = Fd(f.slot as i32);
+    let (buf, len) = (a[1] as *mut u8, a[2] as u32);
+    if a[2] > MAX_RW_COUNT {
+        return None;
+    }
+    let pos_ok = (a[3] as i64) >= 0;
+    match nr as c_long {
+        SYS_read if caps.cur_pos => {
+            let sqe = op::ReadFixed::new(file, buf, len, index).offset(CUR_POS);
+            let fix = Fix::ready(a[0], true, EAGAIN);
+            Some((op::ReadFixed::CODE, sqe.build(), fix))
+        }
+        SYS_write if caps.cur_pos => {
+            let sqe = op::WriteFixed::new(file, buf, len, index).offset(CUR_POS);
+            let fix = Fix::write(a[0], a[1], a[2], 0);
+            Some((op::WriteFixed::CODE, sqe.build(), fix))
+        }
+        SYS_pread64 if pos_ok => {
+            let sqe = op::ReadFixed::new(file, buf, len, index).offset(a[3]);
+            Some((op::ReadFixed::CODE, sqe.build(), Fix::positional(a[0])))
+        }
+        SYS_pwrite64 if pos_ok => {
+            let sqe = op::WriteFixed::new(file, buf, len, index).offset(a[3]);
+            Some((op::WriteFixed::CODE, sqe.build(), Fix::positional(a[0])))
+        }
+        _ => None,
+    }
+}
+
+fn request(nr: u16, a: &[u64; 6], caps: &Caps, slot: Option<u32>) -> Option<(u8, Entry, Fix)> {
     use libc::*;
     if nr == NR_NOP {
         return Some((op::Nop::CODE, op::Nop::new().build(), Fix::Exact));
     }
-    let fd = |i: usize| Fd(a[i] as i32);
+    // A specialized fd is named by its fixed slot (the caller sets IOSQE_FIXED_FILE).
+    let fd = |i: usize| match slot {
+        Some(s) if i == 0 => Fd(s as i32),
+        _ => Fd(a[i] as i32),
+    };
     let cwd = Fd(AT_FDCWD);
     let path = |i: usize| a[i] as usize as *const c_char;
     let exact = |code: u8, sqe: Entry| Some((code, sqe, Fix::Exact));

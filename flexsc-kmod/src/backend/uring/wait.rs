@@ -55,6 +55,8 @@ impl UringCore {
     fn wait_loop(&mut self, ready: &mut dyn FnMut() -> bool, give_up: &mut dyn FnMut() -> bool) {
         self.bind();
         loop {
+            // A context ended meanwhile (its close rang the doorbell): release its file now.
+            self.sync_specs();
             self.progress();
             if ready() {
                 return;
