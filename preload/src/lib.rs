@@ -21,6 +21,7 @@
 //!   (recorded per green thread and reported back);
 //! - [`spawn`]: `system`, `posix_spawn`, `vfork` and `_Fork` from green threads (the green
 //!   thread waits, not its carrier; the child never reaches the syscall pages);
+//! - [`dl`]: `dlopen` sets up the static TLS of the modules it loads in every green thread;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
@@ -30,6 +31,7 @@
 
 pub mod c11;
 pub mod cancel;
+pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
