@@ -35,6 +35,7 @@ pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod process_signal;
 pub mod pthread;
 mod real;
 mod rt;

@@ -31,7 +31,7 @@ pub(crate) fn get() -> Option<&'static Runtime> {
         return started();
     }
     *tried = true;
-    match build() {
+    match crate::process_signal::while_starting(build) {
         Ok(rt) => {
             let rt: &'static Runtime = Box::leak(Box::new(rt));
             RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);

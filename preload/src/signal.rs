@@ -18,10 +18,12 @@
 //! a signal sent to it wakes it at once, a process-directed one pending in the kernel is taken
 //! with a zero-timeout `rt_sigtimedwait` within 10 ms (the kernel cannot wake a green thread).
 //!
+//! Process-directed signals that no glibc thread lets in are routed here by
+//! [`crate::process_signal`] ([`route`]): to a green thread waiting for them in `sigwait`, else
+//! to one whose mask lets them in, as a signal sent to it with the kernel's siginfo.
+//!
 //! Not yet: a green thread parked in a synchronisation object (mutex, condvar, semaphore, futex)
-//! runs its handler when that wait ends; process-directed signals not taken by a `sigwait` are
-//! delivered by the kernel to a thread whose mask lets them in (a carrier's handler then runs on
-//! whichever green thread that carrier is running).
+//! runs its handler when that wait ends.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -42,13 +44,17 @@ struct SigState {
     pending: AtomicU64,
     /// Signals it blocks.
     mask: AtomicU64,
-    /// The values of signals sent with `pthread_sigqueue`, in sending order (each one's bit is
-    /// also in `pending` until the last is delivered).
-    queued: Mutex<VecDeque<(c_int, libc::sigval)>>,
+    /// The siginfo of signals sent with `pthread_sigqueue` or routed from the process
+    /// ([`crate::process_signal`]), in sending order (each one's bit is also in `pending` until
+    /// the last is delivered).
+    queued: Mutex<VecDeque<(c_int, libc::siginfo_t)>>,
+    /// The set it waits for in the `sigwait` family (0 when not waiting).
+    waiting: AtomicU64,
     interrupter: Interrupter,
 }
 
-// SAFETY: a sigval is an int or a pointer the application sends along; we only copy it.
+// SAFETY: a siginfo's pointers (a sigval, a fault address) are values the application or the
+// kernel sends along; we only copy them.
 unsafe impl Send for SigState {}
 // SAFETY: as above; every field is behind an atomic or a mutex.
 unsafe impl Sync for SigState {}
@@ -142,6 +148,7 @@ pub(crate) fn register(mask: u64) {
         pending: AtomicU64::new(0),
         mask: AtomicU64::new(mask & !UNBLOCKABLE),
         queued: Mutex::new(VecDeque::new()),
+        waiting: AtomicU64::new(0),
         interrupter,
     });
     MINE.with(|m| m.set(Arc::as_ptr(&st)));
@@ -202,16 +209,16 @@ pub unsafe extern "C" fn pthread_sigqueue(
     value: libc::sigval,
 ) -> c_int {
     // SAFETY: forwarded unchanged when the thread is not ours.
-    send(thread, sig, Some(value), || unsafe {
+    send(thread, sig, Some(siginfo(sig, Some(value))), || unsafe {
         real::pthread_sigqueue()(thread, sig, value)
     })
 }
 
-/// Sends `sig` (with `value` if queued) to `thread` if it is a green thread, else `native()`.
+/// Sends `sig` (with `info` if queued) to `thread` if it is a green thread, else `native()`.
 fn send(
     thread: pthread_t,
     sig: c_int,
-    value: Option<libc::sigval>,
+    info: Option<libc::siginfo_t>,
     native: impl FnOnce() -> c_int,
 ) -> c_int {
     let target = loop {
@@ -249,23 +256,70 @@ fn send(
     if sig == 0 {
         return 0;
     }
-    if let Some(v) = value {
+    make_pending(&target, sig, info);
+    0
+}
+
+/// Makes `sig` pending on `target` and gets it handled there: at once when it is the caller,
+/// else by interrupting it.
+fn make_pending(target: &Arc<SigState>, sig: c_int, info: Option<libc::siginfo_t>) {
+    if let Some(info) = info {
         let _lib = rt::InLib::enter();
         let mut q = target.queued.lock().unwrap_or_else(|e| e.into_inner());
-        // A standard signal already pending merges (and keeps its first value).
+        // A standard signal already pending merges (and keeps its first siginfo).
         if sig >= libc::SIGRTMIN() || !q.iter().any(|&(s, _)| s == sig) {
-            q.push_back((sig, v));
+            q.push_back((sig, info));
         }
     }
     target.pending.fetch_or(bit(sig), Ordering::SeqCst);
-    if mine().is_some_and(|m| std::ptr::eq(m, &*target)) {
+    if mine().is_some_and(|m| std::ptr::eq(m, &**target)) {
         // To itself: handled before the call returns, as the kernel does.
         deliver();
     } else {
         let _lib = rt::InLib::enter();
         target.interrupter.interrupt();
     }
-    0
+}
+
+/// Whether a green thread would take process-directed `sig` now: one waits for it in the
+/// `sigwait` family, or does not block it.
+pub(crate) fn accepted(sig: c_int) -> bool {
+    let _lib = rt::InLib::enter();
+    let table = TABLE.lock();
+    table.as_ref().is_some_and(|t| {
+        t.values().any(|st| {
+            st.waiting.load(Ordering::SeqCst) & bit(sig) != 0
+                || st.mask.load(Ordering::Relaxed) & bit(sig) == 0
+        })
+    })
+}
+
+/// A process-directed signal (taken by [`crate::process_signal`]) for the green threads: to one
+/// waiting for it in the `sigwait` family, else to one that does not block it. False when
+/// every green thread blocks it (or none exists).
+pub(crate) fn route(sig: c_int, info: libc::siginfo_t) -> bool {
+    let target = {
+        let _lib = rt::InLib::enter();
+        let table = TABLE.lock();
+        let states = table.as_ref().into_iter().flat_map(|t| t.values());
+        let waiting = states
+            .clone()
+            .find(|st| st.waiting.load(Ordering::SeqCst) & bit(sig) != 0);
+        waiting
+            .or_else(|| {
+                states
+                    .clone()
+                    .find(|st| st.mask.load(Ordering::Relaxed) & bit(sig) == 0)
+            })
+            .cloned()
+    };
+    match target {
+        Some(t) => {
+            make_pending(&t, sig, Some(info));
+            true
+        }
+        None => false,
+    }
 }
 
 /// `sigpending`: on a green thread, the signals sent to it and blocked, with those pending for
@@ -348,6 +402,7 @@ unsafe fn change_mask(
             _ => return libc::EINVAL,
         };
         st.mask.store(now & !UNBLOCKABLE, Ordering::Relaxed);
+        crate::process_signal::green_unblocked(was & !now);
     }
     if !old.is_null() {
         // SAFETY: the caller's contract.
@@ -473,6 +528,18 @@ const SIGWAIT_POLL_MAX: Duration = Duration::from_millis(10);
 fn wait_for(set: u64, deadline: Option<Instant>) -> Result<(c_int, libc::siginfo_t), c_int> {
     let st = mine().expect("a green thread");
     let set = set & !UNBLOCKABLE;
+    st.waiting.store(set, Ordering::SeqCst);
+    crate::process_signal::green_unblocked(set);
+    let got = wait_for_set(st, set, deadline);
+    st.waiting.store(0, Ordering::SeqCst);
+    got
+}
+
+fn wait_for_set(
+    st: &SigState,
+    set: u64,
+    deadline: Option<Instant>,
+) -> Result<(c_int, libc::siginfo_t), c_int> {
     let mut nap = Duration::from_millis(1);
     loop {
         crate::cancel::point();
@@ -527,16 +594,16 @@ fn take_sent(st: &SigState, set: u64) -> Option<(c_int, libc::siginfo_t)> {
             return None;
         }
         let sig = ready.trailing_zeros() as c_int + 1;
-        let Some(value) = take_one(st, sig) else {
+        let Some(info) = take_one(st, sig) else {
             continue;
         };
-        return Some((sig, siginfo(sig, value)));
+        return Some((sig, info.unwrap_or_else(|| siginfo(sig, None))));
     }
 }
 
-/// Takes one instance of pending `sig` (and its queued value, if any): None if another taker
+/// Takes one instance of pending `sig` (and its queued siginfo, if any): None if another taker
 /// got it first.
-fn take_one(st: &SigState, sig: c_int) -> Option<Option<libc::sigval>> {
+fn take_one(st: &SigState, sig: c_int) -> Option<Option<libc::siginfo_t>> {
     let mut q = st.queued.lock().unwrap_or_else(|e| e.into_inner());
     let value = q
         .iter()
@@ -621,10 +688,11 @@ fn deliver() -> Ran {
             return ran;
         }
         let sig = ready.trailing_zeros() as c_int + 1;
-        let Some(value) = take_one(st, sig) else {
+        let Some(info) = take_one(st, sig) else {
             continue;
         };
-        if let Some(restart) = run_action(st, sig, value) {
+        let info = info.unwrap_or_else(|| siginfo(sig, None));
+        if let Some(restart) = run_action(st, sig, info) {
             ran.any = true;
             ran.all_restart &= restart;
         }
@@ -640,7 +708,7 @@ fn ignored_by_default(sig: c_int) -> bool {
 }
 
 /// Takes `sig`'s action on the calling green thread: `Some(SA_RESTART?)` if a handler ran.
-fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<bool> {
+fn run_action(st: &SigState, sig: c_int, info: libc::siginfo_t) -> Option<bool> {
     // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
     let act = unsafe {
         let mut act: libc::sigaction = std::mem::zeroed();
@@ -669,18 +737,16 @@ fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<
                     libc::sigaction(sig, &dfl, std::ptr::null_mut());
                 }
             }
-            call_handler(handler, sig, value, act.sa_flags & libc::SA_SIGINFO != 0);
+            call_handler(handler, sig, info, act.sa_flags & libc::SA_SIGINFO != 0);
             st.mask.store(was, Ordering::Relaxed);
             Some(act.sa_flags & libc::SA_RESTART != 0)
         }
     }
 }
 
-/// Calls a handler as the kernel would for a `tgkill` (or, with a value, an `rt_tgsigqueueinfo`)
-/// from this process.
-fn call_handler(handler: usize, sig: c_int, value: Option<libc::sigval>, siginfo: bool) {
+/// Calls a handler as the kernel would, with `info`.
+fn call_handler(handler: usize, sig: c_int, mut info: libc::siginfo_t, siginfo: bool) {
     if siginfo {
-        let mut info = self::siginfo(sig, value);
         // SAFETY: a zeroed ucontext_t is valid and getcontext fills it from the calling thread;
         // the handler was installed with SA_SIGINFO, so it has the three-argument form.
         unsafe {

@@ -525,6 +525,11 @@ fn stat() {
 }
 
 #[test]
+fn procsig() {
+    check_program("procsig.c");
+}
+
+#[test]
 fn dlopen_tls() {
     // The module, built once per TLS model; the program finds the global-dynamic one through
     // its RUNPATH ($ORIGIN: the work directory).
@@ -563,6 +568,7 @@ fn every_program_has_a_test() {
         "stat.c",
         "spawn.c",
         "dlopen_tls.c",
+        "procsig.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
