@@ -22,8 +22,11 @@
 //! [`crate::process_signal`] ([`route`]): to a green thread waiting for them in `sigwait`, else
 //! to one whose mask lets them in, as a signal sent to it with the kernel's siginfo.
 //!
-//! Not yet: a green thread parked in a synchronisation object (mutex, condvar, semaphore, futex)
-//! runs its handler when that wait ends.
+//! A green thread parked in a synchronisation object of the library (mutex, condvar, rwlock,
+//! barrier, once, semaphore) runs the handler there: a mutex wait then goes on (never
+//! `EINTR`), a condvar wait returns as a spurious wake-up, `sem_wait` fails with `EINTR` unless
+//! every handler that ran has `SA_RESTART` (`sem_timedwait` even then, as Linux's timed futex
+//! wait); deadlines stay as they were (`sync::wait`).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -139,8 +142,18 @@ pub(crate) fn forget_in_child() {
     };
 }
 
+/// What a green thread waiting in a synchronisation object does with signals sent to it.
+struct WaitHooks;
+
+impl crate::sync::wait::Signals for WaitHooks {
+    fn interrupted(&self, restartable: bool) -> bool {
+        after_call(-i64::from(libc::EINTR), restartable).is_some()
+    }
+}
+
 /// Called by a new green thread first: records its state, starting with `mask`.
 pub(crate) fn register(mask: u64) {
+    let _ = crate::sync::wait::SIGNALS.set(&WaitHooks);
     let Some(interrupter) = Interrupter::current() else {
         return;
     };

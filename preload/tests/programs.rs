@@ -525,6 +525,11 @@ fn stat() {
 }
 
 #[test]
+fn sigsync() {
+    check_program("sigsync.c");
+}
+
+#[test]
 fn procsig() {
     check_program("procsig.c");
 }
@@ -569,6 +574,7 @@ fn every_program_has_a_test() {
         "spawn.c",
         "dlopen_tls.c",
         "procsig.c",
+        "sigsync.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")

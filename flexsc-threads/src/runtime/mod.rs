@@ -27,7 +27,7 @@ use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
 use context::Context;
-pub use interrupt::{Interrupter, take_interrupt};
+pub use interrupt::{Interrupter, interrupted, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
