@@ -22,6 +22,8 @@
 //! - [`spawn`]: `system`, `posix_spawn`, `vfork` and `_Fork` from green threads (the green
 //!   thread waits, not its carrier; the child never reaches the syscall pages);
 //! - [`dl`]: `dlopen` sets up the static TLS of the modules it loads in every green thread;
+//! - [`uring`]: liburing's wait for a completion of the application's own rings parks the green
+//!   thread (a `poll` on the ring), not its carrier;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
@@ -45,6 +47,7 @@ pub mod signal;
 pub mod spawn;
 pub mod sync;
 pub mod syscall;
+pub mod uring;
 mod versions;
 
 pub use flexsc_threads as threads;

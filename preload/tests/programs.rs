@@ -525,6 +525,11 @@ fn stat() {
 }
 
 #[test]
+fn uring_wait() {
+    check_program_built("uring_wait.c", &[], &|_| Ok(vec!["-ldl".into()]));
+}
+
+#[test]
 fn sigsync() {
     check_program("sigsync.c");
 }
@@ -575,6 +580,7 @@ fn every_program_has_a_test() {
         "dlopen_tls.c",
         "procsig.c",
         "sigsync.c",
+        "uring_wait.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
