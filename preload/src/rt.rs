@@ -126,6 +126,14 @@ impl InLib {
     pub(crate) fn enter() -> Self {
         Self(IN_LIB.with(|c| c.replace(true)))
     }
+
+    /// Runs `f` as application code (a signal handler) from inside the library's own.
+    pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
+        let was = IN_LIB.with(|c| c.replace(false));
+        let r = f();
+        IN_LIB.with(|c| c.set(was));
+        r
+    }
 }
 
 impl Drop for InLib {

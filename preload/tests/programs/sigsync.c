@@ -6,14 +6,18 @@
  *   its predicate makes both correct; the handler ran on the waiter either way;
  * - sem_wait fails with EINTR after a handler without SA_RESTART, and goes on waiting after one
  *   with SA_RESTART; sem_timedwait fails with EINTR even after an SA_RESTART handler (Linux ends
- *   a timed futex wait with EINTR whenever a handler ran). */
+ *   a timed futex wait with EINTR whenever a handler ran);
+ * - a raw syscall(SYS_futex, FUTEX_WAIT_PRIVATE) (as InnoDB makes) fails with EINTR after a
+ *   handler without SA_RESTART and goes on waiting, until woken, after one with SA_RESTART. */
 #define _GNU_SOURCE
 #include "check.h"
 
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 
 static __thread int me;
 static atomic_int ran_on[8];
@@ -130,6 +134,35 @@ static void *sem_timed_waiter(void *arg)
     return NULL;
 }
 
+static atomic_uint futex_word;
+
+static long futex_wait(void)
+{
+    return syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+static atomic_int futex_ran_ok;
+
+static void *futex_waiter(void *arg)
+{
+    long restart = (long)arg;
+    me = restart ? 3 : 2; /* slots of earlier sections, reset before this one */
+    atomic_store(&phase[me], 1);
+    errno = 0;
+    long r = futex_wait();
+    if (restart) {
+        CHECK(r == 0, "FUTEX_WAIT after an SA_RESTART handler, then a wake: %ld, errno %d", r,
+              errno);
+    } else {
+        CHECK(r == -1 && errno == EINTR, "FUTEX_WAIT after a handler without SA_RESTART: %ld, "
+              "errno %d", r, errno);
+    }
+    CHECK(atomic_load(&ran_on[me]) == 1, "futex waiter: handler ran %d times",
+          atomic_load(&ran_on[me]));
+    atomic_fetch_add(&futex_ran_ok, 1);
+    return NULL;
+}
+
 /* Lets thread `i` reach its wait, then signals it. */
 static void signal_when_waiting(pthread_t t, int i, int sig)
 {
@@ -184,11 +217,30 @@ int main(void)
     CHECK_RC(pthread_join(t[6], NULL));
     printf("sem: EINTR without SA_RESTART, waits on with it; sem_timedwait EINTR\n");
 
-    CHECK(atomic_load(&ran_elsewhere) == 0, "%d handlers ran on another thread",
-          atomic_load(&ran_elsewhere));
+    /* Raw futex waits, in slots 2 and 3 again (their counts reset: those threads have ended). */
     uint64_t h = MIX_INIT;
     for (int i = 1; i < 7; i++)
         h = mix(h, (uint64_t)atomic_load(&ran_on[i]));
+    atomic_store(&ran_on[2], 0);
+    atomic_store(&ran_on[3], 0);
+    atomic_store(&phase[2], 0);
+    atomic_store(&phase[3], 0);
+    pthread_t f[2];
+    CHECK_RC(pthread_create(&f[0], NULL, futex_waiter, (void *)0L));
+    CHECK_RC(pthread_create(&f[1], NULL, futex_waiter, (void *)1L));
+    signal_when_waiting(f[0], 2, SIGUSR2);
+    signal_when_waiting(f[1], 3, SIGUSR1);
+    CHECK_RC(pthread_join(f[0], NULL));
+    sleep_ms(20);
+    CHECK(atomic_load(&futex_ran_ok) == 1, "the SA_RESTART futex waiter did not wait on");
+    atomic_store(&futex_word, 1);
+    CHECK(syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) == 1,
+          "FUTEX_WAKE woke nobody");
+    CHECK_RC(pthread_join(f[1], NULL));
+    printf("futex: EINTR without SA_RESTART, waits on until woken with it\n");
+
+    CHECK(atomic_load(&ran_elsewhere) == 0, "%d handlers ran on another thread",
+          atomic_load(&ran_elsewhere));
     finish(h);
     return 0;
 }
