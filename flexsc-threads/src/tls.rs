@@ -37,7 +37,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 mod late;
-pub use late::{StaticModule, init_in_green_blocks, new_static_modules, static_modules};
+pub use late::{
+    StaticModule, init_in_green_blocks, new_static_modules, reset_after_fork, static_modules,
+};
 
 // ---------------------------------------------------------------------------------------------
 // fs base

@@ -18,6 +18,7 @@
 //! static TLS of their own module on a green thread (the copy is made when `dlopen` returns);
 //! modules glibc loads by itself (NSS, iconv) or `dlmopen` into other namespaces are not copied.
 
+use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,11 +28,38 @@ use flexsc_threads::tls;
 
 use crate::real;
 
-/// Serialises the wrapped calls (module doc).
-static LOCK: RawMutex = RawMutex::new(MutexKind::Recursive);
+/// Serialises the wrapped calls (module doc); reset in a fork child, as glibc resets the
+/// loader's lock there.
+static LOCK: Resettable = Resettable(UnsafeCell::new(RawMutex::new(MutexKind::Recursive)));
 /// How deep the holder of [`LOCK`] is nested (a constructor's own `dlopen`): only the outermost
 /// call brackets.
 static DEPTH: AtomicU32 = AtomicU32::new(0);
+
+/// A mutex a fork child may replace (another thread may have held it at the fork).
+struct Resettable(UnsafeCell<RawMutex>);
+
+// SAFETY: the mutex is shared like any RawMutex; it is replaced only in a fork child, whose
+// only thread is the one replacing it.
+unsafe impl Sync for Resettable {}
+
+impl Resettable {
+    fn get(&self) -> &RawMutex {
+        // SAFETY: see the Sync impl: no replacement happens while other threads use it.
+        unsafe { &*self.0.get() }
+    }
+}
+
+/// In a fork child (async-signal-safe): the calls in progress in other threads are gone.
+pub(crate) fn reset_after_fork() {
+    // SAFETY: the child's only thread; a holder that no longer exists leaves nothing to drop.
+    unsafe {
+        self::LOCK
+            .0
+            .get()
+            .write(RawMutex::new(MutexKind::Recursive))
+    };
+    DEPTH.store(0, Ordering::Relaxed);
+}
 
 /// `dlopen(3)`: the caller's return address is passed on, so glibc can be told who called.
 ///
@@ -56,7 +84,7 @@ extern "C" fn dlopen_from(file: *const c_char, mode: c_int, caller: usize) -> *m
 /// call, copies the static TLS of the modules it loaded into the green threads' blocks.
 fn bracket(f: impl FnOnce() -> *mut c_void) -> *mut c_void {
     // A recursive mutex's lock fails only on overflow of its count; the call is made anyway.
-    let locked = LOCK.lock().is_ok();
+    let locked = LOCK.get().lock().is_ok();
     let outer = DEPTH.fetch_add(1, Ordering::Relaxed) == 0;
     // Blocks exist only once the runtime started (a runtime starting during this call may
     // create blocks before the module is loaded: not covered).
@@ -72,7 +100,7 @@ fn bracket(f: impl FnOnce() -> *mut c_void) -> *mut c_void {
     }
     DEPTH.fetch_sub(1, Ordering::Relaxed);
     if locked {
-        let _ = LOCK.unlock();
+        let _ = LOCK.get().unlock();
     }
     handle
 }

@@ -89,6 +89,7 @@ extern "C" fn register_fork_handler() {
 pub(crate) fn become_plain_in_child() {
     flexsc_threads::after_fork_in_child();
     crate::signal::forget_in_child();
+    crate::dl::reset_after_fork();
     RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
 }
 

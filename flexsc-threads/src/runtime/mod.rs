@@ -861,6 +861,7 @@ pub unsafe fn syscall(nr: i64, args: &[u64]) -> i64 {
 /// handler); the parent's runtime must not be used in the child.
 pub fn after_fork_in_child() {
     carrier::clear_current();
+    crate::tls::reset_after_fork();
 }
 
 /// The running green thread's id, or None on an OS thread.

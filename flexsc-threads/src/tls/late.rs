@@ -19,10 +19,11 @@
 //! entry (its image, sizes, static offset and module id are known from its program headers and
 //! the calling thread's TCB). A mismatch disables the copy with a [`TlsError`], never a guess.
 
+use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{Layout, TlsError, read_fs_base, unsupported};
 
@@ -74,14 +75,70 @@ const COPYING: u64 = u64::MAX - 1;
 pub(super) struct Entry(AtomicU64);
 
 /// Every live block: thread pointer -> its entry (boxed by the block, removed before it is
-/// freed).
-static BLOCKS: OnceLock<Mutex<HashMap<usize, usize>>> = OnceLock::new();
+/// freed), behind a spin lock that a fork child can reset ([`reset_after_fork`]): a std mutex
+/// held by another thread at the fork would never be released there.
+struct Registry {
+    locked: AtomicBool,
+    blocks: UnsafeCell<Option<HashMap<usize, usize>>>,
+}
 
-fn blocks() -> std::sync::MutexGuard<'static, HashMap<usize, usize>> {
-    BLOCKS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+// SAFETY: `blocks` is only reached through `Registry::lock`, which holds `locked`.
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry = Registry {
+    locked: AtomicBool::new(false),
+    blocks: UnsafeCell::new(None),
+};
+
+/// The locked registry; unlocked when dropped.
+struct Blocks(&'static Registry);
+
+impl Registry {
+    fn lock(&'static self) -> Blocks {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // Held for a copy into every block at most: yield rather than spin that long.
+            std::thread::yield_now();
+        }
+        Blocks(self)
+    }
+}
+
+impl std::ops::Deref for Blocks {
+    type Target = HashMap<usize, usize>;
+    fn deref(&self) -> &Self::Target {
+        // SAFETY: we hold the lock; an empty map is made on first use.
+        unsafe { (*self.0.blocks.get()).get_or_insert_with(HashMap::new) }
+    }
+}
+
+impl std::ops::DerefMut for Blocks {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        // SAFETY: as for deref.
+        unsafe { (*self.0.blocks.get()).get_or_insert_with(HashMap::new) }
+    }
+}
+
+impl Drop for Blocks {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+fn blocks() -> Blocks {
+    REGISTRY.lock()
+}
+
+/// In a fork child (async-signal-safe: no allocation, no lock): the parent's green threads are
+/// gone and their blocks leaked with its runtime; the registry starts empty and unlocked (the
+/// old map is leaked: it may have been mid-update in another thread at the fork).
+pub fn reset_after_fork() {
+    // SAFETY: the child has one thread, the caller; nobody else reaches the registry.
+    unsafe { std::mem::forget((*REGISTRY.blocks.get()).take()) };
+    REGISTRY.locked.store(false, Ordering::Release);
 }
 
 impl Entry {

@@ -130,7 +130,7 @@ static void wait_step(int step)
 {
     while (atomic_load(&ready_to_wait) != step)
         sleep_ms(1);
-    sleep_ms(50);
+    sleep_ms(200);
 }
 
 int main(void)

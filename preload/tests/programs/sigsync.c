@@ -67,13 +67,15 @@ static void *timedlock_waiter(void *arg)
 {
     (void)arg;
     me = 2;
-    struct timespec dl = deadline_ms(CLOCK_REALTIME, 400);
+    /* Long enough for the signal to come first on a loaded machine. */
+    struct timespec dl = deadline_ms(CLOCK_REALTIME, 2000);
     int64_t t0 = now_ns();
     atomic_store(&phase[2], 1);
     int rc = pthread_mutex_timedlock(&held, &dl);
     int64_t ms = (now_ns() - t0) / 1000000;
     CHECK(rc == ETIMEDOUT, "timedlock: %d", rc);
-    CHECK(ms >= 350 && ms < 5000, "timedlock took %lld ms for a 400 ms deadline", (long long)ms);
+    CHECK(ms >= 1950 && ms < 10000, "timedlock took %lld ms for a 2000 ms deadline",
+          (long long)ms);
     CHECK(atomic_load(&ran_on[2]) == 1, "timedlock waiter: handler ran %d times",
           atomic_load(&ran_on[2]));
     return NULL;
@@ -163,12 +165,13 @@ static void *futex_waiter(void *arg)
     return NULL;
 }
 
-/* Lets thread `i` reach its wait, then signals it. */
+/* Lets thread `i` reach its wait (200 ms after it says it is about to), then signals it: a
+ * signal that came before the wait would leave the wait blocked (the run hangs, not passes). */
 static void signal_when_waiting(pthread_t t, int i, int sig)
 {
     while (atomic_load(&phase[i]) == 0)
         sleep_ms(1);
-    sleep_ms(50);
+    sleep_ms(200);
     CHECK_RC(pthread_kill(t, sig));
     while (atomic_load(&ran_on[i]) == 0)
         sleep_ms(1);
