@@ -294,39 +294,50 @@ fn make_pending(target: &Arc<SigState>, sig: c_int, info: Option<libc::siginfo_t
     }
 }
 
-/// Whether a green thread would take process-directed `sig` now: one waits for it in the
-/// `sigwait` family, or does not block it.
+/// Whether a green thread would take process-directed `sig` now ([`taker`]).
 pub(crate) fn accepted(sig: c_int) -> bool {
-    let _lib = rt::InLib::enter();
-    let table = TABLE.lock();
-    table.as_ref().is_some_and(|t| {
-        t.values().any(|st| {
-            st.waiting.load(Ordering::SeqCst) & bit(sig) != 0
-                || st.mask.load(Ordering::Relaxed) & bit(sig) == 0
-        })
-    })
+    taker(sig).is_some()
 }
 
-/// A process-directed signal (taken by [`crate::process_signal`]) for the green threads: to one
-/// waiting for it in the `sigwait` family, else to one that does not block it. False when
-/// every green thread blocks it (or none exists).
-pub(crate) fn route(sig: c_int, info: libc::siginfo_t) -> bool {
-    let target = {
-        let _lib = rt::InLib::enter();
-        let table = TABLE.lock();
-        let states = table.as_ref().into_iter().flat_map(|t| t.values());
-        let waiting = states
-            .clone()
-            .find(|st| st.waiting.load(Ordering::SeqCst) & bit(sig) != 0);
-        waiting
-            .or_else(|| {
-                states
-                    .clone()
-                    .find(|st| st.mask.load(Ordering::Relaxed) & bit(sig) == 0)
-            })
-            .cloned()
+/// The green thread a process-directed `sig` goes to: one waiting for it in the `sigwait`
+/// family, else, if its action does something (a handler, or a default that is not to ignore
+/// it), one that does not block it. An ignored signal interrupts nobody: it stays pending for
+/// a `sigwait` to come.
+fn taker(sig: c_int) -> Option<Arc<SigState>> {
+    let _lib = rt::InLib::enter();
+    let table = TABLE.lock();
+    let states = table.as_ref()?.values();
+    let waiting = states
+        .clone()
+        .find(|st| st.waiting.load(Ordering::SeqCst) & bit(sig) != 0);
+    waiting
+        .or_else(|| {
+            if ignored_now(sig) {
+                return None;
+            }
+            states
+                .clone()
+                .find(|st| st.mask.load(Ordering::Relaxed) & bit(sig) == 0)
+        })
+        .cloned()
+}
+
+/// Whether `sig`'s action now is to ignore it.
+fn ignored_now(sig: c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
+    let act = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut act);
+        act
     };
-    match target {
+    act.sa_sigaction == libc::SIG_IGN
+        || (act.sa_sigaction == libc::SIG_DFL && ignored_by_default(sig))
+}
+
+/// A process-directed signal (taken by [`crate::process_signal`]) for the green threads, to
+/// its [`taker`]. False when there is none.
+pub(crate) fn route(sig: c_int, info: libc::siginfo_t) -> bool {
+    match taker(sig) {
         Some(t) => {
             make_pending(&t, sig, Some(info));
             true
