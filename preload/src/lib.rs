@@ -8,8 +8,9 @@
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
 //! - [`io`]: the blocking libc wrappers, exception-less on green threads;
-//! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls
-//!   interrupted) and per-green-thread signal masks;
+//! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls and
+//!   synchronisation waits interrupted) and per-green-thread signal masks; [`process_signal`]:
+//!   process-directed signals handed to a green thread that lets them in;
 //! - [`sigaction`](mod@sigaction): applications' `sigaction`/`signal`, chained behind the
 //!   stack-overflow handler, and the library's interrupt signal kept from them;
 //! - [`key`]: thread-specific data whose destructors run when green threads end too;
