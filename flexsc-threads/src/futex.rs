@@ -45,6 +45,8 @@ pub enum FutexError {
     TimedOut,
     /// `EINVAL`: a bitset of 0, or an address not aligned to 4 bytes.
     Invalid,
+    /// `EINTR`: the green thread was interrupted ([`wait_interruptible`]).
+    Interrupted,
 }
 
 impl FutexError {
@@ -54,6 +56,7 @@ impl FutexError {
             Self::WouldBlock => libc::EAGAIN,
             Self::TimedOut => libc::ETIMEDOUT,
             Self::Invalid => libc::EINVAL,
+            Self::Interrupted => libc::EINTR,
         }
     }
 }
@@ -64,6 +67,7 @@ impl fmt::Display for FutexError {
             Self::WouldBlock => "the futex word did not hold the expected value",
             Self::TimedOut => "the futex wait timed out",
             Self::Invalid => "invalid futex argument",
+            Self::Interrupted => "the futex wait was interrupted",
         })
     }
 }
@@ -142,6 +146,28 @@ pub fn wait(
     bitset: u32,
     deadline: Option<Instant>,
 ) -> Result<(), FutexError> {
+    wait_or(word, expected, bitset, deadline, false)
+}
+
+/// As [`wait`], and also ends with [`FutexError::Interrupted`] when the calling green thread is
+/// interrupted (a signal was sent to it), as `FUTEX_WAIT` ends with `EINTR`; its interrupt mark
+/// is left for the caller to take (`take_interrupt`).
+pub fn wait_interruptible(
+    word: &AtomicU32,
+    expected: u32,
+    bitset: u32,
+    deadline: Option<Instant>,
+) -> Result<(), FutexError> {
+    wait_or(word, expected, bitset, deadline, true)
+}
+
+fn wait_or(
+    word: &AtomicU32,
+    expected: u32,
+    bitset: u32,
+    deadline: Option<Instant>,
+    interruptible: bool,
+) -> Result<(), FutexError> {
     if bitset == 0 {
         return Err(FutexError::Invalid);
     }
@@ -150,10 +176,17 @@ pub fn wait(
         bitset,
     };
     let still = |_: &mut ()| word.load(Ordering::Relaxed) == expected;
-    match bucket(key.addr).wait_tagged(key, still, deadline) {
+    let list = bucket(key.addr);
+    let w = if interruptible {
+        list.wait_interruptible(key, still, deadline)
+    } else {
+        list.wait_tagged(key, still, deadline)
+    };
+    match w {
         Wait::Woken => Ok(()),
         Wait::Changed => Err(FutexError::WouldBlock),
         Wait::TimedOut => Err(FutexError::TimedOut),
+        Wait::Interrupted => Err(FutexError::Interrupted),
     }
 }
 

@@ -41,8 +41,8 @@ pub mod tls;
 #[cfg(not(loom))]
 pub use runtime::{
     Builder, CarrierStats, Interrupter, JoinHandle, Order, Runtime, SpawnOptions, StatsTable,
-    Unparker, after_fork_in_child, current_id, current_name, park, park_deadline, sleep, spawn,
-    specialize, syscall, take_interrupt, yield_now,
+    Unparker, after_fork_in_child, current_id, current_name, interrupted, park, park_deadline,
+    sleep, spawn, specialize, syscall, take_interrupt, yield_now,
 };
 
 #[cfg(not(loom))]

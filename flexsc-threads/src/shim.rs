@@ -85,6 +85,19 @@ pub(crate) fn expired(_deadline: Instant) -> bool {
     true
 }
 
+/// Whether the calling green thread has an interrupt pending (never under loom, where no
+/// runtime exists).
+#[cfg(not(loom))]
+pub(crate) fn interrupted() -> bool {
+    crate::runtime::interrupted()
+}
+
+/// Whether the calling green thread has an interrupt pending: never, under loom.
+#[cfg(loom)]
+pub(crate) fn interrupted() -> bool {
+    false
+}
+
 /// Hint to the CPU (or to loom's scheduler) that we are spinning.
 #[inline]
 pub(crate) fn spin_hint() {

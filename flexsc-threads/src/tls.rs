@@ -36,6 +36,11 @@ use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+mod late;
+pub use late::{
+    StaticModule, init_in_green_blocks, new_static_modules, reset_after_fork, static_modules,
+};
+
 // ---------------------------------------------------------------------------------------------
 // fs base
 // ---------------------------------------------------------------------------------------------
@@ -961,6 +966,8 @@ pub struct TlsBlock {
     block: NonNull<u8>,
     tp: usize,
     layout: &'static Layout,
+    /// Which late-loaded modules' static TLS glibc copied in ([`init_in_green_blocks`]).
+    late: Box<late::Entry>,
 }
 
 // SAFETY: a TlsBlock owns its allocation and its DTV exclusively; nothing in it is tied to the
@@ -995,18 +1002,26 @@ impl TlsBlock {
         let block = NonNull::new(unsafe { alloc::alloc_zeroed(alloc_layout) })
             .ok_or(TlsError::OutOfMemory("static TLS block"))?;
         let tp = block.as_ptr() as usize + layout.tp_offset;
+        let (late, epoch) = late::Entry::register(tp);
         // SAFETY: tp is static_align-aligned with (static_size - sizeof_pthread) zeroed bytes
         // below it and sizeof_pthread above, all ours: the geometry glibc's allocate_stack gives a
         // new thread. _dl_allocate_tls allocates the DTV, installs it at tp + dtv, and copies
         // every static module's TLS image below tp (dlopened modules: allocated lazily).
         let ret = unsafe { (layout.allocate_tls)(tp as *mut c_void) };
         if ret.is_null() {
+            late::Entry::unregister(tp);
             // SAFETY: the block just allocated with this layout; glibc kept no reference to it.
             unsafe { alloc::dealloc(block.as_ptr(), alloc_layout) };
             return Err(TlsError::OutOfMemory("DTV"));
         }
         debug_assert_eq!(ret as usize, tp);
-        let this = Self { block, tp, layout };
+        late.initialised(epoch);
+        let this = Self {
+            block,
+            tp,
+            layout,
+            late,
+        };
         // SAFETY: every field lies inside our TCB (offsets validated against sizeof_pthread),
         // aligned; the carrier reads are the same validated fields of a live TCB (the caller's
         // contract). Nothing runs on this block yet.
@@ -1110,9 +1125,11 @@ impl TlsBlock {
             }
             ptr::write_bytes(dtv, 0, len + 1);
         }
+        let epoch = self.late.reinitialising();
         // SAFETY: as in glibc's get_cached_stack: a thread pointer whose DTV was just cleared;
         // it re-fills the DTV and copies every static module's image below tp.
         let ret = unsafe { (l.allocate_tls_init)(self.tp as *mut c_void, true) };
+        self.late.initialised(epoch);
         // SAFETY: puts back the bytes saved above into the same place.
         unsafe { ptr::copy_nonoverlapping(saved.as_ptr(), libc_tls, saved.len()) };
         if ret.is_null() {
@@ -1185,6 +1202,7 @@ impl TlsBlock {
 impl Drop for TlsBlock {
     fn drop(&mut self) {
         self.assert_not_installed("dropped");
+        late::Entry::unregister(self.tp);
         let l = self.layout;
         // SAFETY: the block's DTV and dlopen TLS go back to glibc (`false`: the block itself is
         // ours, freed next); no thread runs on it (checked above for this one, and the block is

@@ -8,8 +8,9 @@
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
 //! - [`io`]: the blocking libc wrappers, exception-less on green threads;
-//! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls
-//!   interrupted) and per-green-thread signal masks;
+//! - [`signal`]: `pthread_kill` to green threads (handlers run on them, their blocked calls and
+//!   synchronisation waits interrupted) and per-green-thread signal masks; [`process_signal`]:
+//!   process-directed signals handed to a green thread that lets them in;
 //! - [`sigaction`](mod@sigaction): applications' `sigaction`/`signal`, chained behind the
 //!   stack-overflow handler, and the library's interrupt signal kept from them;
 //! - [`key`]: thread-specific data whose destructors run when green threads end too;
@@ -21,6 +22,9 @@
 //!   (recorded per green thread and reported back);
 //! - [`spawn`]: `system`, `posix_spawn`, `vfork` and `_Fork` from green threads (the green
 //!   thread waits, not its carrier; the child never reaches the syscall pages);
+//! - [`dl`]: `dlopen` sets up the static TLS of the modules it loads in every green thread;
+//! - [`uring`]: liburing's wait for a completion of the application's own rings parks the green
+//!   thread (a `poll` on the ring), not its carrier;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
 //! [`profile`]: the syscall profiler's recorder (`FLEXSC_PROFILE`, `flexsc profile`).
@@ -32,9 +36,11 @@
 
 pub mod c11;
 pub mod cancel;
+pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod process_signal;
 mod profile;
 pub mod pthread;
 mod real;
@@ -45,6 +51,7 @@ pub mod signal;
 pub mod spawn;
 pub mod sync;
 pub mod syscall;
+pub mod uring;
 mod versions;
 
 pub use flexsc_threads as threads;

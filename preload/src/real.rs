@@ -94,6 +94,7 @@ real! {
     sigtimedwait: fn(*const sigset_t, *mut libc::siginfo_t, *const timespec) -> c_int;
     read: fn(c_int, *mut c_void, size_t) -> ssize_t;
     write: fn(c_int, *const c_void, size_t) -> ssize_t;
+    dlopen: fn(*const c_char, c_int) -> *mut c_void;
     pread64: fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
     pwrite64: fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
     readv: fn(c_int, *const iovec, c_int) -> ssize_t;

@@ -31,7 +31,7 @@ pub(crate) fn get() -> Option<&'static Runtime> {
         return started();
     }
     *tried = true;
-    match build() {
+    match crate::process_signal::while_starting(build) {
         Ok(rt) => {
             let rt: &'static Runtime = Box::leak(Box::new(rt));
             RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
@@ -89,6 +89,7 @@ extern "C" fn register_fork_handler() {
 pub(crate) fn become_plain_in_child() {
     flexsc_threads::after_fork_in_child();
     crate::signal::forget_in_child();
+    crate::dl::reset_after_fork();
     RUNTIME.store(std::ptr::null_mut(), Ordering::Release);
 }
 
@@ -125,6 +126,14 @@ pub(crate) struct InLib(bool);
 impl InLib {
     pub(crate) fn enter() -> Self {
         Self(IN_LIB.with(|c| c.replace(true)))
+    }
+
+    /// Runs `f` as application code (a signal handler) from inside the library's own.
+    pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
+        let was = IN_LIB.with(|c| c.replace(false));
+        let r = f();
+        IN_LIB.with(|c| c.set(was));
+        r
     }
 }
 

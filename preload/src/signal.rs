@@ -18,10 +18,15 @@
 //! a signal sent to it wakes it at once, a process-directed one pending in the kernel is taken
 //! with a zero-timeout `rt_sigtimedwait` within 10 ms (the kernel cannot wake a green thread).
 //!
-//! Not yet: a green thread parked in a synchronisation object (mutex, condvar, semaphore, futex)
-//! runs its handler when that wait ends; process-directed signals not taken by a `sigwait` are
-//! delivered by the kernel to a thread whose mask lets them in (a carrier's handler then runs on
-//! whichever green thread that carrier is running).
+//! Process-directed signals that no glibc thread lets in are routed here by
+//! [`crate::process_signal`] ([`route`]): to a green thread waiting for them in `sigwait`, else
+//! to one whose mask lets them in, as a signal sent to it with the kernel's siginfo.
+//!
+//! A green thread parked in a synchronisation object of the library (mutex, condvar, rwlock,
+//! barrier, once, semaphore) runs the handler there: a mutex wait then goes on (never
+//! `EINTR`), a condvar wait returns as a spurious wake-up, `sem_wait` fails with `EINTR` unless
+//! every handler that ran has `SA_RESTART` (`sem_timedwait` even then, as Linux's timed futex
+//! wait); deadlines stay as they were (`sync::wait`).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -42,13 +47,17 @@ struct SigState {
     pending: AtomicU64,
     /// Signals it blocks.
     mask: AtomicU64,
-    /// The values of signals sent with `pthread_sigqueue`, in sending order (each one's bit is
-    /// also in `pending` until the last is delivered).
-    queued: Mutex<VecDeque<(c_int, libc::sigval)>>,
+    /// The siginfo of signals sent with `pthread_sigqueue` or routed from the process
+    /// ([`crate::process_signal`]), in sending order (each one's bit is also in `pending` until
+    /// the last is delivered).
+    queued: Mutex<VecDeque<(c_int, libc::siginfo_t)>>,
+    /// The set it waits for in the `sigwait` family (0 when not waiting).
+    waiting: AtomicU64,
     interrupter: Interrupter,
 }
 
-// SAFETY: a sigval is an int or a pointer the application sends along; we only copy it.
+// SAFETY: a siginfo's pointers (a sigval, a fault address) are values the application or the
+// kernel sends along; we only copy them.
 unsafe impl Send for SigState {}
 // SAFETY: as above; every field is behind an atomic or a mutex.
 unsafe impl Sync for SigState {}
@@ -133,8 +142,18 @@ pub(crate) fn forget_in_child() {
     };
 }
 
+/// What a green thread waiting in a synchronisation object does with signals sent to it.
+struct WaitHooks;
+
+impl crate::sync::wait::Signals for WaitHooks {
+    fn interrupted(&self, restartable: bool) -> bool {
+        after_call(-i64::from(libc::EINTR), restartable).is_some()
+    }
+}
+
 /// Called by a new green thread first: records its state, starting with `mask`.
 pub(crate) fn register(mask: u64) {
+    let _ = crate::sync::wait::SIGNALS.set(&WaitHooks);
     let Some(interrupter) = Interrupter::current() else {
         return;
     };
@@ -142,6 +161,7 @@ pub(crate) fn register(mask: u64) {
         pending: AtomicU64::new(0),
         mask: AtomicU64::new(mask & !UNBLOCKABLE),
         queued: Mutex::new(VecDeque::new()),
+        waiting: AtomicU64::new(0),
         interrupter,
     });
     MINE.with(|m| m.set(Arc::as_ptr(&st)));
@@ -202,16 +222,16 @@ pub unsafe extern "C" fn pthread_sigqueue(
     value: libc::sigval,
 ) -> c_int {
     // SAFETY: forwarded unchanged when the thread is not ours.
-    send(thread, sig, Some(value), || unsafe {
+    send(thread, sig, Some(siginfo(sig, Some(value))), || unsafe {
         real::pthread_sigqueue()(thread, sig, value)
     })
 }
 
-/// Sends `sig` (with `value` if queued) to `thread` if it is a green thread, else `native()`.
+/// Sends `sig` (with `info` if queued) to `thread` if it is a green thread, else `native()`.
 fn send(
     thread: pthread_t,
     sig: c_int,
-    value: Option<libc::sigval>,
+    info: Option<libc::siginfo_t>,
     native: impl FnOnce() -> c_int,
 ) -> c_int {
     let target = loop {
@@ -249,23 +269,81 @@ fn send(
     if sig == 0 {
         return 0;
     }
-    if let Some(v) = value {
+    make_pending(&target, sig, info);
+    0
+}
+
+/// Makes `sig` pending on `target` and gets it handled there: at once when it is the caller,
+/// else by interrupting it.
+fn make_pending(target: &Arc<SigState>, sig: c_int, info: Option<libc::siginfo_t>) {
+    if let Some(info) = info {
         let _lib = rt::InLib::enter();
         let mut q = target.queued.lock().unwrap_or_else(|e| e.into_inner());
-        // A standard signal already pending merges (and keeps its first value).
+        // A standard signal already pending merges (and keeps its first siginfo).
         if sig >= libc::SIGRTMIN() || !q.iter().any(|&(s, _)| s == sig) {
-            q.push_back((sig, v));
+            q.push_back((sig, info));
         }
     }
     target.pending.fetch_or(bit(sig), Ordering::SeqCst);
-    if mine().is_some_and(|m| std::ptr::eq(m, &*target)) {
+    if mine().is_some_and(|m| std::ptr::eq(m, &**target)) {
         // To itself: handled before the call returns, as the kernel does.
         deliver();
     } else {
         let _lib = rt::InLib::enter();
         target.interrupter.interrupt();
     }
-    0
+}
+
+/// Whether a green thread would take process-directed `sig` now ([`taker`]).
+pub(crate) fn accepted(sig: c_int) -> bool {
+    taker(sig).is_some()
+}
+
+/// The green thread a process-directed `sig` goes to: one waiting for it in the `sigwait`
+/// family, else, if its action does something (a handler, or a default that is not to ignore
+/// it), one that does not block it. An ignored signal interrupts nobody: it stays pending for
+/// a `sigwait` to come.
+fn taker(sig: c_int) -> Option<Arc<SigState>> {
+    let _lib = rt::InLib::enter();
+    let table = TABLE.lock();
+    let states = table.as_ref()?.values();
+    let waiting = states
+        .clone()
+        .find(|st| st.waiting.load(Ordering::SeqCst) & bit(sig) != 0);
+    waiting
+        .or_else(|| {
+            if ignored_now(sig) {
+                return None;
+            }
+            states
+                .clone()
+                .find(|st| st.mask.load(Ordering::Relaxed) & bit(sig) == 0)
+        })
+        .cloned()
+}
+
+/// Whether `sig`'s action now is to ignore it.
+fn ignored_now(sig: c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
+    let act = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut act);
+        act
+    };
+    act.sa_sigaction == libc::SIG_IGN
+        || (act.sa_sigaction == libc::SIG_DFL && ignored_by_default(sig))
+}
+
+/// A process-directed signal (taken by [`crate::process_signal`]) for the green threads, to
+/// its [`taker`]. False when there is none.
+pub(crate) fn route(sig: c_int, info: libc::siginfo_t) -> bool {
+    match taker(sig) {
+        Some(t) => {
+            make_pending(&t, sig, Some(info));
+            true
+        }
+        None => false,
+    }
 }
 
 /// `sigpending`: on a green thread, the signals sent to it and blocked, with those pending for
@@ -348,6 +426,7 @@ unsafe fn change_mask(
             _ => return libc::EINVAL,
         };
         st.mask.store(now & !UNBLOCKABLE, Ordering::Relaxed);
+        crate::process_signal::green_unblocked(was & !now);
     }
     if !old.is_null() {
         // SAFETY: the caller's contract.
@@ -473,6 +552,18 @@ const SIGWAIT_POLL_MAX: Duration = Duration::from_millis(10);
 fn wait_for(set: u64, deadline: Option<Instant>) -> Result<(c_int, libc::siginfo_t), c_int> {
     let st = mine().expect("a green thread");
     let set = set & !UNBLOCKABLE;
+    st.waiting.store(set, Ordering::SeqCst);
+    crate::process_signal::green_unblocked(set);
+    let got = wait_for_set(st, set, deadline);
+    st.waiting.store(0, Ordering::SeqCst);
+    got
+}
+
+fn wait_for_set(
+    st: &SigState,
+    set: u64,
+    deadline: Option<Instant>,
+) -> Result<(c_int, libc::siginfo_t), c_int> {
     let mut nap = Duration::from_millis(1);
     loop {
         crate::cancel::point();
@@ -527,16 +618,16 @@ fn take_sent(st: &SigState, set: u64) -> Option<(c_int, libc::siginfo_t)> {
             return None;
         }
         let sig = ready.trailing_zeros() as c_int + 1;
-        let Some(value) = take_one(st, sig) else {
+        let Some(info) = take_one(st, sig) else {
             continue;
         };
-        return Some((sig, siginfo(sig, value)));
+        return Some((sig, info.unwrap_or_else(|| siginfo(sig, None))));
     }
 }
 
-/// Takes one instance of pending `sig` (and its queued value, if any): None if another taker
+/// Takes one instance of pending `sig` (and its queued siginfo, if any): None if another taker
 /// got it first.
-fn take_one(st: &SigState, sig: c_int) -> Option<Option<libc::sigval>> {
+fn take_one(st: &SigState, sig: c_int) -> Option<Option<libc::siginfo_t>> {
     let mut q = st.queued.lock().unwrap_or_else(|e| e.into_inner());
     let value = q
         .iter()
@@ -621,10 +712,11 @@ fn deliver() -> Ran {
             return ran;
         }
         let sig = ready.trailing_zeros() as c_int + 1;
-        let Some(value) = take_one(st, sig) else {
+        let Some(info) = take_one(st, sig) else {
             continue;
         };
-        if let Some(restart) = run_action(st, sig, value) {
+        let info = info.unwrap_or_else(|| siginfo(sig, None));
+        if let Some(restart) = run_action(st, sig, info) {
             ran.any = true;
             ran.all_restart &= restart;
         }
@@ -640,7 +732,7 @@ fn ignored_by_default(sig: c_int) -> bool {
 }
 
 /// Takes `sig`'s action on the calling green thread: `Some(SA_RESTART?)` if a handler ran.
-fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<bool> {
+fn run_action(st: &SigState, sig: c_int, info: libc::siginfo_t) -> Option<bool> {
     // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
     let act = unsafe {
         let mut act: libc::sigaction = std::mem::zeroed();
@@ -669,18 +761,16 @@ fn run_action(st: &SigState, sig: c_int, value: Option<libc::sigval>) -> Option<
                     libc::sigaction(sig, &dfl, std::ptr::null_mut());
                 }
             }
-            call_handler(handler, sig, value, act.sa_flags & libc::SA_SIGINFO != 0);
+            call_handler(handler, sig, info, act.sa_flags & libc::SA_SIGINFO != 0);
             st.mask.store(was, Ordering::Relaxed);
             Some(act.sa_flags & libc::SA_RESTART != 0)
         }
     }
 }
 
-/// Calls a handler as the kernel would for a `tgkill` (or, with a value, an `rt_tgsigqueueinfo`)
-/// from this process.
-fn call_handler(handler: usize, sig: c_int, value: Option<libc::sigval>, siginfo: bool) {
+/// Calls a handler as the kernel would, with `info`.
+fn call_handler(handler: usize, sig: c_int, mut info: libc::siginfo_t, siginfo: bool) {
     if siginfo {
-        let mut info = self::siginfo(sig, value);
         // SAFETY: a zeroed ucontext_t is valid and getcontext fills it from the calling thread;
         // the handler was installed with SA_SIGINFO, so it has the three-argument form.
         unsafe {

@@ -6,14 +6,15 @@
 //! thread waits in the kernel as usual; a wake wakes table waiters first and, for the rest of its
 //! count, kernel waiters, so green and OS threads waiting on one word (InnoDB's mutexes, or a
 //! Rust program's std locks) wake each other. Other futex operations are refused with `ENOSYS`
-//! and one log line. `gettid` and `sched_{get,set}affinity` on a green thread answer as their
+//! and one log line. A signal sent to a green thread in `FUTEX_WAIT` runs its handler there and
+//! ends or restarts the wait as Linux does. `gettid` and `sched_{get,set}affinity` on a green thread answer as their
 //! exports do ([`sched`](crate::sched)). Any other call on a green thread is exception-less. Everything else (OS
 //! threads' other calls, the library's own code, its internal threads) traps directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
-use flexsc_threads::futex::{self, BITSET_MATCH_ANY};
+use flexsc_threads::futex::{self, BITSET_MATCH_ANY, FutexError};
 use libc::{c_long, timespec};
 
 use crate::io::{self, settle};
@@ -120,7 +121,7 @@ unsafe fn on_table(addr: c_long, op: c_long, val: c_long, timeout: c_long, val3:
                 Ok(d) => d,
                 Err(e) => return settle(-i64::from(e)),
             };
-            futex::wait(word, val as u32, bitset, deadline).map(|()| 0)
+            wait_handling_signals(word, val as u32, bitset, deadline)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
@@ -138,6 +139,30 @@ unsafe fn on_table(addr: c_long, op: c_long, val: c_long, timeout: c_long, val3:
     match r {
         Ok(n) => n as c_long,
         Err(e) => settle(-i64::from(e.errno())),
+    }
+}
+
+/// `FUTEX_WAIT`: a signal sent to the waiting green thread runs its handler there (outside the
+/// library), then the wait goes on, as Linux restarts it (no handler ran, or an untimed wait and
+/// every handler has `SA_RESTART`; with its first deadline), or fails with `EINTR`.
+fn wait_handling_signals(
+    word: &AtomicU32,
+    val: u32,
+    bitset: u32,
+    deadline: Option<Instant>,
+) -> Result<i64, FutexError> {
+    loop {
+        match futex::wait_interruptible(word, val, bitset, deadline) {
+            Err(FutexError::Interrupted) => {
+                let eintr = InLib::outside(|| {
+                    crate::signal::after_call(-i64::from(libc::EINTR), deadline.is_none()).is_some()
+                });
+                if eintr {
+                    return Err(FutexError::Interrupted);
+                }
+            }
+            r => return r.map(|()| 0),
+        }
     }
 }
 

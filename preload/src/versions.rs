@@ -69,6 +69,7 @@ versions! {
     cnd_timedwait => cnd_timedwait { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     cnd_wait => cnd_wait { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     connect => connect { v2_2_5 = "GLIBC_2.2.5" "@" }
+    dlopen => dlopen { v2_2_5 = "GLIBC_2.2.5" "@", v2_34 = "GLIBC_2.34" "@" }
     creat => creat { v2_2_5 = "GLIBC_2.2.5" "@" }
     creat64 => creat64 { v2_2_5 = "GLIBC_2.2.5" "@" }
     epoll_pwait => epoll_pwait { v2_6 = "GLIBC_2.6" "@" }

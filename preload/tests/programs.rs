@@ -374,6 +374,16 @@ fn posted_calls(stats: &str) -> Vec<(String, u64)> {
 /// (exception-less) at least the given number of times: what the output of a program cannot
 /// tell apart from a call that went to glibc.
 fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
+    check_program_built(source, calls, &|_| Ok(Vec::new()));
+}
+
+/// As [`check_program_posting`], after `prepare` built what the program needs in its work
+/// directory (modules it loads), returning extra arguments for the program's own compilation.
+fn check_program_built(
+    source: &str,
+    calls: &[(&str, u64)],
+    prepare: &dyn Fn(&Path) -> Result<Vec<String>, String>,
+) {
     let src = programs_dir().join(source);
     assert!(src.is_file(), "{} is missing", src.display());
     let lib = preload_library();
@@ -381,7 +391,7 @@ fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
     let mut dir = WorkDir::new(stem);
     let binary = dir.path.join(stem);
     let t0 = Instant::now();
-    if let Err(e) = compile(&src, &binary) {
+    if let Err(e) = prepare(&dir.path).and_then(|extra| compile_with(&src, &binary, &extra)) {
         panic!("{source}: {e}");
     }
     let compiled = t0.elapsed();
@@ -514,6 +524,37 @@ fn stat() {
     );
 }
 
+#[test]
+fn uring_wait() {
+    check_program_built("uring_wait.c", &[], &|_| Ok(vec!["-ldl".into()]));
+}
+
+#[test]
+fn sigsync() {
+    check_program("sigsync.c");
+}
+
+#[test]
+fn procsig() {
+    check_program("procsig.c");
+}
+
+#[test]
+fn dlopen_tls() {
+    // The module, built once per TLS model; the program finds the global-dynamic one through
+    // its RUNPATH ($ORIGIN: the work directory).
+    check_program_built("dlopen_tls.c", &[], &|dir| {
+        let module = programs_dir().join("dlopen_tls/module.c");
+        for (name, model) in [("gd", "global-dynamic"), ("ie", "initial-exec")] {
+            let out = dir.join(format!("libdltls_{name}.so"));
+            let flags = ["-shared", "-fPIC"].map(String::from);
+            let model = format!("-DMODEL=\"{model}\"");
+            compile_with(&module, &out, &[&flags[..], &[model]].concat())?;
+        }
+        Ok(vec!["-ldl".into(), "-Wl,-rpath,$ORIGIN".into()])
+    });
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -536,6 +577,10 @@ fn every_program_has_a_test() {
         "versions.c",
         "stat.c",
         "spawn.c",
+        "dlopen_tls.c",
+        "procsig.c",
+        "sigsync.c",
+        "uring_wait.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")

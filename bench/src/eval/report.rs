@@ -314,7 +314,7 @@ pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path) -> String
          with (min - max); ratios are taken within each pair, then their median (min - max). \
          Apache, MariaDB and memcached run with scripts/servers/*.in (Apache worker MPM `-X`, \
          256 worker threads; MariaDB a thread per connection, durability off, \
-         `innodb_use_native_aio=0`; memcached `-t 4`).",
+         native AIO through io_uring; memcached `-t 4`).",
         meta.pairs,
         if meta.pairs == 1 { "" } else { "s" },
         meta.timing.warmup,

@@ -85,6 +85,12 @@ impl Interrupter {
     }
 }
 
+/// Whether the calling green thread is marked interrupted (the mark stays for
+/// [`take_interrupt`]). False on an OS thread.
+pub fn interrupted() -> bool {
+    current().is_some_and(|(t, _, _)| t.interrupt.is_set())
+}
+
 /// Takes the calling green thread's interrupt mark: true if it was interrupted since it last
 /// took it. False on an OS thread.
 pub fn take_interrupt() -> bool {

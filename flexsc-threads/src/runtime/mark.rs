@@ -26,6 +26,11 @@ impl InterruptMark {
         self.in_flight_on()
     }
 
+    /// Whether the mark is set (it stays set).
+    pub fn is_set(&self) -> bool {
+        self.marked.load(Ordering::Acquire)
+    }
+
     /// The green thread itself: takes the mark (true once per mark).
     pub fn take(&self) -> bool {
         // A load first: the usual answer (no mark) costs no locked instruction.

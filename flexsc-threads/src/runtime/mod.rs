@@ -30,7 +30,7 @@ use crate::stack::{Stack, StackPool};
 use crate::tls::TlsBlock;
 use carrier::{Carrier, current};
 use context::Context;
-pub use interrupt::{Interrupter, take_interrupt};
+pub use interrupt::{Interrupter, interrupted, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
 use queue::RunQueue;
@@ -885,6 +885,7 @@ pub fn specialize(fd: RawFd, hints: Hints) -> io::Result<SpecializationContext> 
 /// handler); the parent's runtime must not be used in the child.
 pub fn after_fork_in_child() {
     carrier::clear_current();
+    crate::tls::reset_after_fork();
 }
 
 /// The running green thread's id, or None on an OS thread.

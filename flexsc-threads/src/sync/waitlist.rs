@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use crate::shim::{
     AtomicU8, ListGuard, ListLock, Ordering, Sleeper, UnsafeCell, Woke, const_fn, expired,
-    spin_hint, wait,
+    interrupted, spin_hint, wait,
 };
 
 const QUEUED: u8 = 0;
@@ -57,6 +57,9 @@ pub(crate) enum Wait {
     Woken,
     /// The deadline passed first (and no wake was spent on us).
     TimedOut,
+    /// The green thread was interrupted first ([`WaitList::wait_interruptible`]; no wake was
+    /// spent on us).
+    Interrupted,
 }
 
 struct Inner<S, K> {
@@ -117,6 +120,28 @@ impl<S, K> WaitList<S, K> {
         still: impl FnOnce(&mut S) -> bool,
         deadline: Option<Instant>,
     ) -> Wait {
+        self.wait_tagged_or(tag, still, deadline, false)
+    }
+
+    /// As [`wait_tagged`](WaitList::wait_tagged), and also ends, with [`Wait::Interrupted`],
+    /// when the calling green thread is interrupted (a signal for it): its interrupt mark is
+    /// left for the caller to take.
+    pub(crate) fn wait_interruptible(
+        &self,
+        tag: K,
+        still: impl FnOnce(&mut S) -> bool,
+        deadline: Option<Instant>,
+    ) -> Wait {
+        self.wait_tagged_or(tag, still, deadline, true)
+    }
+
+    fn wait_tagged_or(
+        &self,
+        tag: K,
+        still: impl FnOnce(&mut S) -> bool,
+        deadline: Option<Instant>,
+        interruptible: bool,
+    ) -> Wait {
         let node = Node {
             prev: Cell::new(ptr::null()),
             next: Cell::new(ptr::null()),
@@ -142,12 +167,19 @@ impl<S, K> WaitList<S, K> {
                 }
                 _ => {}
             }
-            match deadline {
-                Some(d) if expired(d) => {
+            // The interrupter sets the mark before it unparks us: a park that returns for it
+            // finds the mark here.
+            let stop = match deadline {
+                Some(d) if expired(d) => Some(Wait::TimedOut),
+                _ if interruptible && interrupted() => Some(Wait::Interrupted),
+                _ => None,
+            };
+            match stop {
+                Some(stop) => {
                     let mut l = self.lock();
                     if node.state.load(Ordering::Relaxed) == QUEUED {
                         l.unlink(&node);
-                        return Wait::TimedOut;
+                        return stop;
                     }
                     // Dequeued by a waker, which finished under the lock: woken (module doc).
                 }

@@ -38,7 +38,7 @@ use libc::{CLOCK_REALTIME, EAGAIN, EINVAL, EOVERFLOW, c_int, c_uint, clockid_t, 
 
 use super::time::Timeout;
 use super::view;
-use super::wait::{Scope, cancellable, cancellation_point};
+use super::wait::{Scope, Stop, cancellable, cancellation_point};
 
 /// `value`'s bit: sleepers may exist.
 const SLEEPERS: u32 = 1 << 31;
@@ -105,9 +105,13 @@ impl Sem {
             {
                 continue;
             }
-            match cancellable(&self.value, || scope.wait(&self.value, SLEEPERS, deadline)) {
+            match cancellable(&self.value, || {
+                scope.wait_signalled(&self.value, SLEEPERS, deadline)
+            }) {
                 Some(Ok(())) => {}
-                Some(Err(_)) => break Err(libc::ETIMEDOUT),
+                Some(Err(Stop::TimedOut)) => break Err(libc::ETIMEDOUT),
+                // A handler ran that does not restart the wait.
+                Some(Err(Stop::Interrupted)) => break Err(libc::EINTR),
                 // A cancellation request: it acts once this thread has left.
                 None => break Err(libc::EINTR),
             }

@@ -32,6 +32,31 @@ use crate::rt::InLib;
 #[derive(Debug)]
 pub(crate) struct TimedOut;
 
+/// Why [`Scope::wait_signalled`] ended without a wake.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran on the waiting thread that ends the wait (`EINTR`, see
+    /// [`Signals::interrupted`]).
+    Interrupted,
+}
+
+/// Signals as the preload implements them (`signal.rs`), installed in [`SIGNALS`] when the first
+/// green thread starts: a green thread waiting here runs the handlers of the signals sent to
+/// it, then waits on (or fails with `EINTR`, [`Scope::wait_signalled`]). Where this module is
+/// compiled on its own there is none, and waits are not interrupted.
+pub(crate) trait Signals: Sync {
+    /// Runs the calling green thread's pending handlers after its wait was interrupted; true if
+    /// the wait must end with `EINTR`: a handler ran that does not restart it (`restartable`:
+    /// an untimed wait, which Linux restarts after `SA_RESTART` handlers; a timed futex wait
+    /// always ends with `EINTR` when a handler ran).
+    fn interrupted(&self, restartable: bool) -> bool;
+}
+
+/// The installed [`Signals`].
+pub(crate) static SIGNALS: OnceLock<&'static dyn Signals> = OnceLock::new();
+
 /// Thread cancellation as the preload implements it (`cancel.rs`), installed in
 /// [`CANCELLATION`] when the first thread is created or cancelled. Where this module is compiled
 /// on its own (its test, `tests/sync.rs`) there is none, and no wait is a cancellation point.
@@ -82,21 +107,47 @@ impl Scope {
         if shared { Self::Shared } else { Self::Private }
     }
 
-    /// Sleeps while `word` holds `expected`, until a [`Scope::wake`] or `deadline`.
+    /// Sleeps while `word` holds `expected`, until a [`Scope::wake`] or `deadline`. A signal
+    /// sent to the waiting green thread runs its handler and ends the wait as a spurious
+    /// wake-up (the caller looks at the word again, and may wait on with the same deadline).
     pub(crate) fn wait(
         self,
         word: &AtomicU32,
         expected: u32,
         deadline: Option<Instant>,
     ) -> Result<(), TimedOut> {
-        let _lib = InLib::enter();
-        match self {
-            Self::Private => match futex::wait(word, expected, BITSET_MATCH_ANY, deadline) {
-                Err(FutexError::TimedOut) => Err(TimedOut),
-                // Woken, or the word had changed (`Invalid` needs a zero bitset).
-                Ok(()) | Err(FutexError::WouldBlock | FutexError::Invalid) => Ok(()),
-            },
-            Self::Shared => kernel_wait(word, expected, deadline),
+        match self.wait_signalled(word, expected, deadline) {
+            Err(Stop::TimedOut) => Err(TimedOut),
+            Ok(()) | Err(Stop::Interrupted) => Ok(()),
+        }
+    }
+
+    /// As [`Scope::wait`], telling whether a handler ran that ends the wait with `EINTR` (for
+    /// `sem_wait` and `sem_timedwait`, which report it).
+    pub(crate) fn wait_signalled(
+        self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        let signalled = {
+            let _lib = InLib::enter();
+            match self {
+                Self::Private => {
+                    match futex::wait_interruptible(word, expected, BITSET_MATCH_ANY, deadline) {
+                        Err(FutexError::TimedOut) => return Err(Stop::TimedOut),
+                        Err(FutexError::Interrupted) => true,
+                        // Woken, or the word had changed (`Invalid` needs a zero bitset).
+                        Ok(()) | Err(FutexError::WouldBlock | FutexError::Invalid) => false,
+                    }
+                }
+                Self::Shared => kernel_wait(word, expected, deadline)?,
+            }
+        };
+        // The handlers are the application's code: run outside the library's (InLib ended).
+        match SIGNALS.get() {
+            Some(s) if signalled && s.interrupted(deadline.is_none()) => Err(Stop::Interrupted),
+            _ => Ok(()),
         }
     }
 
@@ -120,15 +171,16 @@ impl Scope {
     }
 }
 
-/// `FUTEX_WAIT` on a shared word, with the time left until `deadline` as its timeout.
-fn kernel_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Result<(), TimedOut> {
+/// `FUTEX_WAIT` on a shared word, with the time left until `deadline` as its timeout: true if
+/// it ended with `EINTR` (a signal).
+fn kernel_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Result<bool, Stop> {
     let ts;
     let timeout: *const libc::timespec = match deadline {
         None => std::ptr::null(),
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(TimedOut);
+                return Err(Stop::TimedOut);
             }
             ts = libc::timespec {
                 tv_sec: left.as_secs() as libc::time_t,
@@ -147,9 +199,9 @@ fn kernel_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Re
     // a syscall thread, while this thread is parked) before this function does.
     let r = unsafe { flexsc_threads::syscall(libc::SYS_futex, &args) };
     if r == -i64::from(libc::ETIMEDOUT) {
-        Err(TimedOut)
+        Err(Stop::TimedOut)
     } else {
-        // 0 (woken), EAGAIN (changed), EINTR (a signal): look again.
-        Ok(())
+        // 0 (woken) or EAGAIN (changed): look again; EINTR: a signal.
+        Ok(r == -i64::from(libc::EINTR))
     }
 }
