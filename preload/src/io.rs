@@ -238,8 +238,13 @@ pub unsafe extern "C-unwind" fn close(fd: c_int) -> c_int {
         let r = unsafe { green_call(libc::SYS_close, &[fd as u64], true) };
         return settle(r) as c_int;
     }
+    let args = [fd as u64];
+    let before = crate::profile::before(libc::SYS_close, &args);
     // SAFETY: forwarded unchanged.
-    unsafe { real::close()(fd) }
+    let r = unsafe { real::close()(fd) };
+    // SAFETY: close takes no pointers.
+    unsafe { crate::profile::record_libc(libc::SYS_close, &args, r.into(), before) };
+    r
 }
 
 /// `dup2`: glibc's, after ending any specialization context on `new` (it replaces that fd).
