@@ -20,6 +20,7 @@
 //! runner (`SIGRTMAX - 2`, whose handler closes the window before the `syscall` instruction).
 //! Calls that cannot block run to completion and keep their result.
 
+mod poller;
 mod scheduler;
 pub(crate) mod specialization;
 mod syscall_thread;
@@ -199,7 +200,7 @@ impl CoreBackend for ThreadsCore {
     }
 
     fn interrupt(&mut self, slot: u32) {
-        interrupt(self.sched.area(), self.core, slot);
+        interrupt(&self.sched, self.core, slot);
     }
 
     fn wait(
