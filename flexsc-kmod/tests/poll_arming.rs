@@ -7,7 +7,7 @@
 //! interrupt of a parked read; a parked read whose fd is closed, or closed and reused; a socket
 //! timeout that must still expire; shutdown with entries parked.
 
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -84,8 +84,13 @@ impl Setup {
     }
 }
 
+/// One case at a time: fd numbers are the process's, and a case that closes an fd must not see
+/// another case's new fd take its number (its parked read would then run on that one).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Runs `case` on its own thread, failing it if it does not finish within [`LIMIT`].
 fn run(setup: Setup, case: fn(Setup)) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (tx, rx) = mpsc::channel();
     let body = thread::spawn(move || {
         case(setup);

@@ -802,11 +802,8 @@ mod os {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut last_sweep = Instant::now();
         while !poller.shut.load(Ordering::SeqCst) {
-            let timeout = if poller.parking.parked() > 0 {
-                SWEEP.as_millis() as u64
-            } else {
-                -1i64 as u64
-            };
+            // Always a timeout: an entry parked while we sleep must be swept too.
+            let timeout = SWEEP.as_millis() as u64;
             let n = sys(
                 libc::SYS_epoll_wait,
                 [
