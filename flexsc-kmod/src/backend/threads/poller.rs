@@ -8,7 +8,11 @@
 //! Before a syscall thread runs a read-like call (`read`, `readv`, `recvfrom`, `recvmsg`,
 //! `accept`, `accept4`: readable) or a write-like one (`write`, `writev`, `sendto`, `sendmsg`:
 //! writable), it probes the fd with `poll(fd, 0)`. Ready (or an error, hang-up, bad fd): the call
-//! runs as before, blocking, after the usual hand-off. Not ready, and the call would wait for it
+//! runs as before, blocking, after the usual hand-off. A receive (`recvfrom`, `recvmsg`, without
+//! `MSG_WAITALL`, on a socket whose `SO_RCVLOWAT` is 1) is its own probe instead: it is tried
+//! with `MSG_DONTWAIT` added, and anything but `EAGAIN` is its result, with no hand-off (a
+//! blocking receive returns the same whenever data, an error or end of file is there). Sends
+//! are never tried so: a non-blocking send may be partial where a blocking one is not. Not ready, and the call would wait for it
 //! (the fd is not `O_NONBLOCK`, there is no `MSG_DONTWAIT`, and no `SO_RCVTIMEO`/`SO_SNDTIMEO`
 //! whose expiry the call must see): the entry, still claimed, is *parked*: registered in the
 //! group's epoll instance (`EPOLLONESHOT`), and the thread goes on with the pages. When the fd
@@ -286,7 +290,8 @@ impl Parking {
         self.ready.load(Ordering::SeqCst) != 0
     }
 
-    /// Entries waiting at the poller now.
+    /// Entries waiting at the poller now (for the models' final checks).
+    #[cfg(loom)]
     pub fn parked(&self) -> usize {
         self.lock().parked
     }
@@ -691,34 +696,74 @@ mod os {
 
     /// Completes the parked (or ready) entry `index` with `ret`, on behalf of its executor.
     fn complete(area: &SyscallArea, index: usize, ret: i64) {
-        let entry = area.entry_at(index);
-        area.interrupt_of(entry).leave();
         // SAFETY: the entry was detached by the syscall thread that parked it, and its index was
-        // just removed from the parking table under its lock: no one else holds its claim.
-        let claim = unsafe { entry.resume_detached() };
+        // just removed from the parking table (or the parker's hands) under its lock: no one else
+        // holds its claim.
+        let claim = unsafe { area.entry_at(index).resume_detached() };
+        finish(area, claim, ret);
+    }
+
+    /// Completes `claim` with `ret` here, without a call in the kernel for it (any more).
+    fn finish(area: &SyscallArea, claim: Claim<'_>, ret: i64) {
+        let index = area.index_of(claim.entry());
+        // Clears a parked runner (no signal is ever sent to one).
+        area.interrupt_of(claim.entry()).leave();
         claim.complete(ret);
         let page = index / crate::page::ENTRIES_PER_PAGE;
         area.control(page).note_completed(1);
         area.core(area.core_of_page(page)).completions.ring();
     }
 
-    /// Before a syscall thread runs `claim`'s call, which may block: parks it if it is a call
-    /// on an fd that is not ready (then, or if it was interrupted and completed here, None), or
-    /// hands it back to run as before.
+    /// A receive (`recvfrom`, `recvmsg`) may be tried at once with `MSG_DONTWAIT` added: its
+    /// result is then the blocking call's whenever data (or an error, or end of file) is there.
+    /// Not with `MSG_WAITALL`, nor on a socket whose `SO_RCVLOWAT` is above 1 (a blocking
+    /// receive waits for that much, a non-blocking one returns less); `poll` honours both.
+    /// Returns the flags to try with.
+    fn try_at_once(kind: Kind, args: &[u64; 6]) -> Option<u64> {
+        let flags = match kind {
+            Kind::Socket => args[3],
+            Kind::Message => args[2],
+            _ => return None,
+        };
+        if flags as i32 & libc::MSG_WAITALL != 0 {
+            return None;
+        }
+        let mut lowat = 0i32;
+        (sockopt(args[0] as i32, libc::SO_RCVLOWAT, &mut lowat) && lowat <= 1)
+            .then_some(flags | libc::MSG_DONTWAIT as u64)
+    }
+
+    /// Before a syscall thread runs `claim`'s call, which may block: completes it here if it is
+    /// a receive that finds its data at once, parks it if it is a call on an fd that is not
+    /// ready (then, or if it was interrupted and completed here, None), or hands it back to run
+    /// as before.
     pub(crate) fn arm<'a>(sched: &Arc<Scheduler>, claim: Claim<'a>) -> Option<Claim<'a>> {
         let (head, args) = (claim.head(), claim.args());
         let Some((kind, events)) = interest(head.nr, &args) else {
             return Some(claim);
         };
         let fd = args[0] as i32;
-        if ready_now(fd, events) || !waits_for_readiness(fd, kind, events, &args) {
+        let area = sched.area();
+        if let Some(flags) = try_at_once(kind, &args) {
+            let mut now = args;
+            now[if kind == Kind::Socket { 3 } else { 2 }] = flags;
+            // SAFETY: the entry's own receive (not thread-bound) with MSG_DONTWAIT added; its
+            // pointers are the poster's and the kernel checks them (-EFAULT), as in `execute`.
+            let r = unsafe { raw::syscall6(head.nr as u64, &now) };
+            if r != -(libc::EAGAIN as i64) {
+                finish(area, claim, r);
+                return None;
+            }
+        } else if ready_now(fd, events) {
+            return Some(claim);
+        }
+        if !waits_for_readiness(fd, kind, events, &args) {
             return Some(claim);
         }
         let poller = sched.poller();
         let Some(os) = poller.os(sched) else {
             return Some(claim);
         };
-        let area = sched.area();
         let entry = claim.entry();
         let w = Waiter {
             entry: area.index_of(entry),
@@ -802,8 +847,8 @@ mod os {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut last_sweep = Instant::now();
         while !poller.shut.load(Ordering::SeqCst) {
-            // Always a timeout: an entry parked while we sleep must be swept too.
-            let timeout = SWEEP.as_millis() as u64;
+            // Always a timeout, to the next sweep: an entry parked while we sleep is swept too.
+            let timeout = SWEEP.saturating_sub(last_sweep.elapsed()).as_millis() as u64;
             let n = sys(
                 libc::SYS_epoll_wait,
                 [
