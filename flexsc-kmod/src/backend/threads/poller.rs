@@ -12,16 +12,23 @@
 //! `MSG_WAITALL`, on a socket whose `SO_RCVLOWAT` is 1) is its own probe instead: it is tried
 //! with `MSG_DONTWAIT` added, and anything but `EAGAIN` is its result, with no hand-off (a
 //! blocking receive returns the same whenever data, an error or end of file is there). Sends
-//! are never tried so: a non-blocking send may be partial where a blocking one is not. Not ready, and the call would wait for it
-//! (the fd is not `O_NONBLOCK`, there is no `MSG_DONTWAIT`, and no `SO_RCVTIMEO`/`SO_SNDTIMEO`
-//! whose expiry the call must see): the entry, still claimed, is *parked*: registered in the
-//! group's epoll instance (`EPOLLONESHOT`), and the thread goes on with the pages. When the fd
-//! becomes ready the poller moves the entry to the group's ready queue and kicks the group; a
-//! syscall thread takes it, probes again and runs it (or parks it again, if someone else took
-//! the readiness). The call itself always runs blocking, with its own flags, so its result,
-//! errno and partial counts are the kernel's. An fd epoll refuses (a regular file: `EPERM`) runs
-//! as before.
+//! are never tried so: a non-blocking send may be partial where a blocking one is not.
 //!
+//! Not ready, and the call would wait for readiness and nothing else, the entry, still claimed,
+//! is *parked*: registered in the group's epoll instance (`EPOLLONESHOT`), and the thread goes on
+//! with the pages. "Would wait" means: a socket, pipe or FIFO, character device (tty), eventfd
+//! (8-byte reads and writes) or timerfd (8-byte reads); not `O_NONBLOCK`, open for that
+//! direction; for a socket, no `SO_RCVTIMEO`/`SO_SNDTIMEO` (its expiry must happen) and
+//! listening exactly for an accept; arguments the kernel checks before it waits that pass
+//! (buffer range, iovec array and `msghdr` readable, `accept4` flags), so a call that fails at
+//! once still does. When the fd becomes ready the poller moves the entry to the group's ready
+//! queue and kicks the group; a syscall thread takes it, probes again and runs it (or parks it
+//! again, if someone else took the readiness). The call itself always runs blocking, with its
+//! own flags, so its result, errno and partial counts are the kernel's. Anything else (regular
+//! files, `connect`, waits on futexes, timers or epoll, an fd epoll refuses) runs as before.
+//! Two entries woken on one fd both run; if the first takes all the data the second blocks in
+//! its thread, as before.
+
 //! One epoll registration per fd (epoll keys registrations by fd and file: a second one for the
 //! same fd is `EEXIST`): the group's [`Parking`] table lists the entries waiting on each fd and
 //! re-arms the fd for what the remaining ones wait for. A registration whose fd has no waiters
@@ -37,7 +44,9 @@
 //! re-arms every fd with waiters once a second; `EBADF` (closed) or `ENOENT` (the fd now names
 //! another file) sends its entries back to run, as if posted now (they fail with `EBADF`, or run
 //! on the new file). A blocked `read` would have kept the old file open and kept blocking; a
-//! parked entry holds no reference, so the application's `close` really closes.
+//! parked entry holds no reference, so the application's `close` really closes. The sweep costs
+//! one `epoll_ctl` per fd with waiters per second, under the table's lock (10,000 idle
+//! connections: about 10 ms a second).
 //!
 //! Interrupts ([`crate::interrupt`]): a parked entry's runner is [`PARKED`]; an interrupt wakes
 //! the poller (an eventfd in its epoll set), which completes every parked entry with a request
