@@ -111,6 +111,22 @@ impl SyscallArea {
         &self.interrupts[offset / size_of::<SyscallEntry>()]
     }
 
+    /// The index of `entry`, an entry of this area, among all its entries (page after page).
+    #[inline]
+    pub(crate) fn index_of(&self, entry: &SyscallEntry) -> usize {
+        let offset =
+            (entry as *const SyscallEntry as usize).wrapping_sub(self.pages.as_ptr() as usize);
+        let i = offset / size_of::<SyscallEntry>();
+        assert!(i < self.interrupts.len(), "not an entry of this area");
+        i
+    }
+
+    /// The entry at `index` (see [`Self::index_of`]).
+    #[inline]
+    pub(crate) fn entry_at(&self, index: usize) -> &SyscallEntry {
+        &self.pages[index / ENTRIES_PER_PAGE].entries[index % ENTRIES_PER_PAGE]
+    }
+
     /// Marks `core` as having a poster; false if it already has one.
     pub(crate) fn attach(&self, core: usize) -> bool {
         !self.cores[core].attached.swap(true, Ordering::AcqRel)

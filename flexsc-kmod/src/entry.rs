@@ -161,6 +161,22 @@ impl SyscallEntry {
         self.status.store(status::DONE, Ordering::Release);
     }
 
+    /// Executor: takes back a claim it [detached](Claim::detach), to complete it on this frame
+    /// (an entry parked at the `threads` backend's poller, run later by another syscall thread).
+    ///
+    /// # Safety
+    /// The caller must be the executor that claimed and detached this entry (ownership may pass
+    /// between its threads through a synchronizing hand-over), the entry must not be completed
+    /// yet, and no other claim object for it may exist.
+    #[inline]
+    pub unsafe fn resume_detached(&self) -> Claim<'_> {
+        debug_assert_eq!(self.status.load(Ordering::Relaxed), status::BUSY);
+        Claim {
+            entry: self,
+            done: false,
+        }
+    }
+
     /// Poster: if the entry is DONE, reads the result and frees the entry.
     #[inline]
     pub fn take(&self) -> Option<i64> {

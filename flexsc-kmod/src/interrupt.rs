@@ -41,6 +41,11 @@ const REQUESTED: u32 = 1;
 /// Requested; the poster may be signalling the runner it read.
 const SIGNALLING: u32 = 2;
 
+/// The runner of an entry parked at a poller (the `threads` backend's poll arming): no thread
+/// runs its call, so an interrupt wakes the poller instead of signalling a thread; the poller
+/// then completes the entry with `-EINTR`.
+pub const PARKED: i32 = -1;
+
 /// One entry's interrupt state: the poster's request and the thread running the call.
 #[derive(Debug, Default)]
 pub struct Interrupt {
@@ -82,11 +87,12 @@ impl Interrupt {
         self.request.load(Ordering::Relaxed) != IDLE
     }
 
-    /// Executor: thread `tid` is about to issue the entry's call. Returns the word the stub and
-    /// the signal handler test (non-zero: requested); the stub must read it only after this
-    /// returns, and [`Self::leave`] must follow the call.
+    /// Executor: thread `tid` is about to issue the entry's call (or [`PARKED`]: the entry waits
+    /// at a poller, whose wake-up is the "signal"). Returns the word the stub and the signal
+    /// handler test (non-zero: requested); the stub must read it only after this returns, and
+    /// [`Self::leave`] must follow the call (or the parking).
     pub fn enter(&self, tid: i32) -> &AtomicU32 {
-        debug_assert!(tid > 0);
+        debug_assert!(tid > 0 || tid == PARKED);
         self.runner.store(tid, Ordering::Relaxed);
         // Pairs with the poster's fence in `request`: either the stub's read sees the request or
         // the poster sees this runner.

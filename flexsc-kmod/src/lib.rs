@@ -31,6 +31,11 @@ pub mod doorbell;
 pub mod entry;
 pub mod interrupt;
 pub mod page;
+/// The `threads` backend's parking protocol alone, for `loom-tests/` (built in `backend` otherwise).
+#[cfg(loom)]
+#[doc(hidden)]
+#[path = "backend/threads/poller.rs"]
+pub mod poller;
 mod sync;
 
 #[cfg(not(loom))]

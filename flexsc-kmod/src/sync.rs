@@ -19,9 +19,9 @@ pub(crate) use std::sync::atomic::{
 
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Hint to the CPU (or to loom's scheduler) that we are spinning.
 #[inline]

@@ -12,14 +12,23 @@
 //! posting core (`PerCore`, `Dynamic`), placed on its poster's CPUs or on the syscall cores the
 //! dynamic controller chose (see `specialization.rs`).
 //!
+//! Poll arming (`poller.rs`): a read- or write-like call on an fd that is not ready (a socket,
+//! pipe, tty, eventfd... probed with `poll(fd, 0)`) does not take a thread at all: the entry is
+//! parked in the group's epoll set and run when the fd is ready. So calls blocked on idle
+//! connections cannot pin every syscall thread (the cap is `Config::max_syscall_threads`) and
+//! starve the rest of the pages.
+//!
 //! The poster's core never traps for a call; the syscall thread still does, once per call. The
 //! gain is in where the trap happens (core specialization) and in the poster never blocking.
 //!
 //! Interrupts ([`crate::interrupt`]): a thread issues each call that may block through the
 //! interruptible stub, with itself published as the entry's runner; an interrupt signals the
 //! runner (`SIGRTMAX - 2`, whose handler closes the window before the `syscall` instruction).
-//! Calls that cannot block run to completion and keep their result.
+//! Calls that cannot block run to completion and keep their result. An entry parked at the poller
+//! has no thread: its runner is `interrupt::PARKED`, and an interrupt wakes the poller, which
+//! answers it `-EINTR`.
 
+mod poller;
 mod scheduler;
 pub(crate) mod specialization;
 mod syscall_thread;
@@ -199,7 +208,7 @@ impl CoreBackend for ThreadsCore {
     }
 
     fn interrupt(&mut self, slot: u32) {
-        interrupt(self.sched.area(), self.core, slot);
+        interrupt(&self.sched, self.core, slot);
     }
 
     fn wait(

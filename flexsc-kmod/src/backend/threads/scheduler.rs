@@ -15,6 +15,7 @@ use crate::area::SyscallArea;
 use crate::config::Config;
 use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
+use super::poller::Poller;
 use super::specialization::{CpuSet, Placer, lock};
 use super::syscall_thread::ThreadState;
 
@@ -78,6 +79,8 @@ pub(crate) struct Scheduler {
     threads: Mutex<Vec<(OsThread, Arc<ThreadState>)>>,
     placement: Mutex<Placement>,
     placer: Option<Arc<Placer>>,
+    /// Entries whose fd was not ready wait here, not in a syscall thread (`poller.rs`).
+    poller: Poller,
 }
 
 impl Scheduler {
@@ -107,6 +110,7 @@ impl Scheduler {
             threads: Mutex::new(Vec::new()),
             placement: Mutex::new(Placement::default()),
             placer: group.placer,
+            poller: Poller::default(),
         };
         this.set_spins(group.spins);
         Arc::new(this)
@@ -247,9 +251,14 @@ impl Scheduler {
             .sleep_idle(core, || self.has_work(), || self.is_shut_down());
     }
 
-    /// Whether any page of the group may hold unclaimed work.
+    /// Whether any page of the group may hold unclaimed work, or a parked entry is ready.
     pub(crate) fn has_work(&self) -> bool {
-        self.pages().any(|i| self.area.control(i).has_work())
+        self.poller.has_ready() || self.pages().any(|i| self.area.control(i).has_work())
+    }
+
+    /// The group's poller (entries parked until their fd is ready).
+    pub(crate) fn poller(&self) -> &Poller {
+        &self.poller
     }
 
     /// Hands `core` to a sibling before a call that may block (the caller has deactivated):
@@ -336,6 +345,8 @@ impl Scheduler {
                 let _ = h.join();
             }
             if threads.is_empty() {
+                // No syscall thread is left to run what waits at the poller.
+                self.poller.shutdown(&self.area);
                 return;
             }
             for (_, st) in threads.iter() {

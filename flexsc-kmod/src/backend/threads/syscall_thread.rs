@@ -1,12 +1,11 @@
 //! One syscall thread: become the active thread of its core, drain pages, hand the core over
 //! before a call that may block, spin, sleep.
 
-use crate::area::SyscallArea;
 use crate::calls;
 use crate::compound::abi::NR_COMPOUND;
 use crate::compound::executor;
 use crate::entry::{Claim, NR_FLEXSC_BASE};
-use crate::interrupt::Interrupt;
+use crate::interrupt::{Interrupt, PARKED};
 use crate::page::Step;
 use crate::raw;
 use crate::sync::{Arc, AtomicBool, Ordering, spin_hint};
@@ -14,6 +13,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64};
 use std::time::Instant;
 
 use super::Scheduler;
+use super::poller;
 
 /// What shutdown, placement and the dynamic controller need to know about a syscall thread.
 #[derive(Debug, Default)]
@@ -65,11 +65,18 @@ pub(crate) fn install_interrupt_handler() -> std::io::Result<()> {
 }
 
 /// Interrupts the call of `core`'s entry `slot` if a syscall thread is running it (see
-/// [`crate::interrupt`]); a thread that has yet to issue it finds the request and does not.
-pub(crate) fn interrupt(area: &SyscallArea, core: usize, slot: u32) {
-    area.interrupt(core, slot).request(|tid| {
-        // The thread cannot exit before we are done: it waits for us in `Interrupt::leave`.
-        raw::tgkill(tid, interrupt_signal());
+/// [`crate::interrupt`]), or wakes the poller if the entry is parked there; a thread that has yet
+/// to issue it finds the request and does not.
+pub(crate) fn interrupt(sched: &Scheduler, core: usize, slot: u32) {
+    sched.area().interrupt(core, slot).request(|tid| {
+        if tid == PARKED {
+            // The poller completes it (it is alive: shutdown leaves every parked entry first,
+            // which waits for us in `Interrupt::leave`).
+            sched.poller().wake();
+        } else {
+            // The thread cannot exit before we are done: it waits for us in `Interrupt::leave`.
+            raw::tgkill(tid, interrupt_signal());
+        }
     });
 }
 
@@ -140,12 +147,25 @@ enum Drained {
     HandedOff,
 }
 
-/// One pass over every page of the group with work, each under its page lock.
+/// One pass over the group's work: entries back from the poller, then every page with work,
+/// each under its page lock.
 fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut usize) -> Drained {
     let area = sched.area();
+    let mut ran = 0;
+    // At most a page's worth per pass, so the pages are not starved.
+    for _ in 0..crate::page::ENTRIES_PER_PAGE {
+        let Some(claim) = sched.poller().next_ready(area) else {
+            break;
+        };
+        ran += 1;
+        if let Some(claim) = poller::arm(sched, claim) {
+            let page = area.index_of(claim.entry()) / crate::page::ENTRIES_PER_PAGE;
+            run_blocking(sched, core, st, claim, page);
+            return Drained::HandedOff;
+        }
+    }
     let pages = sched.pages();
     let n = pages.len();
-    let mut ran = 0;
     *start = (*start + 1) % n;
     for k in 0..n {
         let i = pages.start + (*start + k) % n;
@@ -163,6 +183,11 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             let nr = head.nr as libc::c_long;
             // A compound may block in any of its calls.
             if (calls::may_block(nr) && head.nr < NR_FLEXSC_BASE) || head.nr == NR_COMPOUND {
+                // A call on an fd that is not ready waits at the poller, not in a thread (a
+                // compound is never parked: `arm` hands back what it does not know).
+                let Some(claim) = poller::arm(sched, claim) else {
+                    return Step::Continue;
+                };
                 blocking = Some(claim);
                 return Step::Release;
             }
@@ -171,32 +196,43 @@ fn drain_once(sched: &Arc<Scheduler>, core: usize, st: &ThreadState, start: &mut
             completed += 1;
             Step::Continue
         });
-        let completions = &area.core(area.core_of_page(i)).completions;
         if completed > 0 {
             ctl.note_completed(completed);
-            completions.ring();
+            area.core(area.core_of_page(i)).completions.ring();
         }
         if let Some(claim) = blocking {
-            // Paper 3.5: before sleeping in the kernel, let a sibling keep the pages draining.
-            let work = sched.deactivate(core);
-            Scheduler::hand_off(sched, core, work);
-            let args = claim.args();
-            let intr = area.interrupt_of(claim.entry());
-            st.in_call.store(true, Ordering::Release);
-            let ret = if claim.head().nr == NR_COMPOUND {
-                execute_compound(args[0], intr, st.tid())
-            } else {
-                execute_interruptible(claim.head().nr, &args, intr, st.tid())
-            };
-            st.in_call.store(false, Ordering::Release);
-            sched.call_done(core);
-            claim.complete(ret);
-            ctl.note_completed(1);
-            completions.ring();
+            run_blocking(sched, core, st, claim, i);
             return Drained::HandedOff;
         }
     }
     Drained::Ran(ran)
+}
+
+/// Runs `claim`, an entry of page `page` whose call may block, after handing the core to a
+/// sibling (paper 3.5: before sleeping in the kernel, let a sibling keep the pages draining).
+fn run_blocking(
+    sched: &Arc<Scheduler>,
+    core: usize,
+    st: &ThreadState,
+    claim: Claim<'_>,
+    page: usize,
+) {
+    let area = sched.area();
+    let work = sched.deactivate(core);
+    Scheduler::hand_off(sched, core, work);
+    let args = claim.args();
+    let intr = area.interrupt_of(claim.entry());
+    st.in_call.store(true, Ordering::Release);
+    let ret = if claim.head().nr == NR_COMPOUND {
+        execute_compound(args[0], intr, st.tid())
+    } else {
+        execute_interruptible(claim.head().nr, &args, intr, st.tid())
+    };
+    st.in_call.store(false, Ordering::Release);
+    sched.call_done(core);
+    claim.complete(ret);
+    area.control(page).note_completed(1);
+    area.core(area.core_of_page(page)).completions.ring();
 }
 
 /// Runs one entry's call on this thread: flexsc operations, refusals, or the raw instruction.

@@ -770,7 +770,7 @@ impl CoreBackend for UringCore {
         }
         if self.flights[slot as usize].is_none() {
             // Not on the ring: a syscall thread claimed it.
-            threads::interrupt(&self.area, self.core, slot);
+            threads::interrupt(&self.sched, self.core, slot);
             return;
         }
         self.interrupted[slot as usize] = true;
