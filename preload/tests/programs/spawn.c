@@ -17,8 +17,11 @@ extern char **environ;
 extern pid_t _Fork(void);
 
 #define WAITERS 4         /* more than the carriers a machine of this project has */
-#define COMMAND_MS 600    /* how long each command runs */
-#define MAX_STALL_MS 250  /* the longest the ticker may go without running */
+#define COMMAND_MS 1500   /* how long each command runs */
+/* The longest the ticker may go without running: a carrier held by a command would stall it for
+ * the command's whole length (or several, queued); well below that, and well above what a loaded
+ * machine's scheduler alone causes (about 0.5 s seen at load average 50). */
+#define MAX_STALL_MS 1000
 
 static volatile int ticking = 1;
 static int64_t max_gap_ns;
@@ -49,7 +52,7 @@ static void *with_system(void *arg)
 {
     (void)arg;
     pthread_barrier_wait(&start);
-    int st = system("sleep 0.6; exit 3");
+    int st = system("sleep 1.5; exit 3");
     CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 3, "system status %#x", st);
     return NULL;
 }
@@ -58,7 +61,7 @@ static void *with_spawn(void *arg)
 {
     (void)arg;
     pthread_barrier_wait(&start);
-    char *argv[] = {"sh", "-c", "sleep 0.6; exit 4", NULL};
+    char *argv[] = {"sh", "-c", "sleep 1.5; exit 4", NULL};
     pid_t pid;
     CHECK_RC(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ));
     int st;
