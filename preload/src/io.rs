@@ -20,7 +20,8 @@ use libc::{
     socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
-use crate::{cancel, real, rt, signal};
+use crate::direct::{self, Route};
+use crate::{cancel, nonblock, real, rt, signal};
 
 /// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
 pub(crate) fn settle(r: i64) -> i64 {
@@ -55,7 +56,7 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
         let r = {
             let _lib = rt::InLib::enter();
             // SAFETY: the caller's contract.
-            unsafe { flexsc_threads::syscall(nr, args) }
+            unsafe { routed(nr, args) }
         };
         if let Some(r) = signal::after_call(r, restartable(nr)) {
             // SAFETY: the caller's pointers are still valid (its contract).
@@ -64,6 +65,41 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
                 cancel::point();
             }
             return r;
+        }
+    }
+}
+
+/// One attempt at a green thread's call `nr`, where the hybrid rule ([`direct`]) says: posted,
+/// or directly on the carrier, or first there with a zero timeout.
+///
+/// # Safety
+/// As [`green_call`].
+unsafe fn routed(nr: i64, args: &[u64]) -> i64 {
+    match direct::route(nr, args) {
+        // SAFETY: the caller's contract.
+        Route::Post => unsafe { flexsc_threads::syscall(nr, args) },
+        // SAFETY: the caller's contract.
+        Route::Carrier => unsafe { flexsc_threads::syscall_on_carrier(nr, args) },
+        Route::ReadyFirst { arg, pointer } => {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let mut now = [0u64; 6];
+            now[..args.len()].copy_from_slice(args);
+            now[arg] = if pointer { &zero as *const _ as u64 } else { 0 };
+            // SAFETY: the caller's arguments with a zero timeout (`zero` outlives the call).
+            let r = unsafe { flexsc_threads::syscall_on_carrier(nr, &now[..args.len()]) };
+            if r == 0 {
+                // Nothing ready: wait as asked, exception-less.
+                // SAFETY: the caller's contract.
+                return unsafe { flexsc_threads::syscall(nr, args) };
+            }
+            if r > 0 {
+                // Let the other green threads of this carrier run before this one goes on.
+                flexsc_threads::yield_now();
+            }
+            r
         }
     }
 }
@@ -90,15 +126,18 @@ macro_rules! blocking {
         /// As the libc function: pointers valid for the call.
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name($($a: $t),*) -> $ret {
+            let args = [$($arg as u64),*];
+            nonblock::before($nr, &args);
             if rt::on_green_thread() {
                 // SAFETY: the caller's pointers, valid for the call.
-                let r = unsafe { green_call($nr, &[$($arg as u64),*], cancellation_point($nr)) };
-                return settle(r) as $ret;
+                let r = settle(unsafe { green_call($nr, &args, cancellation_point($nr)) });
+                nonblock::after($nr, &args, r);
+                return r as $ret;
             }
-            let args = [$($arg as u64),*];
             let before = crate::profile::before($nr, &args);
             // SAFETY: forwarded unchanged.
             let r = unsafe { real::$name()($($a),*) };
+            nonblock::after($nr, &args, r as i64);
             // SAFETY: the caller's pointers, still valid.
             unsafe { crate::profile::record_libc($nr, &args, r as i64, before) };
             r
@@ -304,6 +343,7 @@ unsafe fn fcntl_impl(
     }
     // SAFETY: forwarded unchanged.
     let r = unsafe { glibc(fd, cmd, arg) };
+    nonblock::after_fcntl(fd, cmd, arg, r);
     let args = [fd as u64, cmd as u64, arg];
     // SAFETY: no pointer is read for fcntl.
     unsafe { crate::profile::record_libc(libc::SYS_fcntl, &args, r.into(), Default::default()) };
