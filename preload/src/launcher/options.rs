@@ -147,7 +147,7 @@ const OPTIONS: &[Opt] = &[
             check: direct,
         },
         var: "FLEXSC_DIRECT",
-        help: "calls run on the carrier, not posted: none, all, or of nonblock (default), ready, stat",
+        help: "calls run on the carrier, not posted: none, all, or of nonblock (default), nonblock-recv, nonblock-send, ready, stat",
     },
     Opt {
         name: "no-tls",
@@ -404,9 +404,18 @@ fn order(v: &str) -> Result<String, String> {
 /// `FLEXSC_DIRECT` with the same rule).
 fn direct(v: &str) -> Result<String, String> {
     for class in v.split([',', '+']).map(str::trim) {
-        if !["none", "all", "nonblock", "ready", "stat"].contains(&class) {
+        let classes = [
+            "none",
+            "all",
+            "nonblock",
+            "nonblock-recv",
+            "nonblock-send",
+            "ready",
+            "stat",
+        ];
+        if !classes.contains(&class) {
             return Err(format!(
-                "{class:?} is not none, all, nonblock, ready or stat"
+                "{class:?} is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat"
             ));
         }
     }
