@@ -42,7 +42,7 @@ pub mod tls;
 pub use runtime::{
     Builder, CarrierStats, Interrupter, JoinHandle, Order, Runtime, SpawnOptions, StatsTable,
     Unparker, after_fork_in_child, current_id, current_name, interrupted, park, park_deadline,
-    sleep, spawn, specialize, syscall, take_interrupt, yield_now,
+    sleep, spawn, specialize, syscall, syscall_on_carrier, take_interrupt, yield_now,
 };
 
 #[cfg(not(loom))]

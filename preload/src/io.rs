@@ -20,7 +20,8 @@ use libc::{
     socklen_t, ssize_t, timespec, timeval, useconds_t,
 };
 
-use crate::{cancel, real, rt, signal};
+use crate::direct::{self, Route};
+use crate::{cancel, nonblock, real, rt, signal};
 
 /// A raw result as libc returns it: negative errno becomes -1 with `errno` set.
 pub(crate) fn settle(r: i64) -> i64 {
@@ -55,7 +56,7 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
         let r = {
             let _lib = rt::InLib::enter();
             // SAFETY: the caller's contract.
-            unsafe { flexsc_threads::syscall(nr, args) }
+            unsafe { routed(nr, args) }
         };
         if let Some(r) = signal::after_call(r, restartable(nr)) {
             // SAFETY: the caller's pointers are still valid (its contract).
@@ -64,6 +65,41 @@ pub(crate) unsafe fn green_call(nr: i64, args: &[u64], point: bool) -> i64 {
                 cancel::point();
             }
             return r;
+        }
+    }
+}
+
+/// One attempt at a green thread's call `nr`, where the hybrid rule ([`direct`]) says: posted,
+/// or directly on the carrier, or first there with a zero timeout.
+///
+/// # Safety
+/// As [`green_call`].
+unsafe fn routed(nr: i64, args: &[u64]) -> i64 {
+    match direct::route(nr, args) {
+        // SAFETY: the caller's contract.
+        Route::Post => unsafe { flexsc_threads::syscall(nr, args) },
+        // SAFETY: the caller's contract.
+        Route::Carrier => unsafe { flexsc_threads::syscall_on_carrier(nr, args) },
+        Route::ReadyFirst { arg, pointer } => {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let mut now = [0u64; 6];
+            now[..args.len()].copy_from_slice(args);
+            now[arg] = if pointer { &zero as *const _ as u64 } else { 0 };
+            // SAFETY: the caller's arguments with a zero timeout (`zero` outlives the call).
+            let r = unsafe { flexsc_threads::syscall_on_carrier(nr, &now[..args.len()]) };
+            if r == 0 {
+                // Nothing ready: wait as asked, exception-less.
+                // SAFETY: the caller's contract.
+                return unsafe { flexsc_threads::syscall(nr, args) };
+            }
+            if r > 0 {
+                // Let the other green threads of this carrier run before this one goes on.
+                flexsc_threads::yield_now();
+            }
+            r
         }
     }
 }
@@ -90,15 +126,21 @@ macro_rules! blocking {
         /// As the libc function: pointers valid for the call.
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name($($a: $t),*) -> $ret {
+            let args = [$($arg as u64),*];
+            // A close ends any specialization context on its fd first, on every thread (posted
+            // calls are checked by the poster; glibc's close on another thread would not be).
+            flexsc_threads::kmod::specialize::note_call($nr, &args);
+            nonblock::before($nr, &args);
             if rt::on_green_thread() {
                 // SAFETY: the caller's pointers, valid for the call.
-                let r = unsafe { green_call($nr, &[$($arg as u64),*], cancellation_point($nr)) };
-                return settle(r) as $ret;
+                let r = settle(unsafe { green_call($nr, &args, cancellation_point($nr)) });
+                nonblock::after($nr, &args, r);
+                return r as $ret;
             }
-            let args = [$($arg as u64),*];
             let before = crate::profile::before($nr, &args);
             // SAFETY: forwarded unchanged.
             let r = unsafe { real::$name()($($a),*) };
+            nonblock::after($nr, &args, r as i64);
             // SAFETY: the caller's pointers, still valid.
             unsafe { crate::profile::record_libc($nr, &args, r as i64, before) };
             r
@@ -148,6 +190,7 @@ blocking! {
     fn fdatasync(fd: c_int) -> c_int = libc::SYS_fdatasync, [fd];
     fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t =
         libc::SYS_sendfile, [out, inp, off, n];
+    fn close(fd: c_int) -> c_int = libc::SYS_close, [fd];
     fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t =
         libc::SYS_wait4, [pid, status, options, 0];
     fn wait4(pid: pid_t, status: *mut c_int, options: c_int, ru: *mut rusage) -> pid_t =
@@ -222,51 +265,6 @@ blocking! {
         -> c_int = libc::SYS_newfstatat, [dir, path, buf, flags];
     fn statx(dir: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut libc::statx)
         -> c_int = libc::SYS_statx, [dir, path, flags, mask, buf];
-}
-
-/// `close`, exception-less on green threads. It first ends any specialization context on `fd`
-/// (`flexsc_kmod::specialize`), on every thread: posted calls are checked by the poster, but
-/// glibc's `close` on another thread would not be.
-///
-/// # Safety
-/// As the libc function.
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn close(fd: c_int) -> c_int {
-    flexsc_threads::kmod::specialize::invalidate_fd(fd);
-    if rt::on_green_thread() {
-        // SAFETY: close takes no pointers.
-        let r = unsafe { green_call(libc::SYS_close, &[fd as u64], true) };
-        return settle(r) as c_int;
-    }
-    let args = [fd as u64];
-    let before = crate::profile::before(libc::SYS_close, &args);
-    // SAFETY: forwarded unchanged.
-    let r = unsafe { real::close()(fd) };
-    // SAFETY: close takes no pointers.
-    unsafe { crate::profile::record_libc(libc::SYS_close, &args, r.into(), before) };
-    r
-}
-
-/// `dup2`: glibc's, after ending any specialization context on `new` (it replaces that fd).
-///
-/// # Safety
-/// As the libc function.
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn dup2(old: c_int, new: c_int) -> c_int {
-    flexsc_threads::kmod::specialize::invalidate_fd(new);
-    // SAFETY: forwarded unchanged.
-    unsafe { real::dup2()(old, new) }
-}
-
-/// `dup3`: glibc's, after ending any specialization context on `new` (it replaces that fd).
-///
-/// # Safety
-/// As the libc function.
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    flexsc_threads::kmod::specialize::invalidate_fd(new);
-    // SAFETY: forwarded unchanged.
-    unsafe { real::dup3()(old, new, flags) }
 }
 
 /// The `ver` argument of the `__xstat` family that x86_64's glibc accepts (`_STAT_VER_KERNEL`,
@@ -348,6 +346,7 @@ unsafe fn fcntl_impl(
     }
     // SAFETY: forwarded unchanged.
     let r = unsafe { glibc(fd, cmd, arg) };
+    nonblock::after_fcntl(fd, cmd, arg, r);
     let args = [fd as u64, cmd as u64, arg];
     // SAFETY: no pointer is read for fcntl.
     unsafe { crate::profile::record_libc(libc::SYS_fcntl, &args, r.into(), Default::default()) };

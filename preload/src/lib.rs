@@ -27,6 +27,10 @@
 //!   thread (a `poll` on the ring), not its carrier;
 //! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
 //!
+//! `direct`: the hybrid rule, which green threads' calls run on the carrier instead of being
+//! posted (calls on non-blocking descriptors, ready polls, the stat family), with `nonblock`,
+//! the descriptors known to be non-blocking, and [`descriptors`], the calls that tell.
+//!
 //! [`profile`]: the syscall profiler's recorder (`FLEXSC_PROFILE`, `flexsc profile`).
 //!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
@@ -36,10 +40,13 @@
 
 pub mod c11;
 pub mod cancel;
+pub mod descriptors;
+mod direct;
 pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod nonblock;
 mod process_signal;
 mod profile;
 pub mod pthread;

@@ -117,8 +117,6 @@ real! {
     fdatasync: fn(c_int) -> c_int;
     sendfile: fn(c_int, c_int, *mut off_t, size_t) -> ssize_t;
     close: fn(c_int) -> c_int;
-    dup2: fn(c_int, c_int) -> c_int;
-    dup3: fn(c_int, c_int, c_int) -> c_int;
     waitpid: fn(pid_t, *mut c_int, c_int) -> pid_t;
     wait4: fn(pid_t, *mut c_int, c_int, *mut rusage) -> pid_t;
     open: fn(*const c_char, c_int, mode_t) -> c_int;
@@ -162,6 +160,12 @@ real! {
     system: fn(*const c_char) -> c_int;
     vfork: fn() -> pid_t;
     fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int;
+    ioctl: fn(c_int, libc::c_ulong, libc::c_ulong) -> c_int;
+    dup: fn(c_int) -> c_int;
+    dup2: fn(c_int, c_int) -> c_int;
+    dup3: fn(c_int, c_int, c_int) -> c_int;
+    close_range: fn(c_uint, c_uint, c_int) -> c_int;
+    closefrom: fn(c_int) -> ();
     fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int;
     pselect: fn(c_int, *mut fd_set, *mut fd_set, *mut fd_set, *const timespec, *const sigset_t) -> c_int;
     nanosleep: fn(*const timespec, *mut timespec) -> c_int;

@@ -140,6 +140,8 @@ fn every_option_sets_its_variable() {
             "--order",
             "lifo:5",
             "--batch=1",
+            "--direct",
+            "nonblock+stat",
             "--no-tls",
             "--stats=stats.txt",
             "--",
@@ -153,6 +155,7 @@ fn every_option_sets_its_variable() {
             "FLEXSC_BACKEND=threads".to_string(),
             "FLEXSC_BATCH=1".into(),
             "FLEXSC_CORES=3".into(),
+            "FLEXSC_DIRECT=nonblock+stat".into(),
             "FLEXSC_ORDER=lifo:5".into(),
             "FLEXSC_PAGES=2".into(),
             // --syscall-cores alone means the static specialization.
@@ -291,6 +294,10 @@ fn bad_input_is_a_one_line_error_and_exit_2() {
         (&["run", "--cores", "2"], "missing command"),
         (&["run", "--cores", "2", "--"], "missing command after `--`"),
         (&["run", "--pages"], "missing value for --pages"),
+        (
+            &["run", "--direct", "nonblock,fast", "--", "true"],
+            "\"fast\" is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat",
+        ),
         (
             &["run", "--cores", "--pages", "2", "--", "true"],
             "missing value for --cores",

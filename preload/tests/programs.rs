@@ -354,11 +354,12 @@ fn check_program(source: &str) {
 
 /// The `name count` pairs of the last "system calls posted" line of a statistics file.
 fn posted_calls(stats: &str) -> Vec<(String, u64)> {
-    let Some(line) = stats
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("system calls posted"))
-    else {
+    calls_of(stats, "system calls posted")
+}
+
+/// The `name count` pairs of the last line of a statistics file that starts with `prefix`.
+fn calls_of(stats: &str, prefix: &str) -> Vec<(String, u64)> {
+    let Some(line) = stats.lines().rev().find(|l| l.starts_with(prefix)) else {
         return Vec::new();
     };
     let list = line.split_once("): ").map_or("", |(_, l)| l);
@@ -374,7 +375,7 @@ fn posted_calls(stats: &str) -> Vec<(String, u64)> {
 /// (exception-less) at least the given number of times: what the output of a program cannot
 /// tell apart from a call that went to glibc.
 fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
-    check_program_built(source, calls, &|_| Ok(Vec::new()));
+    check_program_with(source, calls, &[], &|_| Ok(Vec::new()));
 }
 
 /// As [`check_program_posting`], after `prepare` built what the program needs in its work
@@ -382,6 +383,23 @@ fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
 fn check_program_built(
     source: &str,
     calls: &[(&str, u64)],
+    prepare: &dyn Fn(&Path) -> Result<Vec<String>, String>,
+) {
+    check_program_with(source, calls, &[], prepare);
+}
+
+/// As [`check_program_posting`], and each of `on_carrier` must have run on the carriers (the
+/// hybrid rule) at least the given number of times.
+fn check_program_calls(source: &str, calls: &[(&str, u64)], on_carrier: &[(&str, u64)]) {
+    check_program_with(source, calls, on_carrier, &|_| Ok(Vec::new()));
+}
+
+/// The harness itself: [`check_program_posting`] with the carrier counts of
+/// [`check_program_calls`] and the preparation of [`check_program_built`].
+fn check_program_with(
+    source: &str,
+    calls: &[(&str, u64)],
+    on_carrier: &[(&str, u64)],
     prepare: &dyn Fn(&Path) -> Result<Vec<String>, String>,
 ) {
     let src = programs_dir().join(source);
@@ -398,12 +416,19 @@ fn check_program_built(
     let native = run("native", &binary, &dir.path, None, TIMEOUT);
     let preload = run("preload", &binary, &dir.path, Some(&lib), TIMEOUT);
     let posted = compare(&native, &preload).and_then(|()| {
-        let got = posted_calls(preload.stats.clone().flatten().as_deref().unwrap_or(""));
-        for &(name, min) in calls {
+        let stats = preload.stats.clone().flatten().unwrap_or_default();
+        let posted = posted_calls(&stats);
+        let carrier = calls_of(&stats, "system calls run on the carriers");
+        let checks = calls.iter().map(|c| (c, &posted, "posted")).chain(
+            on_carrier
+                .iter()
+                .map(|c| (c, &carrier, "ran on the carriers")),
+        );
+        for (&(name, min), got, how) in checks {
             let n = got.iter().find(|(c, _)| c == name).map_or(0, |&(_, n)| n);
             if n < min {
                 return Err(format!(
-                    "the preload run posted {name} {n} times, expected at least {min}\n{}",
+                    "the preload run {how} {name} {n} times, expected at least {min}\n{}",
                     preload.report()
                 ));
             }
@@ -555,6 +580,22 @@ fn dlopen_tls() {
     });
 }
 
+#[test]
+fn nonblock() {
+    // Each descriptor that stops being non-blocking is read once with readv, which must be
+    // posted (it waits); the EAGAIN rounds (100 each) must have run on the carrier.
+    check_program_calls(
+        "nonblock.c",
+        &[("readv", 6)],
+        &[
+            ("read", 400),
+            ("recvmsg", 100),
+            ("recvfrom", 100),
+            ("accept4", 100),
+        ],
+    );
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -581,6 +622,7 @@ fn every_program_has_a_test() {
         "procsig.c",
         "sigsync.c",
         "uring_wait.c",
+        "nonblock.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")

@@ -64,13 +64,20 @@ pub enum Variant {
     Native,
     /// Under `flexsc run`, from a spec `BACKEND[/OPTION=VALUE...]`: `uring`, `threads`, or for
     /// example `threads/specialization=percore` or `uring/pages=1`, each option one of the
-    /// launcher's (`--pages`, `--specialization`, `--syscall-cores`, `--order`, `--batch`).
+    /// launcher's (`--pages`, `--specialization`, `--syscall-cores`, `--order`, `--batch`,
+    /// `--direct`).
     Flexsc(String),
 }
 
 /// The `flexsc run` options a variant spec may set.
-pub const VARIANT_OPTIONS: [&str; 5] =
-    ["pages", "specialization", "syscall-cores", "order", "batch"];
+pub const VARIANT_OPTIONS: [&str; 6] = [
+    "pages",
+    "specialization",
+    "syscall-cores",
+    "order",
+    "batch",
+    "direct",
+];
 
 /// Checks a variant spec (`BACKEND[/OPTION=VALUE...]`); the launcher checks the values.
 pub fn check_spec(spec: &str) -> Result<(), String> {

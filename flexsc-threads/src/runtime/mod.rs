@@ -879,6 +879,33 @@ pub fn specialize(fd: RawFd, hints: Hints) -> io::Result<SpecializationContext> 
     }
 }
 
+/// Runs a system call on the calling thread's own kernel thread, trapping as usual: for calls
+/// that cannot wait (an `O_NONBLOCK` socket, a zero-timeout poll), where posting buys no
+/// batching, only a round trip through the syscall pages and a switch (the paper's hybrid rule).
+/// On a green thread that kernel thread is its carrier, and the call is counted as run on the
+/// carrier in the statistics. Returns the raw result (negative errno on failure).
+///
+/// # Safety
+/// As for `syscall(2)`: the arguments must be valid for the call.
+pub unsafe fn syscall_on_carrier(nr: i64, args: &[u64]) -> i64 {
+    let mut a = [0u64; 6];
+    a[..args.len()].copy_from_slice(args);
+    // SAFETY: forwarded to our caller.
+    let r = unsafe { flexsc_kmod::raw::syscall6(nr as u64, &a) };
+    if let Some((_, s, c)) = current() {
+        // SAFETY: on carrier c's kernel thread (the green thread runs on it), between switches;
+        // counting resumes nothing.
+        unsafe {
+            s.locals[c].with(|l| {
+                if let Some(p) = l.posting.as_mut() {
+                    p.count_local(nr);
+                }
+            })
+        };
+    }
+    r
+}
+
 /// In the child of a `fork` made by a green thread: the child's only thread stops being a green
 /// thread (the runtime's carriers did not survive the fork) and from now on runs as a plain OS
 /// thread: its calls trap, its waits block. Call it first thing in the child (an atfork child

@@ -67,6 +67,12 @@ impl Posting {
         self.waiting[slot] = Some((ticket, task));
     }
 
+    /// Counts a call of number `nr` that ran on the carrier without going through the pages.
+    pub(crate) fn count_local(&mut self, nr: i64) {
+        self.local_calls += 1;
+        self.syscalls.count_local(nr);
+    }
+
     /// Carrier: a green thread's call that it could not post itself. Posted and parked if an
     /// entry is free; queued if every entry is taken; otherwise (thread-bound, not a system call
     /// number, or the registration shutting down) run here, on the carrier, which is the green
@@ -82,8 +88,7 @@ impl Posting {
                 None
             }
             Err(_) => {
-                self.local_calls += 1;
-                self.syscalls.count_local(call.nr());
+                self.count_local(call.nr());
                 task.set_resume_value(self.poster.call(&call));
                 Some(task)
             }

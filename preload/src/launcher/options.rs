@@ -141,6 +141,15 @@ const OPTIONS: &[Opt] = &[
         help: "a carrier submits its batch after N posted calls",
     },
     Opt {
+        name: "direct",
+        arg: Arg::Value {
+            metavar: "LIST",
+            check: direct,
+        },
+        var: "FLEXSC_DIRECT",
+        help: "calls run on the carrier, not posted: none, all, or of nonblock (default), nonblock-recv, nonblock-send, ready, stat",
+    },
+    Opt {
         name: "no-tls",
         arg: Arg::Flag("0"),
         var: "FLEXSC_TLS",
@@ -388,6 +397,28 @@ fn specialization(v: &str) -> Result<String, String> {
 /// `--order`: the runtime's own `FLEXSC_ORDER` syntax (`fifo`, `lifo`, `lifo:N`).
 fn order(v: &str) -> Result<String, String> {
     v.parse::<flexsc_threads::Order>()?;
+    Ok(v.trim().to_string())
+}
+
+/// `--direct`: the classes of the library's hybrid rule (`preload/src/direct.rs`, which reads
+/// `FLEXSC_DIRECT` with the same rule).
+fn direct(v: &str) -> Result<String, String> {
+    for class in v.split([',', '+']).map(str::trim) {
+        let classes = [
+            "none",
+            "all",
+            "nonblock",
+            "nonblock-recv",
+            "nonblock-send",
+            "ready",
+            "stat",
+        ];
+        if !classes.contains(&class) {
+            return Err(format!(
+                "{class:?} is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat"
+            ));
+        }
+    }
     Ok(v.trim().to_string())
 }
 
