@@ -531,18 +531,10 @@ impl UringCore {
                     ret
                 };
                 self.flights[slot as usize] = None;
-                self.in_flight -= 1;
-                let entry = self.area.entry(self.core, slot);
-                // SAFETY: `start` claimed and detached this entry when it put the request on the
-                // ring, and this is the request's last completion: its flight was set until the
-                // line above, so the entry is completed exactly once, by its claimant.
-                unsafe { entry.complete_detached(ret) };
-                // Counted per page, published once per reap (`publish_completions`).
-                let page = slot as usize / crate::page::ENTRIES_PER_PAGE;
-                if self.done_counts[page] == 0 {
-                    self.done_pages.push(page as u32);
-                }
-                self.done_counts[page] += 1;
+                // `start` claimed and detached this entry when it put the request on the ring,
+                // and this is the request's last completion: its flight was set until the line
+                // above.
+                self.complete_entry(slot, ret);
             }
         }
     }
@@ -579,10 +571,19 @@ impl UringCore {
 
     fn complete_chain(&mut self, slot: u32, ret: i64) {
         self.chains[slot as usize] = None;
+        // `submit` claimed and detached this entry when it started the chain, and the chain was
+        // set until the line above.
+        self.complete_entry(slot, ret);
+    }
+
+    /// Completes entry `slot`, which this core claimed and detached and whose flight or chain
+    /// the caller just ended (so it is completed once, by its claimant), and counts it for its
+    /// page (published once per reap: `publish_completions`).
+    fn complete_entry(&mut self, slot: u32, ret: i64) {
         self.in_flight -= 1;
         let entry = self.area.entry(self.core, slot);
-        // SAFETY: `submit` claimed and detached this entry when it started the chain, and the
-        // chain was set until the line above: the entry is completed once, by its claimant.
+        // SAFETY: the caller's contract above: the entry is claimed and detached by this core,
+        // and nothing else completes it.
         unsafe { entry.complete_detached(ret) };
         let page = slot as usize / crate::page::ENTRIES_PER_PAGE;
         if self.done_counts[page] == 0 {
