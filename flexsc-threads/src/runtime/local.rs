@@ -155,6 +155,18 @@ impl LocalState {
     /// it to become WAITING once off its stack (a wait). The next one's address, and the
     /// carrier's TCB and tid, for the caller's switch.
     pub(crate) fn hand_over(&mut self, why: &Suspend) -> Option<(*const Task, CarrierCpu)> {
+        let (to, me) = self.take_next()?;
+        match why {
+            Suspend::Wait(_) => self.deferred = Some(me),
+            _ => self.ready.push(me),
+        }
+        Some((to, self.cpu))
+    }
+
+    /// If the budget allows, makes the next ready green thread the running one (counted and
+    /// published): its address, and the green thread that was running, for the caller to queue,
+    /// defer or park.
+    fn take_next(&mut self) -> Option<(*const Task, Arc<Task>)> {
         if self.budget == 0 {
             return None;
         }
@@ -167,11 +179,7 @@ impl LocalState {
             .running
             .replace(next)
             .expect("a green thread is running");
-        match why {
-            Suspend::Wait(_) => self.deferred = Some(me),
-            _ => self.ready.push(me),
-        }
-        Some((to, self.cpu))
+        Some((to, me))
     }
 
     /// A system call of the running green thread, posted by the green thread itself: it parks on
@@ -190,26 +198,15 @@ impl LocalState {
         let posting = self.posting.as_mut().expect("the carrier has started");
         let ticket = posting.try_post(call).map_err(|_| ())?;
         let batch_full = posting.poster().unsubmitted() >= batch_limit;
-        let next = if direct && !batch_full && self.budget > 0 {
-            self.ready.pop()
-        } else {
-            None
-        };
-        let handed = next.map(|next| {
-            self.budget -= 1;
-            self.handed_over += 1;
-            self.publish(&next);
-            let to = Arc::as_ptr(&next);
-            (to, self.running.replace(next))
-        });
+        let handed = (direct && !batch_full).then(|| self.take_next()).flatten();
         let (to, me) = match handed {
             Some((to, me)) => (Some((to, self.cpu)), me),
             None => {
                 self.outcome = Some(Outcome::Posted);
-                (None, self.running.take())
+                let me = self.running.take().expect("a green thread is running");
+                (None, me)
             }
         };
-        let me = me.expect("a green thread is running");
         let posting = self.posting.as_mut().expect("the carrier has started");
         posting.park_on(idx, ticket, call.nr(), me);
         Ok(to)
