@@ -46,6 +46,7 @@ pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod main_thread;
 mod nonblock;
 mod process_signal;
 mod profile;
