@@ -481,7 +481,10 @@ fn lifecycle() {
 fn main_green() {
     // One carrier: main's blocking reads must park it (green thread 0), not block the carrier
     // the writer needs; the program checks it is green by its gettid.
-    check_program_env("main_green.c", &[("FLEXSC_CORES", "1")]);
+    check_program_env(
+        "main_green.c",
+        &[("FLEXSC_CORES", "1"), ("FLEXSC_MAIN", "green")],
+    );
 }
 
 #[test]
