@@ -977,9 +977,10 @@ pub struct TlsBlock {
     late: Option<Box<late::Entry>>,
 }
 
-// SAFETY: a TlsBlock owns its allocation and its DTV exclusively; nothing in it is tied to the
-// kernel thread that created it (the tid field is rewritten at every switch-in), so it may move
-// with its green thread to another carrier.
+// SAFETY: a TlsBlock owns its allocation and its DTV exclusively (an adopted one is used by its
+// green thread alone, its OS thread having left it); nothing in it is tied to the kernel thread
+// that created it (the tid field is rewritten at every switch-in), so it may move with its green
+// thread to another carrier.
 unsafe impl Send for TlsBlock {}
 
 impl TlsBlock {
@@ -1143,13 +1144,17 @@ impl TlsBlock {
     /// must not inherit from it (errno, locale). Call on the carrier, with the previous green
     /// thread finished ([`TlsBlock::run_tls_dtors`] done).
     pub fn reuse(&mut self) -> Result<(), TlsError> {
-        self.assert_not_installed("reused");
-        let Some(late) = self.late.as_mut() else {
+        if self.is_adopted() {
             return Err(unsupported(
                 "adopted TCB",
                 "a glibc thread's own TCB is never reused",
             ));
-        };
+        }
+        self.assert_not_installed("reused");
+        let late = self
+            .late
+            .as_mut()
+            .expect("a block of ours records its late modules");
         let l = self.layout;
         let libc_tls = self.tp.wrapping_add_signed(l.libc_tls) as *mut u8;
         // libc's TLS is 144 bytes on glibc 2.36: saved on the stack, not with malloc.
@@ -1363,6 +1368,31 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(again, Ok(()));
+    }
+
+    #[test]
+    fn an_adopted_block_is_the_callers_own_tcb_and_never_reused_or_freed() {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let mut b = TlsBlock::adopt_current().unwrap_or_else(|e| panic!("{e}"));
+        assert!(b.is_adopted());
+        assert_eq!(b.thread_pointer(), me, "the calling thread's own TCB");
+        assert_eq!(
+            b.tid(),
+            unsafe { libc::gettid() },
+            "glibc's tid field, read in place"
+        );
+        assert!(b.reuse().is_err(), "a glibc TCB is never reset");
+        // Dropped while installed (it is the running thread's): nothing is freed, no abort.
+        drop(b);
+        assert_eq!(read_fs_base(), me);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::pthread_self() } as usize,
+            me,
+            "the TCB is intact"
+        );
+        assert!(!TlsBlock::new(0..0).unwrap().is_adopted());
     }
 
     #[test]

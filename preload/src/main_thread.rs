@@ -37,8 +37,13 @@ static END: ForkTable<AdoptedEnd> = ForkTable::new();
 #[unsafe(link_section = ".init_array")]
 static RECORD_MAIN_TCB: extern "C" fn() = record_main_tcb;
 
-/// Runs when the library is loaded: on the main thread, whether preloaded or linked.
+/// Runs when the library is loaded: on the main thread, whether preloaded or linked (a
+/// `dlopen` by another thread records nothing, and the main thread is never adopted).
 extern "C" fn record_main_tcb() {
+    // SAFETY: getpid has no preconditions.
+    if unsafe { libc::getpid() } != crate::sched::kernel_tid() {
+        return;
+    }
     // SAFETY: pthread_self has no preconditions (glibc's TCB is set up before constructors).
     MAIN_TCB.store(unsafe { libc::pthread_self() } as usize, Ordering::Relaxed);
 }
