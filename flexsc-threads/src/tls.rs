@@ -1377,21 +1377,16 @@ mod tests {
         let mut b = TlsBlock::adopt_current().unwrap_or_else(|e| panic!("{e}"));
         assert!(b.is_adopted());
         assert_eq!(b.thread_pointer(), me, "the calling thread's own TCB");
-        assert_eq!(
-            b.tid(),
-            unsafe { libc::gettid() },
-            "glibc's tid field, read in place"
-        );
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        assert_eq!(b.tid(), tid, "glibc's tid field, read in place");
         assert!(b.reuse().is_err(), "a glibc TCB is never reset");
         // Dropped while installed (it is the running thread's): nothing is freed, no abort.
         drop(b);
         assert_eq!(read_fs_base(), me);
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { libc::pthread_self() } as usize,
-            me,
-            "the TCB is intact"
-        );
+        let after = unsafe { libc::pthread_self() } as usize;
+        assert_eq!(after, me, "the TCB is intact");
         assert!(!TlsBlock::new(0..0).unwrap().is_adopted());
     }
 
