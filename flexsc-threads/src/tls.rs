@@ -961,18 +961,26 @@ fn libc_tls_block() -> Result<(usize, usize), TlsError> {
 /// carrier's tid) and [`write_fs_base`]; once, on the green thread after its first switch-in,
 /// [`TlsBlock::first_entry`]; on the green thread at exit, [`TlsBlock::run_tls_dtors`]; then
 /// back on the carrier either [`TlsBlock::reuse`] for the next green thread or drop.
+///
+/// An *adopted* block ([`TlsBlock::adopt_current`]) is a glibc thread's own TCB, taken over with
+/// the thread's running context (the main thread as green thread 0): switched in like any block,
+/// but glibc's, so never reset, pooled or freed, and kept up to date by glibc itself (it is on
+/// glibc's thread list, so `dlopen` initialises its TLS).
 #[derive(Debug)]
 pub struct TlsBlock {
-    block: NonNull<u8>,
+    /// Our allocation; None for an adopted TCB, which is glibc's.
+    block: Option<NonNull<u8>>,
     tp: usize,
     layout: &'static Layout,
-    /// Which late-loaded modules' static TLS glibc copied in ([`init_in_green_blocks`]).
-    late: Box<late::Entry>,
+    /// Which late-loaded modules' static TLS glibc copied in ([`init_in_green_blocks`]); None
+    /// for an adopted TCB (glibc initialises it).
+    late: Option<Box<late::Entry>>,
 }
 
-// SAFETY: a TlsBlock owns its allocation and its DTV exclusively; nothing in it is tied to the
-// kernel thread that created it (the tid field is rewritten at every switch-in), so it may move
-// with its green thread to another carrier.
+// SAFETY: a TlsBlock owns its allocation and its DTV exclusively (an adopted one is used by its
+// green thread alone, its OS thread having left it); nothing in it is tied to the kernel thread
+// that created it (the tid field is rewritten at every switch-in), so it may move with its green
+// thread to another carrier.
 unsafe impl Send for TlsBlock {}
 
 impl TlsBlock {
@@ -1017,10 +1025,10 @@ impl TlsBlock {
         debug_assert_eq!(ret as usize, tp);
         late.initialised(epoch);
         let this = Self {
-            block,
+            block: Some(block),
             tp,
             layout,
-            late,
+            late: Some(late),
         };
         // SAFETY: every field lies inside our TCB (offsets validated against sizeof_pthread),
         // aligned; the carrier reads are the same validated fields of a live TCB (the caller's
@@ -1042,6 +1050,35 @@ impl TlsBlock {
         }
         this.set_stack(stack);
         Ok(this)
+    }
+
+    /// The calling glibc thread's own TCB, to run the thread's context as a green thread (an
+    /// adopted block, see the type's doc). Call it on that thread, on its own TCB.
+    pub fn adopt_current() -> Result<Self, TlsError> {
+        let layout = Layout::cached()?;
+        let tp = read_fs_base();
+        // SAFETY: fs points at the calling thread's live TCB; `self` is a validated field.
+        let self_ptr: usize = unsafe { read_at(tp + layout.offsets.self_ptr) };
+        if self_ptr != tp {
+            return Err(unsupported(
+                "adopted TCB",
+                format!(
+                    "fs:{:#x} holds {self_ptr:#x}, not fs {tp:#x}: not a glibc thread's own TCB",
+                    layout.offsets.self_ptr
+                ),
+            ));
+        }
+        Ok(Self {
+            block: None,
+            tp,
+            layout,
+            late: None,
+        })
+    }
+
+    /// Whether this is a glibc thread's own TCB ([`TlsBlock::adopt_current`]), not ours.
+    pub fn is_adopted(&self) -> bool {
+        self.block.is_none()
     }
 
     /// Writes one TCB field.
@@ -1074,6 +1111,14 @@ impl TlsBlock {
         unsafe { self.put(self.layout.offsets.tid, tid) };
     }
 
+    /// Marks the TCB's thread as one of several (`multiple_threads`): glibc's x86 atomics drop
+    /// their `lock` prefix on a TCB that says otherwise.
+    pub fn set_multiple_threads(&self) {
+        // SAFETY: the validated multiple_threads field of this TCB, which only its own thread
+        // (the caller, adopting it, or its green thread) writes.
+        unsafe { self.put(self.layout.offsets.multiple_threads, 1i32) };
+    }
+
     /// The TCB's tid field.
     pub fn tid(&self) -> libc::pid_t {
         // SAFETY: the validated tid field of our own TCB.
@@ -1099,7 +1144,17 @@ impl TlsBlock {
     /// must not inherit from it (errno, locale). Call on the carrier, with the previous green
     /// thread finished ([`TlsBlock::run_tls_dtors`] done).
     pub fn reuse(&mut self) -> Result<(), TlsError> {
+        if self.is_adopted() {
+            return Err(unsupported(
+                "adopted TCB",
+                "a glibc thread's own TCB is never reused",
+            ));
+        }
         self.assert_not_installed("reused");
+        let late = self
+            .late
+            .as_mut()
+            .expect("a block of ours records its late modules");
         let l = self.layout;
         let libc_tls = self.tp.wrapping_add_signed(l.libc_tls) as *mut u8;
         // libc's TLS is 144 bytes on glibc 2.36: saved on the stack, not with malloc.
@@ -1125,11 +1180,11 @@ impl TlsBlock {
             }
             ptr::write_bytes(dtv, 0, len + 1);
         }
-        let epoch = self.late.reinitialising();
+        let epoch = late.reinitialising();
         // SAFETY: as in glibc's get_cached_stack: a thread pointer whose DTV was just cleared;
         // it re-fills the DTV and copies every static module's image below tp.
         let ret = unsafe { (l.allocate_tls_init)(self.tp as *mut c_void, true) };
-        self.late.initialised(epoch);
+        late.initialised(epoch);
         // SAFETY: puts back the bytes saved above into the same place.
         unsafe { ptr::copy_nonoverlapping(saved.as_ptr(), libc_tls, saved.len()) };
         if ret.is_null() {
@@ -1201,6 +1256,10 @@ impl TlsBlock {
 
 impl Drop for TlsBlock {
     fn drop(&mut self) {
+        // An adopted TCB is glibc's, and may well be installed: nothing of it is ours.
+        let Some(block) = self.block else {
+            return;
+        };
         self.assert_not_installed("dropped");
         late::Entry::unregister(self.tp);
         let l = self.layout;
@@ -1211,7 +1270,7 @@ impl Drop for TlsBlock {
         let alloc_layout = alloc::Layout::from_size_align(l.block_size, l.static_align)
             .expect("validated at allocation");
         // SAFETY: allocated in with_carrier with this layout.
-        unsafe { alloc::dealloc(self.block.as_ptr(), alloc_layout) };
+        unsafe { alloc::dealloc(block.as_ptr(), alloc_layout) };
     }
 }
 
@@ -1309,6 +1368,26 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(again, Ok(()));
+    }
+
+    #[test]
+    fn an_adopted_block_is_the_callers_own_tcb_and_never_reused_or_freed() {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let mut b = TlsBlock::adopt_current().unwrap_or_else(|e| panic!("{e}"));
+        assert!(b.is_adopted());
+        assert_eq!(b.thread_pointer(), me, "the calling thread's own TCB");
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        assert_eq!(b.tid(), tid, "glibc's tid field, read in place");
+        assert!(b.reuse().is_err(), "a glibc TCB is never reset");
+        // Dropped while installed (it is the running thread's): nothing is freed, no abort.
+        drop(b);
+        assert_eq!(read_fs_base(), me);
+        // SAFETY: as above.
+        let after = unsafe { libc::pthread_self() } as usize;
+        assert_eq!(after, me, "the TCB is intact");
+        assert!(!TlsBlock::new(0..0).unwrap().is_adopted());
     }
 
     #[test]

@@ -481,6 +481,11 @@ extern "C-unwind" fn stop(
     if at_base {
         crate::pthread::unwind_to_base(LOCAL.with(|l| l.exit.get()));
     }
+    if end && crate::main_thread::is_green_main() {
+        // Green thread 0 has no base of ours: its frames are main's, down to glibc's start,
+        // every cleanup among them run now.
+        crate::main_thread::end(LOCAL.with(|l| l.exit.get()));
+    }
     if end {
         fatal(
             "libflexsc: FATAL: the thread's unwinding found neither a cleanup buffer nor its base\n",

@@ -160,9 +160,7 @@ pub extern "C" fn pthread_setspecific(key: pthread_key_t, value: *const c_void) 
 /// Runs the thread's destructors, then frees its array (the thread is ending).
 unsafe extern "C" fn release(p: *mut c_void) {
     let values = p.cast::<Values>();
-    // SAFETY: getpid has no preconditions.
-    let main_thread = unsafe { libc::getpid() } == crate::sched::kernel_tid();
-    if !main_thread {
+    if !crate::main_thread::skip_key_destructors() {
         for _ in 0..ROUNDS {
             let mut ran = false;
             for (key, k) in TABLE.iter().enumerate() {

@@ -3,7 +3,8 @@
 //!
 //! Being built (issue 4). What exists:
 //! - [`pthread`]: `pthread_create` makes green threads (started lazily, [`rt`]), join, detach,
-//!   exit, `sched_yield`;
+//!   exit, `sched_yield`; `main_thread`: the main thread becomes green thread 0 at its first
+//!   `pthread_create` (`FLEXSC_MAIN`);
 //! - [`sync`]: the pthread synchronisation objects (mutex, condvar, rwlock, spin, barrier,
 //!   semaphores, once) implemented in glibc's own object layouts on the futex-address table, so
 //!   a green thread that waits parks instead of blocking its carrier;
@@ -46,6 +47,7 @@ pub mod dl;
 mod fork_table;
 pub mod io;
 pub mod key;
+mod main_thread;
 mod nonblock;
 mod process_signal;
 mod profile;

@@ -4,7 +4,9 @@
 //! The kernel delivers such a signal to a thread that does not block it. Green threads are not
 //! threads to the kernel, so the runtime's own threads (carriers, syscall threads) start with
 //! every routable signal blocked ([`while_starting`]): a glibc thread that lets the signal in
-//! (the main thread, usually) still gets it from the kernel, as natively; when none does, it
+//! (the main thread under `FLEXSC_MAIN=plain`, or before it is adopted as green thread 0, whose
+//! kernel thread then blocks them all) still gets it from the kernel, as natively; when none
+//! does, it
 //! stays pending for the process, and the dispatcher thread takes it from a `signalfd` and
 //! hands it to a green thread ([`crate::signal::route`]): one waiting for it in `sigwait`, else
 //! one whose mask lets it in, which runs the handler itself (its stack, TLS and errno) with the

@@ -85,7 +85,11 @@ pub unsafe extern "C" fn pthread_create(
 ) -> c_int {
     let _lib = rt::InLib::enter();
     crate::cancel::install();
-    let Some(runtime) = rt::get() else {
+    let runtime = rt::get();
+    if let Some(rt) = runtime {
+        crate::main_thread::adopt_if_main(rt);
+    }
+    let Some(runtime) = runtime else {
         // SAFETY: forwarded unchanged to glibc (the routine's ABI is C either way).
         return unsafe {
             real::pthread_create()(
@@ -211,6 +215,42 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static MAIN_EXITED: AtomicBool = AtomicBool::new(false);
 /// `exit_process` was called (once is enough).
 static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Counts green thread 0 (the main thread, being adopted) as a live green thread.
+pub(crate) fn count_main() {
+    LIVE.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Takes back [`count_main`]: the main thread could not be adopted.
+pub(crate) fn uncount_main() {
+    LIVE.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Makes green thread 0 joinable by its `pthread_t` (its own TCB, as before it was adopted).
+pub(crate) fn joinable_main(handle: JoinHandle<Exit>) {
+    let _lib = rt::InLib::enter();
+    // SAFETY: pthread_self has no preconditions.
+    let id = unsafe { libc::pthread_self() };
+    JOINABLE
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(id, handle);
+}
+
+/// Green thread 0 is ending (`pthread_exit`; called on it, as the library's own code): like any
+/// green thread's end in [`run`], the last one to end ends the process.
+pub(crate) fn main_ended() {
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    let mut g = green_threads();
+    g.detached.remove(&me);
+    g.names.remove(&me);
+    drop(g);
+    MAIN_EXITED.store(true, Ordering::SeqCst);
+    if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+        exit_process();
+    }
+}
 
 /// `exit(0)`, as glibc's last thread does, by whichever of the main thread and the last green
 /// thread sees the other gone first.

@@ -172,13 +172,19 @@ fn every_option_sets_its_variable() {
             "--specialization",
             "dynamic",
             "--order=fifo",
+            "--main",
+            "plain",
             "--",
             "env",
         ],
     );
     assert_eq!(
         flexsc_vars(&mut cmd),
-        ["FLEXSC_ORDER=fifo", "FLEXSC_SPECIALIZATION=dynamic"]
+        [
+            "FLEXSC_MAIN=plain",
+            "FLEXSC_ORDER=fifo",
+            "FLEXSC_SPECIALIZATION=dynamic"
+        ]
     );
 }
 
@@ -337,6 +343,7 @@ fn bad_input_is_a_one_line_error_and_exit_2() {
             "--order \"random\"",
         ),
         (&["run", "--batch", "0", "--", "true"], "--batch \"0\""),
+        (&["run", "--main", "red", "--", "true"], "--main \"red\""),
         (&["run", "--batch", "-1", "--", "true"], "--batch \"-1\""),
         (
             &["run", "--no-tls=1", "--", "true"],
@@ -504,6 +511,7 @@ fn help_lists_every_option_and_its_variable() {
         ),
         ("--order fifo|lifo|lifo:N", "FLEXSC_ORDER"),
         ("--batch N", "FLEXSC_BATCH"),
+        ("--main green|plain", "FLEXSC_MAIN"),
         ("--no-tls", "FLEXSC_TLS=0"),
         ("--stats[=FILE]", "FLEXSC_STATS"),
     ];

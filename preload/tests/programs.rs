@@ -7,8 +7,9 @@
 //! on stderr when a check fails. Each run is killed (with any process it forked) after
 //! [`TIMEOUT`]. The preload run writes the library's statistics to a file (`FLEXSC_STATS`), shown
 //! when it fails, and inherits the `FLEXSC_*` variables of the test's environment (so
-//! `FLEXSC_BACKEND=uring cargo test --test programs` runs the programs on that backend); the
-//! native run has neither `LD_PRELOAD` nor `FLEXSC_*`.
+//! `FLEXSC_BACKEND=uring cargo test --test programs` runs the programs on that backend), over
+//! which a program's test may set its own (`main_green.c` runs on one carrier); the native run
+//! has neither `LD_PRELOAD` nor `FLEXSC_*`.
 //!
 //! One test per program; cargo runs them in parallel, while each program's two runs are
 //! sequential. A missing `cc`, `g++` or `libflexsc.so` fails its test with a message saying so.
@@ -262,6 +263,18 @@ fn run(
     preload: Option<&Path>,
     timeout: Duration,
 ) -> Run {
+    run_env(label, binary, dir, preload, &[], timeout)
+}
+
+/// As [`run`], the preload run with the variables `env` set (over the inherited ones).
+fn run_env(
+    label: &'static str,
+    binary: &Path,
+    dir: &Path,
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Run {
     let out_path = dir.join(format!("{label}.stdout"));
     let err_path = dir.join(format!("{label}.stderr"));
     let stats_path = dir.join(format!("{label}.stats"));
@@ -277,6 +290,7 @@ fn run(
     match preload {
         Some(lib) => {
             cmd.env("LD_PRELOAD", lib).env("FLEXSC_STATS", &stats_path);
+            cmd.envs(env.iter().copied());
         }
         None => {
             for (var, _) in std::env::vars_os() {
@@ -375,7 +389,13 @@ fn calls_of(stats: &str, prefix: &str) -> Vec<(String, u64)> {
 /// (exception-less) at least the given number of times: what the output of a program cannot
 /// tell apart from a call that went to glibc.
 fn check_program_posting(source: &str, calls: &[(&str, u64)]) {
-    check_program_with(source, calls, &[], &|_| Ok(Vec::new()));
+    check_program_with(source, calls, &[], &[], &|_| Ok(Vec::new()));
+}
+
+/// As [`check_program`], the preload run with the variables `env` set (a single carrier, where
+/// a thread blocking its carrier deadlocks the program: the timeout reports it).
+fn check_program_env(source: &str, env: &[(&str, &str)]) {
+    check_program_with(source, &[], &[], env, &|_| Ok(Vec::new()));
 }
 
 /// As [`check_program_posting`], after `prepare` built what the program needs in its work
@@ -385,13 +405,13 @@ fn check_program_built(
     calls: &[(&str, u64)],
     prepare: &dyn Fn(&Path) -> Result<Vec<String>, String>,
 ) {
-    check_program_with(source, calls, &[], prepare);
+    check_program_with(source, calls, &[], &[], prepare);
 }
 
 /// As [`check_program_posting`], and each of `on_carrier` must have run on the carriers (the
 /// hybrid rule) at least the given number of times.
 fn check_program_calls(source: &str, calls: &[(&str, u64)], on_carrier: &[(&str, u64)]) {
-    check_program_with(source, calls, on_carrier, &|_| Ok(Vec::new()));
+    check_program_with(source, calls, on_carrier, &[], &|_| Ok(Vec::new()));
 }
 
 /// The harness itself: [`check_program_posting`] with the carrier counts of
@@ -400,6 +420,7 @@ fn check_program_with(
     source: &str,
     calls: &[(&str, u64)],
     on_carrier: &[(&str, u64)],
+    env: &[(&str, &str)],
     prepare: &dyn Fn(&Path) -> Result<Vec<String>, String>,
 ) {
     let src = programs_dir().join(source);
@@ -414,7 +435,7 @@ fn check_program_with(
     }
     let compiled = t0.elapsed();
     let native = run("native", &binary, &dir.path, None, TIMEOUT);
-    let preload = run("preload", &binary, &dir.path, Some(&lib), TIMEOUT);
+    let preload = run_env("preload", &binary, &dir.path, Some(&lib), env, TIMEOUT);
     let posted = compare(&native, &preload).and_then(|()| {
         let stats = preload.stats.clone().flatten().unwrap_or_default();
         let posted = posted_calls(&stats);
@@ -454,6 +475,16 @@ fn check_program_with(
 #[test]
 fn lifecycle() {
     check_program("lifecycle.c");
+}
+
+#[test]
+fn main_green() {
+    // One carrier: main's blocking reads must park it (green thread 0), not block the carrier
+    // the writer needs; the program checks it is green by its gettid.
+    check_program_env(
+        "main_green.c",
+        &[("FLEXSC_CORES", "1"), ("FLEXSC_MAIN", "green")],
+    );
 }
 
 #[test]
@@ -601,6 +632,7 @@ fn nonblock() {
 fn every_program_has_a_test() {
     let listed = [
         "lifecycle.c",
+        "main_green.c",
         "tls_errno.c",
         "sync.c",
         "blocking.c",
@@ -786,6 +818,69 @@ fn linked_in_place_of_lpthread() {
         finished > 0,
         "the linked program ran no green thread (statistics:\n{table})"
     );
+}
+
+/// Green thread 0 (the main thread, adopted at its first `pthread_create`) grows the main stack
+/// on whichever carrier runs it, and an overflow of that stack is reported by name.
+#[test]
+fn main_stack_grows_and_its_overflow_is_reported() {
+    const SOURCE: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+static void *nothing(void *a) { return a; }
+static int deep(int n, int max) {
+    volatile char buf[1024];
+    memset((char *)buf, n, sizeof buf);
+    return n >= max ? buf[5] : deep(n + 1, max) + buf[0];
+}
+int main(int argc, char **argv) {
+    (void)argv;
+    pthread_t t;
+    pthread_create(&t, 0, nothing, 0);
+    pthread_join(t, 0);
+    /* 6 MiB of the 8 MiB main stack, or more than it has */
+    printf("deep %d\n", deep(0, argc > 1 ? 1 << 20 : 6000) != 12345);
+    return 0;
+}
+"#;
+    let mut dir = WorkDir::new("main-overflow");
+    let src = dir.path.join("deep.c");
+    fs::write(&src, SOURCE).expect("write the program");
+    let bin = dir.path.join("deep");
+    // -O0: the recursion must stay a recursion.
+    compile_with(&src, &bin, &["-O0".to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    let run = |args: &[&str]| {
+        // The 8 MiB main stack the program's sizes assume (RLIMIT_STACK sizes it).
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -s 8192 && exec \"$0\" \"$@\"")
+            .arg(&bin)
+            .args(args)
+            .env("LD_PRELOAD", preload_library())
+            .env_remove("FLEXSC_MAIN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the program")
+    };
+    let grown = run(&[]);
+    let overflow = run(&["overflow"]);
+    let stderr = String::from_utf8_lossy(&overflow.stderr);
+    let aborted = overflow.status.signal() == Some(6);
+    if !(grown.status.success()
+        && grown.stdout == b"deep 1\n"
+        && aborted
+        && stderr.contains("(\"main\") overflowed its stack"))
+    {
+        dir.keep = true;
+        panic!(
+            "expected a 6 MiB recursion to succeed ({:?}, {:?}) and a deeper one to be reported \
+             as green thread \"main\"'s overflow, got {:?}:\n{stderr}",
+            grown.status,
+            String::from_utf8_lossy(&grown.stderr),
+            overflow.status
+        );
+    }
 }
 
 /// A green thread that overflows its stack is reported by name even after the application

@@ -12,4 +12,4 @@
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86_64::{enter, hand_over, init, leave};
+pub(crate) use x86_64::{adopt, enter, hand_over, init, leave};

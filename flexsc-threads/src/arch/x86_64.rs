@@ -131,6 +131,35 @@ pub(crate) unsafe fn hand_over(save: *mut usize, way_back: usize, to: usize, to_
     }
 }
 
+/// Leaves the calling OS thread's running context for good: saves it as a suspended context
+/// (its stack pointer into `*save`) and goes on, on the stack below `park_top`, with
+/// `park(save, arg)`, which never returns. Returns when some carrier continues the saved
+/// context ([`enter`], or a hand-over): on that carrier's kernel thread.
+///
+/// # Safety
+/// `park_top` is 16-byte aligned, the top of a stack only `park` will use, forever; `save` is
+/// valid for a write and is where the context's resumer will look, which must not resume it
+/// before `park` has said so (the write is done before `park` is called).
+#[inline(always)]
+pub(crate) unsafe fn adopt(
+    save: *mut usize,
+    park_top: usize,
+    park: unsafe extern "C" fn(*mut usize, usize) -> !,
+    arg: usize,
+) {
+    // SAFETY: as for `enter`; `park` is called as a C function on a fresh, aligned stack.
+    unsafe {
+        switch_away!(
+            "mov rsi, r8\n call r9",
+            in("rdi") save,
+            in("rsi") park_top,
+            in("r8") arg,
+            in("r9") park,
+            lateout("rdx") _, lateout("rcx") _,
+        );
+    }
+}
+
 /// Makes a new context on the stack below `top`: entering it calls `entry(data)`, which must
 /// never return (it ends by leaving for good).
 ///

@@ -301,7 +301,9 @@ impl Carrier {
     /// The task itself is kept too when nothing else refers to it (no unparker left anywhere):
     /// the next spawn here rewrites it in place instead of allocating.
     fn recycle(&self, task: Arc<Task>) {
-        let stack = task.take_finished().map(|ctx| ctx.into_stack());
+        let stack = task
+            .take_finished()
+            .and_then(super::context::Context::into_stack);
         // Only stacks of the runtime's size go to the carrier's cache.
         let (stack, odd) = match stack {
             Some(s) if s.size() != self.shared.stack_size => (None, Some(s)),
@@ -313,8 +315,12 @@ impl Carrier {
                 *hold.block.lock().unwrap_or_else(|e| e.into_inner()) = task.take_tls();
                 None
             }
-            // Reset on the carrier's own TCB, as glibc resets a cached thread stack.
-            None => task.take_tls().and_then(|mut b| b.reuse().ok().map(|()| b)),
+            // Reset on the carrier's own TCB, as glibc resets a cached thread stack; an adopted
+            // TCB is glibc's, never reused.
+            None => task
+                .take_tls()
+                .filter(|b| !b.is_adopted())
+                .and_then(|mut b| b.reuse().ok().map(|()| b)),
         };
         // Held once, by us, and never weakly: nobody can clone it any more.
         let task = (Arc::strong_count(&task) == 1 && Arc::weak_count(&task) == 0).then_some(task);

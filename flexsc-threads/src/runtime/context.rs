@@ -1,9 +1,14 @@
 //! A green thread's execution context: its stack and, while it is suspended, its saved stack
 //! pointer ([`crate::arch`]). Started by the first switch to it; it runs its body, which ends by
 //! switching away for good ([`super::task::Task::exit`]).
+//!
+//! An *adopted* context is an OS thread's running one, taken over with its own stack (the main
+//! thread as green thread 0, [`super::Runtime::adopt_current`]): it has no stack of ours and no
+//! body, and is saved by the OS thread itself as it leaves it for good ([`crate::arch::adopt`]).
 
 use std::mem::{align_of, size_of};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch;
 use crate::stack::Stack;
@@ -12,11 +17,14 @@ use crate::stack::Stack;
 const MIN_ROOM: usize = 4096;
 
 pub(crate) struct Context {
-    stack: Stack,
+    /// None: an adopted context, on a stack that is not ours.
+    stack: Option<Stack>,
     /// The saved stack pointer while suspended.
     pub(crate) sp: usize,
     /// The body, written at the top of the stack, until the first switch moves it out.
     body: Option<Body>,
+    /// An adopted context: set (Release) once its OS thread has saved it into `sp` and left it.
+    saved: Option<&'static AtomicBool>,
 }
 
 /// A body not started yet: where it is and how to drop it.
@@ -45,12 +53,47 @@ impl Context {
             arch::init(at & !15, entry::<F>, at)
         };
         Self {
-            stack,
+            stack: Some(stack),
             sp,
             body: Some(Body {
                 at,
                 drop: drop_body::<F>,
             }),
+            saved: None,
+        }
+    }
+
+    /// An adopted context (module doc): its OS thread writes `sp` and then sets `saved`.
+    pub(crate) fn adopted(saved: &'static AtomicBool) -> Self {
+        Self {
+            stack: None,
+            sp: 0,
+            body: None,
+            saved: Some(saved),
+        }
+    }
+
+    /// Whether this is an adopted context (its stack is not ours: never unwound nor recycled).
+    pub(crate) fn is_adopted(&self) -> bool {
+        self.stack.is_none()
+    }
+
+    /// Waits until an adopted context has been saved by the OS thread leaving it (a few
+    /// instructions after it was queued, unless that thread is preempted in between).
+    pub(crate) fn wait_saved(&self) {
+        if let Some(saved) = self.saved {
+            let mut spins = 0u32;
+            while !saved.load(Ordering::Acquire) {
+                spins += 1;
+                if spins % 64 == 0 {
+                    // Trapped directly: this runs inside a switch, where an interposed
+                    // `sched_yield` (the preload's) would try to switch again.
+                    // SAFETY: sched_yield takes no arguments.
+                    unsafe { flexsc_kmod::raw::syscall(libc::SYS_sched_yield, [0; 3]) };
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
         }
     }
 
@@ -64,13 +107,11 @@ impl Context {
         self.body = None;
     }
 
-    /// The stack back (for reuse), once the body has finished or if it never started.
-    pub(crate) fn into_stack(mut self) -> Stack {
+    /// The stack back (for reuse), once the body has finished or if it never started; None for
+    /// an adopted context.
+    pub(crate) fn into_stack(mut self) -> Option<Stack> {
         self.drop_unstarted();
-        // SAFETY: `self` is forgotten right after, so its stack is moved out exactly once.
-        let stack = unsafe { ptr::read(&self.stack) };
-        std::mem::forget(self);
-        stack
+        self.stack.take()
     }
 
     fn drop_unstarted(&mut self) {

@@ -1,5 +1,6 @@
 //! The M:N runtime: carriers, green threads, and the API to start and join them.
 
+mod adopt;
 mod carrier;
 mod context;
 mod interrupt;
@@ -13,6 +14,7 @@ mod syscall_names;
 mod task;
 mod timer;
 
+pub use adopt::AdoptedEnd;
 use std::any::Any;
 use std::io;
 use std::os::fd::RawFd;

@@ -391,8 +391,40 @@ impl Task {
     unsafe fn start(&self) -> usize {
         // SAFETY: the caller's contract.
         let ctx = unsafe { (*self.ctx.get()).as_mut() }.expect("resumed a finished green thread");
+        ctx.wait_saved();
         ctx.mark_started();
         ctx.sp
+    }
+
+    /// The adopting OS thread's side of [`super::Runtime::adopt_current`]: records its floating-
+    /// point control state as the task's, saves its running context into the task's adopted
+    /// context and leaves it for `park(sp slot, arg)` on the stack below `park_top`, which sets
+    /// the context's `saved` flag and parks that kernel thread for good. Returns on whichever
+    /// carrier continues the task.
+    ///
+    /// Not inlined: the fs base is the same TCB before and after, but the kernel thread is not.
+    ///
+    /// # Safety
+    /// The task's context is adopted ([`Context::adopted`]) and not yet saved; the task may
+    /// already be queued (its resumer waits for `saved`). `park_top` is as [`arch::adopt`] says.
+    #[inline(never)]
+    pub(crate) unsafe fn adopt_here(
+        &self,
+        park_top: usize,
+        park: unsafe extern "C" fn(*mut usize, usize) -> !,
+        arg: usize,
+    ) {
+        // SAFETY: until `saved` is set nobody else touches the context or the FPU state (the
+        // resumer waits for it in `start`); the switch writes the stack pointer before `park`
+        // sets it.
+        unsafe {
+            *self.fpu.get() = FpuControl::save();
+            let sp = &mut (*self.ctx.get())
+                .as_mut()
+                .expect("an adopted context is installed before it is saved")
+                .sp;
+            arch::adopt(sp, park_top, park, arg);
+        }
     }
 
     /// Carrier: switches to the green thread until it (or a green thread it handed the carrier
@@ -507,7 +539,9 @@ impl Drop for Task {
         let Some(ctx) = self.ctx.get_mut().as_ref() else {
             return;
         };
-        if !ctx.started() {
+        // An adopted context's frames are an OS thread's own (C frames up to its start): they
+        // are left as they are, on a stack that is not ours.
+        if !ctx.started() || ctx.is_adopted() {
             return;
         }
         *self.unwinding.get_mut() = true;

@@ -150,6 +150,15 @@ const OPTIONS: &[Opt] = &[
         help: "calls run on the carrier, not posted: none, all, or of nonblock (default), nonblock-recv, nonblock-send, ready, stat",
     },
     Opt {
+        name: "main",
+        arg: Arg::Value {
+            metavar: "green|plain",
+            check: main_thread,
+        },
+        var: "FLEXSC_MAIN",
+        help: "the main thread becomes green thread 0 at its first pthread_create (green, the default), or stays a glibc thread (plain)",
+    },
+    Opt {
         name: "no-tls",
         arg: Arg::Flag("0"),
         var: "FLEXSC_TLS",
@@ -398,6 +407,14 @@ fn specialization(v: &str) -> Result<String, String> {
 fn order(v: &str) -> Result<String, String> {
     v.parse::<flexsc_threads::Order>()?;
     Ok(v.trim().to_string())
+}
+
+/// `--main`: what the library accepts in `FLEXSC_MAIN` (`preload/src/main_thread.rs`).
+fn main_thread(v: &str) -> Result<String, String> {
+    match v.trim() {
+        m @ ("green" | "plain") => Ok(m.to_string()),
+        _ => Err("expected `green` or `plain`".to_string()),
+    }
 }
 
 /// `--direct`: the classes of the library's hybrid rule (`preload/src/direct.rs`, which reads
