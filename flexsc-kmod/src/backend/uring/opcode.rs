@@ -38,6 +38,7 @@ use io_uring::types::{self, Fd, FsyncFlags};
 use libc::{c_char, c_long, iovec, mode_t};
 
 use super::fixup::{CUR_POS, Fix};
+use super::poll;
 use super::ring::Caps;
 use super::specialize::Fixed;
 use crate::entry::NR_NOP;
@@ -254,6 +255,10 @@ fn request(nr: u16, a: &[u64; 6], caps: &Caps, slot: Option<u32>) -> Option<(u8,
             let sqe = op::Madvise::new(a[0] as *const c_void, a[1] as off_t, a[2] as i32);
             exact(op::Madvise::CODE, sqe.build())
         }
+        SYS_epoll_wait => poll::epoll_wait(a, caps),
+        SYS_epoll_pwait if a[4] == 0 => poll::epoll_wait(a, caps),
+        SYS_poll => poll::poll(a, caps),
+        SYS_ppoll => poll::ppoll(a, caps),
         SYS_epoll_ctl => {
             let ev = a[3] as *const types::epoll_event;
             let sqe = op::EpollCtl::new(fd(0), fd(2), a[1] as i32, ev);
