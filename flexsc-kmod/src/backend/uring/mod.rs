@@ -20,6 +20,10 @@
 //! Results equal the synchronous call's: `opcode` sends to the threads what io_uring would run
 //! differently, and `fixup` maps back the differences that can only be seen at run time.
 //!
+//! Readiness waits (`poll`): epoll_wait and poll of one fd run as IORING_OP_EPOLL_WAIT and
+//! IORING_OP_POLL_ADD where the kernel has them, a positive timeout as a linked
+//! IORING_OP_LINK_TIMEOUT (tagged [`tag::LINK_TIMEOUT`], its completion ignored).
+//!
 //! Multi-calls (compound entries of calls only, each with an exact request) run as one chain
 //! of linked requests (`chain`); other compounds go to the syscall threads.
 //!

@@ -17,8 +17,14 @@
 //! - recvfrom with an address buffer, statx with a NULL path (io_uring reads it: `-EFAULT`);
 //! - sendto with an address when the kernel is older than 6.0.
 //!
+//! Readiness waits (`epoll_wait`, `epoll_pwait` and `ppoll` without a signal mask, `poll`/`ppoll`
+//! of one fd asking for input) are built by `poll`, whose header says what
+//! IORING_OP_EPOLL_WAIT and IORING_OP_POLL_ADD do and how their answers are made the calls'.
+//!
 //! Divergences left (documented, not corrected):
 //!
+//! - epoll_wait at its timeout does not look at the ready list a last time (an event arriving
+//!   as the timer fires is reported by the next call), and its timer has no slack (see `poll`).
 //! - pread/pwrite/preadv(2)/pwritev(2) on a pipe or socket with data (or room) ready: io_uring
 //!   ignores the offset and transfers, where the call fails with `-ESPIPE`. (When it would have
 //!   to wait, `fixup` cancels it and answers `-ESPIPE`.) Non-seekable character devices (ttys)

@@ -306,10 +306,8 @@ fn poll_equals_sync() {
     let p = pipe();
     let mut s = [0i32; 2];
     // SAFETY: socketpair writes two fds into our array.
-    assert_eq!(
-        unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, s.as_mut_ptr()) },
-        0
-    );
+    let made = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, s.as_mut_ptr()) };
+    assert_eq!(made, 0);
     write_byte(p[1]);
     // SAFETY: shuts down our own socket's sending side: the peer sees POLLIN | POLLRDHUP.
     assert_eq!(unsafe { libc::shutdown(s[0], libc::SHUT_WR) }, 0);
