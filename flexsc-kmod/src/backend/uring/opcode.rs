@@ -17,8 +17,8 @@
 //! - recvfrom with an address buffer, statx with a NULL path (io_uring reads it: `-EFAULT`);
 //! - sendto with an address when the kernel is older than 6.0.
 //!
-//! Readiness waits (`epoll_wait`, `epoll_pwait` and `ppoll` without a signal mask, `poll`/`ppoll`
-//! of one fd asking for input) are built by `poll`, whose header says what
+//! Readiness waits (`epoll_wait`; `epoll_pwait`, `epoll_pwait2` and `ppoll` without a signal
+//! mask; `poll`/`ppoll` of one fd asking for input) are built by `poll`, whose header says what
 //! IORING_OP_EPOLL_WAIT and IORING_OP_POLL_ADD do and how their answers are made the calls'.
 //!
 //! Divergences left (documented, not corrected):
@@ -263,6 +263,7 @@ fn request(nr: u16, a: &[u64; 6], caps: &Caps, slot: Option<u32>) -> Option<(u8,
         }
         SYS_epoll_wait => poll::epoll_wait(a, caps),
         SYS_epoll_pwait if a[4] == 0 => poll::epoll_wait(a, caps),
+        SYS_epoll_pwait2 => poll::epoll_pwait2(a, caps),
         SYS_poll => poll::poll(a, caps),
         SYS_ppoll => poll::ppoll(a, caps),
         SYS_epoll_ctl => {

@@ -1,7 +1,8 @@
-//! Waits for readiness on the ring: `epoll_wait`/`epoll_pwait` as `IORING_OP_EPOLL_WAIT` (6.15+)
-//! and `poll`/`ppoll` of one descriptor as `IORING_OP_POLL_ADD`, each with a linked
-//! `IORING_OP_LINK_TIMEOUT` for a positive timeout, none for an infinite one. Without these the
-//! calls go to a syscall thread: a futex hop per wait (issue 6, docs/results.md).
+//! Waits for readiness on the ring: `epoll_wait`/`epoll_pwait`/`epoll_pwait2` as
+//! `IORING_OP_EPOLL_WAIT` (6.15+) and `poll`/`ppoll` of one descriptor as `IORING_OP_POLL_ADD`,
+//! each with a linked `IORING_OP_LINK_TIMEOUT` for a positive timeout, none for an infinite one.
+//! Without these the calls go to a syscall thread: a futex hop per wait (issue 6,
+//! docs/results.md).
 //!
 //! What the kernel's requests do, and how each answer becomes the call's:
 //!
@@ -19,21 +20,21 @@
 //!   `POLLRDHUP` alone, not asked for: a peer's shutdown, which lasts, so re-arming would spin.
 //!   Only polls that ask for `POLLIN`, `POLLRDNORM` or `POLLRDHUP` come here: sockets report
 //!   `POLLRDHUP` with `POLLIN | POLLRDNORM`, so theirs are never empty (an empty one from some
-//!   other file is re-armed). A closed fd is `-EBADF` where poll(2) reports `POLLNVAL`
-//!   and counts the fd: answered so. `revents` is written back (`0` on a timeout or an
-//!   interrupt, as poll(2) does) and a `ppoll` timeout is updated with the time left, as the
-//!   syscall does (a failed update is ignored there too).
+//!   other file is re-armed). A closed fd is `-EBADF` where poll(2) reports `POLLNVAL` and
+//!   counts the fd: answered so. `revents` is written back (`0` on a timeout or an interrupt, as
+//!   poll(2) does) and a `ppoll` timeout is updated with the time left, as the syscall does (a
+//!   failed update is ignored there too).
 //! - **Timeouts**: a positive one is a linked timeout, which cancels the wait (`-ECANCELED`,
-//!   answered 0: timed out). A zero timeout has no timer: the request is [settled](Waiting::settle)
-//!   like a call on an `O_NONBLOCK` fd, cancelled once its first attempt found nothing. An
-//!   interrupt's cancel is `-EINTR` (as a signal makes these calls return, never restarted), and
-//!   so is a cancel of the ring's drain.
+//!   answered 0: timed out). A zero timeout has no timer: the request is
+//!   [settled](Waiting::settle) like a call on an `O_NONBLOCK` fd, cancelled once its first
+//!   attempt found nothing. An interrupt's cancel is `-EINTR` (as a signal makes these calls
+//!   return, never restarted), and so is a cancel of the ring's drain.
 //!
-//! What stays on the syscall threads: a signal mask (`epoll_pwait`, `ppoll`), `epoll_pwait2`,
+//! What stays on the syscall threads: a signal mask (`epoll_pwait`, `epoll_pwait2`, `ppoll`),
 //! `poll`/`ppoll` of more than one fd, of a negative fd (ignored by poll(2): it just sleeps) or
-//! not asking for input (`POLLOUT` alone: see above),
-//! a `pollfd` or `ppoll` timeout the kernel could not read (`-EFAULT` there), an invalid `ppoll`
-//! timeout (`-EINVAL`), kernels without the opcodes (probed: `Caps`).
+//! not asking for input (`POLLOUT` alone: see above), a `pollfd` or a timespec timeout the kernel
+//! could not read (`-EFAULT` there), an invalid timespec (`-EINVAL`), kernels without the
+//! opcodes (probed: `Caps`).
 //!
 //! Divergences left:
 //!
@@ -114,7 +115,18 @@ const READING: u16 = (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP) as u16;
 /// epoll_wait(a[0], a[1], a[2], a[3]), and epoll_pwait with a NULL signal mask (its size, a[5],
 /// is not looked at then).
 pub(super) fn epoll_wait(a: &[u64; 6], caps: &Caps) -> Option<(u8, Entry, Fix)> {
-    let timeout = Timeout::millis(a[3] as i32);
+    epoll(a, Timeout::millis(a[3] as i32), caps)
+}
+
+/// epoll_pwait2(a[0], a[1], a[2], a[3], NULL): the timeout is a timespec (NULL: none).
+pub(super) fn epoll_pwait2(a: &[u64; 6], caps: &Caps) -> Option<(u8, Entry, Fix)> {
+    if a[4] != 0 {
+        return None;
+    }
+    epoll(a, timespec(a[3])?, caps)
+}
+
+fn epoll(a: &[u64; 6], timeout: Timeout, caps: &Caps) -> Option<(u8, Entry, Fix)> {
     if !linkable(timeout, caps) {
         return None;
     }
@@ -145,26 +157,28 @@ pub(super) fn ppoll(a: &[u64; 6], caps: &Caps) -> Option<(u8, Entry, Fix)> {
     if a[1] != 1 || a[3] != 0 {
         return None;
     }
-    let ts = a[2];
-    let timeout = if ts == 0 {
-        Timeout::Never
-    } else {
-        // The syscall reads the timeout first: a bad one (-EFAULT, -EINVAL) stays with it.
-        let mut raw = [0u8; 16];
-        if !copy_in(ts, &mut raw) {
-            return None;
-        }
-        let sec = i64::from_ne_bytes(raw[..8].try_into().unwrap());
-        let nsec = i64::from_ne_bytes(raw[8..].try_into().unwrap());
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return None;
-        }
-        match Duration::new(sec as u64, nsec as u32) {
-            Duration::ZERO => Timeout::Zero,
-            d => Timeout::after(d),
-        }
-    };
-    poll_one(a[0], timeout, ts, caps)
+    poll_one(a[0], timespec(a[2])?, a[2], caps)
+}
+
+/// The timeout in the timespec at `ts` (NULL: none), as ppoll and epoll_pwait2 read it first;
+/// None if the kernel would refuse it (`-EFAULT`, `-EINVAL`: left to the syscall threads).
+fn timespec(ts: u64) -> Option<Timeout> {
+    if ts == 0 {
+        return Some(Timeout::Never);
+    }
+    let mut raw = [0u8; 16];
+    if !copy_in(ts, &mut raw) {
+        return None;
+    }
+    let sec = i64::from_ne_bytes(raw[..8].try_into().unwrap());
+    let nsec = i64::from_ne_bytes(raw[8..].try_into().unwrap());
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return None;
+    }
+    Some(match Duration::new(sec as u64, nsec as u32) {
+        Duration::ZERO => Timeout::Zero,
+        d => Timeout::after(d),
+    })
 }
 
 fn poll_one(pollfd: u64, timeout: Timeout, ts: u64, caps: &Caps) -> Option<(u8, Entry, Fix)> {

@@ -211,6 +211,67 @@ fn epoll_wait_times_out() {
 }
 
 #[test]
+fn epoll_pwait2_equals_sync() {
+    let mut r = Ring::new(&[]);
+    let p = pipe();
+    let ep = epoll_on(p[0]);
+    let mut got = events();
+    let ptr = got.as_mut_ptr() as u64;
+    let ts = |sec: i64, nsec: i64| libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    };
+    let (short, zero, bad) = (ts(0, 60_000_000), ts(0, 0), ts(0, 1_000_000_000));
+    let at = |t: &libc::timespec| t as *const libc::timespec as u64;
+    // Nothing ready: a timespec timeout on the ring, 0 after it; a zero one at once.
+    let t = Instant::now();
+    r.start(
+        libc::SYS_epoll_pwait2,
+        &[ep as u64, ptr, 8, at(&short), 0, 8],
+    );
+    assert!(r.on_ring());
+    assert_eq!(r.result(), 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(60),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        r.call(
+            libc::SYS_epoll_pwait2,
+            &[ep as u64, ptr, 8, at(&zero), 0, 8]
+        ),
+        0
+    );
+    // Ready, with no timeout (NULL): the event.
+    write_byte(p[1]);
+    assert_eq!(
+        r.call(libc::SYS_epoll_pwait2, &[ep as u64, ptr, 8, 0, 0, 8]),
+        1
+    );
+    assert_eq!({ got[0].u64 }, p[0] as u64);
+    // A timeout the syscall refuses, or a signal mask: the syscall threads, same answers.
+    let mask = 0u64;
+    let caps = r.caps();
+    for (what, a) in [
+        ("invalid timespec", [ep as u64, ptr, 8, at(&bad), 0, 8]),
+        ("unreadable timespec", [ep as u64, ptr, 8, 16, 0, 8]),
+        (
+            "signal mask",
+            [ep as u64, ptr, 8, at(&short), &mask as *const u64 as u64, 8],
+        ),
+    ] {
+        let nr = libc::SYS_epoll_pwait2;
+        assert!(
+            matches!(route(nr as u16, &a, &caps, None), Route::Fallback),
+            "{what}"
+        );
+        assert_eq!(r.call(nr, &a), sync(nr, &a), "{what}");
+    }
+    close(&[p[0], p[1], ep]);
+}
+
+#[test]
 fn epoll_wait_errors_equal_sync() {
     let mut r = Ring::new(&[]);
     let p = pipe();
