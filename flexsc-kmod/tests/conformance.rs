@@ -136,6 +136,8 @@ conformance! {
         // Interrupts.
         interrupt_blocked_read,
         interrupt_blocked_accept,
+        interrupt_blocked_epoll_wait,
+        interrupt_blocked_poll,
         interrupt_unclaimed,
         interrupt_after_completion,
         interrupt_twice,
@@ -2694,6 +2696,66 @@ fn interrupt_blocked_read(c: &Case) {
     let again = req(SYS_read, &[r.a(), addr_mut(&mut buf), 16]);
     assert_eq!(p.call(&again), 10, "the pipe works after the interrupt");
     assert_eq!(&buf[..10], b"still here");
+}
+
+/// epoll_wait on an instance with nothing ready, without a timeout and with a long one, comes
+/// back `-EINTR` (on `uring`: cancelled on the ring, see `backend/uring/poll.rs`); the instance
+/// still reports what becomes ready afterwards.
+fn interrupt_blocked_epoll_wait(c: &Case) {
+    let mut events = [0u8; 12 * 4]; // before the registration: it is shut down first
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let (r, w) = new_pipe(0);
+    let ep = Fd::from_ret(sys(SYS_epoll_create1, &[0]), "epoll_create1");
+    let mut ev = [0u8; 12];
+    ev[..4].copy_from_slice(&(EPOLLIN as u32).to_ne_bytes());
+    let add = [ep.a(), EPOLL_CTL_ADD as u64, r.a(), addr_mut(&mut ev)];
+    assert_eq!(sys(SYS_epoll_ctl, &add), 0);
+    for timeout in [-1i64, 60_000] {
+        let args = [ep.a(), addr_mut(&mut events), 4, timeout as u64];
+        let t = p.post(&req(SYS_epoll_wait, &args)).unwrap();
+        p.submit();
+        wait_status(&reg, t.slot(), status::BUSY, "the epoll_wait");
+        thread::sleep(Duration::from_millis(20));
+        p.interrupt(&t);
+        let what = "epoll_wait";
+        assert_eq!(
+            show(take_within(&mut p, t, what)),
+            show(neg(EINTR)),
+            "{timeout}"
+        );
+    }
+    write_all(&w, b"x");
+    let args = [ep.a(), addr_mut(&mut events), 4, 60_000];
+    assert_eq!(
+        p.call(&req(SYS_epoll_wait, &args)),
+        1,
+        "ready after the interrupts"
+    );
+}
+
+/// poll of one fd with nothing ready comes back `-EINTR` with `revents` 0.
+fn interrupt_blocked_poll(c: &Case) {
+    let mut pfd = [0u8; 8]; // before the registration: it is shut down first
+    let reg = c.register(1, 1);
+    let mut p = reg.poster(0).unwrap();
+    let (r, _w) = new_pipe(0);
+    pfd[..4].copy_from_slice(&r.0.to_ne_bytes());
+    pfd[4..6].copy_from_slice(&(POLLIN as u16).to_ne_bytes());
+    pfd[6..].copy_from_slice(&0x7f7fu16.to_ne_bytes());
+    for timeout in [-1i64, 60_000] {
+        let t = p
+            .post(&req(SYS_poll, &[addr_mut(&mut pfd), 1, timeout as u64]))
+            .unwrap();
+        p.submit();
+        wait_status(&reg, t.slot(), status::BUSY, "the poll");
+        thread::sleep(Duration::from_millis(20));
+        p.interrupt(&t);
+        let got = take_within(&mut p, t, "poll");
+        assert_eq!(show(got), show(neg(EINTR)), "{timeout}");
+        assert_eq!(pfd[6..], [0, 0], "{timeout}: revents written back as 0");
+        pfd[6..].copy_from_slice(&0x7f7fu16.to_ne_bytes());
+    }
 }
 
 /// accept on a listening socket with nobody connecting comes back `-EINTR`; a connection made

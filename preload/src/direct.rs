@@ -4,8 +4,9 @@
 //! Posting pays off when the call would wait (the carrier runs other green threads meanwhile)
 //! or when it joins a batch. A call that cannot wait gains nothing from the first, and on a
 //! carrier with few green threads little from the second: each one costs a post, a submit, a
-//! harvest and a switch, and on the `uring` backend a call io_uring has no opcode for
-//! (`poll`, `epoll_wait`, the stat family) is a wake-up of a syscall thread and back. The servers
+//! harvest and a switch, and on the `uring` backend a call io_uring has no opcode for (the
+//! stat family; `poll` of several fds; `epoll_wait` before Linux 6.15) is a wake-up of a syscall
+//! thread and back. The servers
 //! of issue 6 make almost all their calls on `O_NONBLOCK` sockets (Apache through APR,
 //! MariaDB's vio, memcached's libevent) and wait in `poll`/`epoll_wait` only.
 //!

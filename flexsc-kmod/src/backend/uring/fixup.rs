@@ -34,6 +34,7 @@ use io_uring::opcode::{Write, Writev};
 use io_uring::squeue::{self, Flags};
 use io_uring::types::Fd;
 
+use super::poll::Waiting;
 use crate::raw;
 
 /// Offset -1: read or write at the file position, as read(2)/write(2) do.
@@ -50,6 +51,8 @@ pub(super) enum Fix {
     OpenForWrite(squeue::Entry),
     /// A call on an fd that may have to become ready first.
     Ready(Ready),
+    /// A wait for readiness with a timeout: epoll_wait, poll of one fd (see `poll`).
+    Poll(Waiting),
 }
 
 /// A call that io_uring may leave waiting where the call itself would return at once.
@@ -207,14 +210,28 @@ impl Fix {
 
     /// Whether the request must be [settled](Self::settle) once its non-blocking attempt is made.
     pub(super) fn wants_settle(&self) -> bool {
-        matches!(self, Self::Ready(r) if !r.cancelled)
+        match self {
+            Self::Ready(r) => !r.cancelled,
+            Self::Poll(w) => w.wants_settle(),
+            _ => false,
+        }
+    }
+
+    /// The interval of the timer to link to the request when it is issued (None: no timer).
+    pub(super) fn link_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Poll(w) => w.link_timeout(),
+            _ => None,
+        }
     }
 
     /// The request is still pending after its non-blocking attempt: returns whether to cancel
     /// it because the call itself would have returned at once.
     pub(super) fn settle(&mut self) -> bool {
-        let Self::Ready(r) = self else {
-            return false;
+        let r = match self {
+            Self::Ready(r) => r,
+            Self::Poll(w) => return w.settle(),
+            _ => return false,
         };
         let (fd, state) = (r.fd, &mut r.state);
         let returns = match r.wait {
@@ -243,6 +260,7 @@ impl Fix {
             }
             Self::OpenForWrite(_) => Outcome::Done(res.into()),
             Self::Ready(r) => r.complete(res, more),
+            Self::Poll(w) => w.complete(res, more),
         }
     }
 

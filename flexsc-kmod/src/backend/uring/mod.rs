@@ -20,6 +20,10 @@
 //! Results equal the synchronous call's: `opcode` sends to the threads what io_uring would run
 //! differently, and `fixup` maps back the differences that can only be seen at run time.
 //!
+//! Readiness waits (`poll`): epoll_wait and poll of one fd run as IORING_OP_EPOLL_WAIT and
+//! IORING_OP_POLL_ADD where the kernel has them, a positive timeout as a linked
+//! IORING_OP_LINK_TIMEOUT (tagged [`tag::LINK_TIMEOUT`], its completion ignored).
+//!
 //! Multi-calls (compound entries of calls only, each with an exact request) run as one chain
 //! of linked requests (`chain`); other compounds go to the syscall threads.
 //!
@@ -31,6 +35,7 @@
 mod chain;
 mod fixup;
 mod opcode;
+mod poll;
 mod ring;
 mod specialize;
 #[cfg(test)]
@@ -45,8 +50,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use io_uring::IoUring;
-use io_uring::opcode::AsyncCancel;
-use io_uring::squeue::Entry;
+use io_uring::opcode::{AsyncCancel, LinkTimeout};
+use io_uring::squeue::{Entry, Flags};
 use io_uring::types::Timespec;
 
 use crate::area::SyscallArea;
@@ -77,6 +82,8 @@ mod tag {
     pub(super) const CANCEL: u64 = FUTEX + 2;
     /// A cancel of every request (`IORING_ASYNC_CANCEL_ANY`, 5.19+).
     pub(super) const CANCEL_ANY: u64 = FUTEX + 3;
+    /// This bit and an entry's slot: the timeout linked to the entry's request (see `poll`).
+    pub(super) const LINK_TIMEOUT: u64 = 1 << 62;
 }
 
 /// io_uring per posting core, syscall threads for the rest.
@@ -179,6 +186,9 @@ struct UringCore {
     chains: Box<[Option<Box<Chain>>]>,
     /// Per slot: the request on the ring was interrupted ([`CoreBackend::interrupt`]).
     interrupted: Box<[bool]>,
+    /// Per slot: the interval of the timeout linked to the request (the kernel reads it when it
+    /// consumes the link, before the request can complete and the slot be reused).
+    link_timeouts: Box<[Timespec]>,
     in_flight: usize,
     /// Requests to [settle](Fix::settle) once the kernel has made their first attempt.
     unsettled: Vec<u32>,
@@ -242,6 +252,7 @@ impl UringCore {
             flights: (0..n).map(|_| None).collect(),
             chains: (0..n).map(|_| None).collect(),
             interrupted: vec![false; n].into_boxed_slice(),
+            link_timeouts: vec![Timespec::new(); n].into_boxed_slice(),
             in_flight: 0,
             unsettled: Vec::new(),
             to_fallback: Vec::with_capacity(n),
@@ -326,9 +337,24 @@ impl UringCore {
         if fix.wants_settle() {
             self.unsettled.push(slot);
         }
+        let timeout = fix.link_timeout();
         self.flights[slot as usize] = Some(fix);
         self.in_flight += 1;
-        self.push(sqe.user_data(slot.into()));
+        self.issue(slot, sqe, timeout);
+    }
+
+    /// Queues entry `slot`'s request, linked to a timeout of `timeout` if there is one (the
+    /// timeout cancels the request; its own completion is ignored).
+    fn issue(&mut self, slot: u32, sqe: Entry, timeout: Option<Duration>) {
+        let sqe = sqe.user_data(slot.into());
+        let Some(t) = timeout else {
+            return self.push(sqe);
+        };
+        self.link_timeouts[slot as usize] = t.into();
+        let timer = LinkTimeout::new(&self.link_timeouts[slot as usize])
+            .build()
+            .user_data(tag::LINK_TIMEOUT | u64::from(slot));
+        self.push_link(&[sqe.flags(Flags::IO_LINK), timer]);
     }
 
     /// Queues one request; a full queue is handed to the kernel first.
@@ -496,6 +522,7 @@ impl UringCore {
                 tag::CANCEL_ANY if res == -libc::EINVAL => self.cancel_each(),
                 tag::CANCEL | tag::CANCEL_ANY => {}
                 ud if ud & chain::TAG != 0 => self.chain_completion(ud, res),
+                ud if ud & tag::LINK_TIMEOUT != 0 => {}
                 slot => self.finish(slot as u32, res),
             }
         }
@@ -522,7 +549,10 @@ impl UringCore {
         // An interrupted call ends with this completion: no continuation, no retry.
         let interrupted = self.interrupted[slot as usize];
         match fix.complete(res, !self.draining && !interrupted, ring_fd) {
-            Outcome::Again(sqe) => self.push(sqe.user_data(slot.into())),
+            Outcome::Again(sqe) => {
+                let timeout = fix.link_timeout();
+                self.issue(slot, sqe, timeout);
+            }
             Outcome::Done(ret) => {
                 let ret = if interrupted {
                     self.interrupted[slot as usize] = false;

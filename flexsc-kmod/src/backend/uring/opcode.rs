@@ -17,8 +17,14 @@
 //! - recvfrom with an address buffer, statx with a NULL path (io_uring reads it: `-EFAULT`);
 //! - sendto with an address when the kernel is older than 6.0.
 //!
+//! Readiness waits (`epoll_wait`; `epoll_pwait`, `epoll_pwait2` and `ppoll` without a signal
+//! mask; `poll`/`ppoll` of one fd asking for input) are built by `poll`, whose header says what
+//! IORING_OP_EPOLL_WAIT and IORING_OP_POLL_ADD do and how their answers are made the calls'.
+//!
 //! Divergences left (documented, not corrected):
 //!
+//! - epoll_wait at its timeout does not look at the ready list a last time (an event arriving
+//!   as the timer fires is reported by the next call), and its timer has no slack (see `poll`).
 //! - pread/pwrite/preadv(2)/pwritev(2) on a pipe or socket with data (or room) ready: io_uring
 //!   ignores the offset and transfers, where the call fails with `-ESPIPE`. (When it would have
 //!   to wait, `fixup` cancels it and answers `-ESPIPE`.) Non-seekable character devices (ttys)
@@ -38,6 +44,7 @@ use io_uring::types::{self, Fd, FsyncFlags};
 use libc::{c_char, c_long, iovec, mode_t};
 
 use super::fixup::{CUR_POS, Fix};
+use super::poll;
 use super::ring::Caps;
 use super::specialize::Fixed;
 use crate::entry::NR_NOP;
@@ -254,6 +261,11 @@ fn request(nr: u16, a: &[u64; 6], caps: &Caps, slot: Option<u32>) -> Option<(u8,
             let sqe = op::Madvise::new(a[0] as *const c_void, a[1] as off_t, a[2] as i32);
             exact(op::Madvise::CODE, sqe.build())
         }
+        SYS_epoll_wait => poll::epoll_wait(a, caps),
+        SYS_epoll_pwait if a[4] == 0 => poll::epoll_wait(a, caps),
+        SYS_epoll_pwait2 => poll::epoll_pwait2(a, caps),
+        SYS_poll => poll::poll(a, caps),
+        SYS_ppoll => poll::ppoll(a, caps),
         SYS_epoll_ctl => {
             let ev = a[3] as *const types::epoll_event;
             let sqe = op::EpollCtl::new(fd(0), fd(2), a[1] as i32, ev);

@@ -74,8 +74,13 @@ impl Caps {
 
     /// These capabilities as on a kernel without `IORING_OP_FUTEX_WAIT`.
     #[cfg(test)]
-    pub(super) fn without_futex_wait(mut self) -> Self {
-        let op = opcode::FutexWait::CODE;
+    pub(super) fn without_futex_wait(self) -> Self {
+        self.without(opcode::FutexWait::CODE)
+    }
+
+    /// These capabilities as on a kernel without opcode `op`.
+    #[cfg(test)]
+    pub(super) fn without(mut self, op: u8) -> Self {
         self.ops[op as usize / 64] &= !(1 << (op % 64));
         self
     }

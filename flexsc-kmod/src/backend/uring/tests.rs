@@ -1,6 +1,8 @@
 //! White-box tests: what the public API cannot show (system calls per batch, the wait path of
 //! kernels without FUTEX_WAIT).
 
+mod poll;
+
 use std::time::{Duration, Instant};
 
 use super::ring::{Caps, Setup};
