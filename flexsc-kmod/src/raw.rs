@@ -269,8 +269,10 @@ pub(crate) fn at_fork_prepare(prepare: extern "C" fn()) -> bool {
     unsafe { libc::pthread_atfork(Some(prepare), None, None) == 0 }
 }
 
-/// sched_yield on the calling thread.
-pub(crate) fn sched_yield() {
+/// sched_yield on the calling thread, trapped directly: an interposed `sched_yield` (the
+/// preload's, which switches green threads) is never reached, so library code spinning on a
+/// lock held by another kernel thread gives that thread the CPU.
+pub fn sched_yield() {
     // SAFETY: sched_yield takes no arguments and cannot fail.
     unsafe { syscall(libc::SYS_sched_yield, [0; 3]) };
 }

@@ -156,7 +156,9 @@ impl ListLock {
                 if spins < LOCK_SPINS {
                     std::hint::spin_loop();
                 } else {
-                    std::thread::yield_now();
+                    // The holder runs on another kernel thread (nobody parks holding it): give
+                    // it the CPU, even from a green thread (no green switch inside a list op).
+                    flexsc_kmod::raw::sched_yield();
                 }
             }
         }

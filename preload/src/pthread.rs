@@ -470,7 +470,8 @@ pub unsafe extern "C-unwind" fn pthread_exit(retval: *mut c_void) -> ! {
 /// `sched_yield`: a green thread lets its carrier's other green threads run.
 #[unsafe(no_mangle)]
 pub extern "C" fn sched_yield() -> c_int {
-    if rt::on_green_thread() {
+    // The library's own code (spinning on a lock held elsewhere) yields the kernel thread.
+    if rt::on_green_thread() && rt::application_caller() {
         let _lib = rt::InLib::enter();
         flexsc_threads::yield_now();
         return 0;

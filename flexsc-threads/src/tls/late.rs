@@ -101,7 +101,7 @@ impl Registry {
             .is_err()
         {
             // Held for a copy into every block at most: yield rather than spin that long.
-            std::thread::yield_now();
+            flexsc_kmod::raw::sched_yield();
         }
         Blocks(self)
     }
