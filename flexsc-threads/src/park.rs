@@ -94,12 +94,17 @@ impl ParkState {
 
     /// Wakes the green thread; says whether the caller must now queue it, and with which
     /// reference.
+    ///
+    /// A notification already pending is written again rather than just seen: whoever consumes
+    /// it must also see what the caller did before this unpark (a wait list's node marked
+    /// woken). A pending one may be stale, left by an earlier wake the thread did not need;
+    /// had this unpark only read it, the thread could consume it, look at its node before the
+    /// caller's write was visible, find it still queued and park with nobody left to wake it.
     pub fn unpark(&self) -> Unparked {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let next = match s {
-                NOTIFIED => return Unparked::Running,
-                RUNNING => NOTIFIED,
+                RUNNING | NOTIFIED => NOTIFIED,
                 _ => RUNNING,
             };
             match self

@@ -111,3 +111,30 @@ fn timeout_racing_wake_counts_once() {
         }
     });
 }
+
+/// Two waits in a row by one thread, each ended by its own wake. The first wake may find the
+/// waiter still running: it leaves a notification, which the waiter does not need (it sees its
+/// node woken) and carries into its second wait. The second wake then finds that notification
+/// pending and must still make its own node state visible to the waiter that consumes it: a
+/// waiter that consumed the stale notification, saw its node still queued and parked for good
+/// was a lost wake-up (a green thread gone missing under the preload's bounded buffer).
+#[test]
+fn a_stale_notification_does_not_hide_the_next_wake() {
+    check("futex: second wait after a stale notification", 3, || {
+        let word = Arc::new(AtomicU32::new(0));
+        let w2 = word.clone();
+        let waiter = thread::spawn(move || {
+            while w2.load(Ordering::Acquire) == 0 {
+                let _ = futex::wait(&w2, 0, BITSET_MATCH_ANY, None);
+            }
+            while w2.load(Ordering::Acquire) == 1 {
+                let _ = futex::wait(&w2, 1, BITSET_MATCH_ANY, None);
+            }
+        });
+        word.store(1, Ordering::Release);
+        futex::wake(&*word, 1, BITSET_MATCH_ANY).unwrap();
+        word.store(2, Ordering::Release);
+        futex::wake(&*word, 1, BITSET_MATCH_ANY).unwrap();
+        waiter.join().unwrap();
+    });
+}
