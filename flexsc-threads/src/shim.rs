@@ -107,6 +107,27 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
+/// One round of a spin that may outlast its holder's time slice: a CPU hint for the first
+/// rounds, then a yield of the kernel thread (never interposed: the holder runs on another
+/// one); under loom a yield to the model's scheduler.
+#[inline]
+pub(crate) fn spin_round(rounds: &mut u32) {
+    #[cfg(not(loom))]
+    {
+        *rounds += 1;
+        if *rounds < LOCK_SPINS {
+            std::hint::spin_loop();
+        } else {
+            flexsc_kmod::raw::sched_yield();
+        }
+    }
+    #[cfg(loom)]
+    {
+        let _ = rounds;
+        loom::thread::yield_now();
+    }
+}
+
 /// The wait lists' lock: for real a spin lock (held for a few instructions, never across a
 /// park, so a waiter spins briefly and then yields the CPU to a holder that was preempted);
 /// under loom a loom mutex, as loom cannot explore spin loops (every spin is a branch).
@@ -152,14 +173,9 @@ impl ListLock {
             .is_err()
         {
             while self.locked.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins < LOCK_SPINS {
-                    std::hint::spin_loop();
-                } else {
-                    // The holder runs on another kernel thread (nobody parks holding it): give
-                    // it the CPU, even from a green thread (no green switch inside a list op).
-                    flexsc_kmod::raw::sched_yield();
-                }
+                // The holder runs on another kernel thread (nobody parks holding it): give it
+                // the CPU, even from a green thread (no green switch inside a list op).
+                spin_round(&mut spins);
             }
         }
         ListGuard {

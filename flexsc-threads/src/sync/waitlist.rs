@@ -13,8 +13,11 @@
 //! - the waiter returns only once it sees WOKEN, so its node and (for a green thread) the thread
 //!   itself outlive every use the waker makes of them;
 //! - WAKING is stored before the unpark, so a waiter that consumed that unpark and looks again
-//!   sees WAKING or WOKEN and spins the few instructions to WOKEN, instead of parking again with
-//!   nobody left to wake it.
+//!   sees WAKING or WOKEN and spins the few instructions to WOKEN (yielding its kernel thread if
+//!   the waker's was preempted there), instead of parking again with nobody left to wake it.
+//!   This holds also when the unpark found a notification already pending (a stale one, from a
+//!   wake the waiter did not need): the unpark writes it again, so the waiter that consumes it
+//!   sees WAKING ([`crate::park`]).
 //!
 //! A waiter whose deadline passes takes the lock: if its node is still QUEUED, nobody woke it (it
 //! unlinks itself and timed out, and no wake was spent on it); otherwise a waker took it (and,
@@ -29,7 +32,7 @@ use std::time::Instant;
 
 use crate::shim::{
     AtomicU8, ListGuard, ListLock, Ordering, Sleeper, UnsafeCell, Woke, const_fn, expired,
-    interrupted, spin_hint, wait,
+    interrupted, spin_round, wait,
 };
 
 const QUEUED: u8 = 0;
@@ -157,12 +160,14 @@ impl<S, K> WaitList<S, K> {
             l.push_back(&node);
         }
         // `node` stays in this frame, unmoved, until the loop below sees it dequeued.
+        let mut waking_rounds = 0;
         loop {
             match node.state.load(Ordering::Acquire) {
                 WOKEN => return Wait::Woken,
-                // A waker is between its unpark and WOKEN: a few instructions (module doc).
+                // A waker is between its unpark and WOKEN: a few instructions (module doc),
+                // unless its kernel thread was preempted there.
                 WAKING => {
-                    spin_hint();
+                    spin_round(&mut waking_rounds);
                     continue;
                 }
                 _ => {}
