@@ -84,8 +84,9 @@ impl ParkState {
             .compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => true,
-            Err(_) => {
+            Err(now) => {
                 // NOTIFIED (nobody else leaves RUNNING): consume it and keep running.
+                debug_assert_eq!(now, NOTIFIED, "parked from a state other than running");
                 self.state.store(RUNNING, Ordering::Release);
                 false
             }

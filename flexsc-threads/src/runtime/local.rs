@@ -157,7 +157,11 @@ impl LocalState {
     pub(crate) fn hand_over(&mut self, why: &Suspend) -> Option<(*const Task, CarrierCpu)> {
         let (to, me) = self.take_next()?;
         match why {
-            Suspend::Wait(_) => self.deferred = Some(me),
+            Suspend::Wait(_) => {
+                // Whoever handed over to this thread had its wait finished first thing.
+                debug_assert!(self.deferred.is_none(), "a deferred wait was overwritten");
+                self.deferred = Some(me);
+            }
             _ => self.ready.push(me),
         }
         Some((to, self.cpu))
