@@ -427,14 +427,8 @@ impl UringCore {
         if let Some(left) = left {
             let ts = Timespec::from(left);
             let args = io_uring::types::SubmitArgs::new().timespec(&ts);
-            if let Err(e) = ring.submitter().submit_with_args(want, &args) {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
-                ) {
-                    self.abandon();
-                }
-            }
+            let res = ring.submitter().submit_with_args(want, &args);
+            self.entered(res);
             return;
         }
         #[cfg(test)]
@@ -455,15 +449,19 @@ impl UringCore {
                     .enter::<libc::sigset_t>(to_submit, want as u32, flags, None)
             }
         };
-        if let Err(e) = res {
-            // Interrupted, short of memory, or the completion queue overflowed: the callers loop
-            // (and reap); anything else means the ring is unusable.
-            if !matches!(
+        self.entered(res);
+    }
+
+    /// After an io_uring_enter: interrupted, short of memory, or the completion queue
+    /// overflowed, the callers loop (and reap); any other failure means the ring is unusable.
+    fn entered(&mut self, res: std::io::Result<usize>) {
+        if let Err(e) = res
+            && !matches!(
                 e.raw_os_error(),
                 Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
-            ) {
-                self.abandon();
-            }
+            )
+        {
+            self.abandon();
         }
     }
 
@@ -479,14 +477,8 @@ impl UringCore {
         };
         let ts = Timespec::new();
         let args = io_uring::types::SubmitArgs::new().timespec(&ts);
-        if let Err(e) = ring.submitter().submit_with_args(want, &args) {
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
-            ) {
-                self.abandon();
-            }
-        }
+        let res = ring.submitter().submit_with_args(want, &args);
+        self.entered(res);
     }
 
     /// Enters if the kernel has something for us to do (queued requests, deferred completion
