@@ -85,11 +85,7 @@ pub unsafe extern "C" fn pthread_create(
 ) -> c_int {
     let _lib = rt::InLib::enter();
     crate::cancel::install();
-    let runtime = rt::get();
-    if let Some(rt) = runtime {
-        crate::main_thread::adopt_if_main(rt);
-    }
-    let Some(runtime) = runtime else {
+    let Some(runtime) = rt::get() else {
         // SAFETY: forwarded unchanged to glibc (the routine's ABI is C either way).
         return unsafe {
             real::pthread_create()(
@@ -102,6 +98,7 @@ pub unsafe extern "C" fn pthread_create(
             )
         };
     };
+    crate::main_thread::adopt_if_main(runtime);
     let (mut stack, mut detached) = (default_stack(), false);
     if !attr.is_null() {
         let mut size = 0usize;
@@ -195,12 +192,7 @@ fn run(
     crate::signal::unregister();
     crate::cancel::unregister();
     crate::sched::unregister();
-    // SAFETY: pthread_self has no preconditions.
-    let me = unsafe { libc::pthread_self() };
-    let mut g = green_threads();
-    g.detached.remove(&me);
-    g.names.remove(&me);
-    drop(g);
+    forget_green_thread();
     // The last thread of a process whose main thread called pthread_exit ends the process, as
     // with glibc (the carriers alone would keep it alive).
     if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 && MAIN_EXITED.load(Ordering::SeqCst) {
@@ -240,16 +232,20 @@ pub(crate) fn joinable_main(handle: JoinHandle<Exit>) {
 /// Green thread 0 is ending (`pthread_exit`; called on it, as the library's own code): like any
 /// green thread's end in [`run`], the last one to end ends the process.
 pub(crate) fn main_ended() {
+    forget_green_thread();
+    MAIN_EXITED.store(true, Ordering::SeqCst);
+    if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+        exit_process();
+    }
+}
+
+/// Drops what [`GreenThreads`] records of the calling green thread, which is ending.
+fn forget_green_thread() {
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     let mut g = green_threads();
     g.detached.remove(&me);
     g.names.remove(&me);
-    drop(g);
-    MAIN_EXITED.store(true, Ordering::SeqCst);
-    if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
-        exit_process();
-    }
 }
 
 /// `exit(0)`, as glibc's last thread does, by whichever of the main thread and the last green
