@@ -903,12 +903,25 @@ impl Layout {
     }
 }
 
-/// libc.so.6's PT_TLS block in the calling thread: (start, memsz).
-fn libc_tls_block() -> Result<(usize, usize), TlsError> {
+/// libc.so.6's TLS module as `dl_iterate_phdr` reports it for the calling thread.
+#[derive(Debug, Default)]
+struct LibcTls {
+    /// The initialisation image (start of its PT_TLS segment) and its file and memory sizes.
+    image: usize,
+    filesz: usize,
+    memsz: usize,
+    /// Its module id and its block in the calling thread.
+    modid: usize,
+    data: usize,
+}
+
+/// Finds libc.so.6 (the loaded object containing `gnu_get_libc_version`) and its PT_TLS header;
+/// None if it has none.
+fn libc_tls() -> Option<LibcTls> {
     struct Search {
         /// An address inside libc's text.
         inside: usize,
-        found: Option<(usize, usize)>,
+        found: Option<LibcTls>,
     }
 
     unsafe extern "C" fn visit(
@@ -930,7 +943,13 @@ fn libc_tls_block() -> Result<(usize, usize), TlsError> {
             return 0;
         }
         if let Some(tls) = phdrs.iter().find(|p| p.p_type == libc::PT_TLS) {
-            search.found = Some((info.dlpi_tls_data as usize, tls.p_memsz as usize));
+            search.found = Some(LibcTls {
+                image: base + tls.p_vaddr as usize,
+                filesz: tls.p_filesz as usize,
+                memsz: tls.p_memsz as usize,
+                modid: info.dlpi_tls_modid,
+                data: info.dlpi_tls_data as usize,
+            });
         }
         1
     }
@@ -941,7 +960,12 @@ fn libc_tls_block() -> Result<(usize, usize), TlsError> {
     };
     // SAFETY: `visit` matches the callback type and only uses `search` during the call.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
-    match search.found {
+    search.found
+}
+
+/// libc.so.6's PT_TLS block in the calling thread: (start, memsz).
+fn libc_tls_block() -> Result<(usize, usize), TlsError> {
+    match libc_tls().map(|t| (t.data, t.memsz)) {
         Some((start, len)) if start != 0 && len != 0 => Ok((start, len)),
         other => Err(unsupported(
             "libc TLS block",

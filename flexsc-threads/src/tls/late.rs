@@ -360,48 +360,9 @@ fn with_load_lock(f: impl FnOnce()) {
 /// thread's TCB (libc's TLS is always static).
 fn check_link_map() -> Result<(), TlsError> {
     let layout = Layout::cached()?;
-    struct Found {
-        inside: usize,
-        image: usize,
-        filesz: usize,
-        memsz: usize,
-        modid: usize,
-        data: usize,
-    }
-    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, d: *mut c_void) -> c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info; `d` is our `Found`.
-        let (info, found) = unsafe { (&*info, &mut *d.cast::<Found>()) };
-        // SAFETY: dlpi_phdr points at dlpi_phnum headers.
-        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
-        let base = info.dlpi_addr as usize;
-        let inside = phdrs.iter().any(|p| {
-            p.p_type == libc::PT_LOAD
-                && (base + p.p_vaddr as usize..base + (p.p_vaddr + p.p_memsz) as usize)
-                    .contains(&found.inside)
-        });
-        if !inside {
-            return 0;
-        }
-        if let Some(t) = phdrs.iter().find(|p| p.p_type == libc::PT_TLS) {
-            found.image = base + t.p_vaddr as usize;
-            found.filesz = t.p_filesz as usize;
-            found.memsz = t.p_memsz as usize;
-            found.modid = info.dlpi_tls_modid;
-            found.data = info.dlpi_tls_data as usize;
-        }
-        1
-    }
     let inside = libc::gnu_get_libc_version as *const () as usize;
-    let mut found = Found {
-        inside,
-        image: 0,
-        filesz: 0,
-        memsz: 0,
-        modid: 0,
-        data: 0,
-    };
-    // SAFETY: `visit` matches the callback type and uses `found` only during the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut found).cast()) };
+    // Not found: all zeros, refused below (module id 0).
+    let found = super::libc_tls().unwrap_or_default();
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::uninit();
     let mut map: *mut c_void = std::ptr::null_mut();
     // SAFETY: dladdr1 with RTLD_DL_LINKMAP stores the containing object's link_map in `map`.
