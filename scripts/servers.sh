@@ -273,12 +273,12 @@ stats_posted() {
     fi
 }
 
-# The "all" row's calls run on the carriers (the table's "local" column, next to last: the
-# headers "mean batch" and "max batch" before it are two words each), or "none".
+# The "all" row's calls run on the carriers (the table's "local" column, found counting from
+# the end: the headers "mean batch" and "max batch" before it are two words each), or "none".
 stats_local() {
     if [[ -s $1 ]]; then
-        awk '$1 == "carrier" { ok = ($(NF - 1) == "local") }
-             $1 == "all" && ok { s += $(NF - 1); n++ }
+        awk '$1 == "carrier" { back = 0; for (i = 2; i <= NF; i++) if ($i == "local") back = NF - i }
+             $1 == "all" && back { s += $(NF - back); n++ }
              END { if (n) print s; else print "none" }' "$1"
     else
         echo none

@@ -124,9 +124,46 @@ pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
 }
 
 /// Sends signal `sig` to thread `tid` of this process.
-pub(crate) fn tgkill(tid: i32, sig: i32) -> i64 {
+pub fn tgkill(tid: i32, sig: i32) -> i64 {
     // SAFETY: tgkill only names a thread and a signal; no memory is passed.
     unsafe { syscall(libc::SYS_tgkill, [getpid() as u64, tid as u64, sig as u64]) }
+}
+
+/// The calling kernel thread's signal mask (signals 1 to 64), never an interposer's idea of it.
+pub fn kernel_sigmask() -> u64 {
+    let mut set = 0u64;
+    // SAFETY: rt_sigprocmask with a null new set only writes the 8-byte kernel mask to `set`.
+    unsafe {
+        syscall6(
+            libc::SYS_rt_sigprocmask as u64,
+            &[
+                libc::SIG_BLOCK as u64,
+                0,
+                &mut set as *mut u64 as u64,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    set
+}
+
+/// The calling kernel thread's alternate signal stack, as `sigaltstack(NULL, &old)` reports it.
+pub fn altstack() -> libc::stack_t {
+    let mut ss = libc::stack_t {
+        ss_sp: core::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: sigaltstack with a null new stack only writes the current one to `ss`.
+    unsafe {
+        syscall(
+            libc::SYS_sigaltstack,
+            [0, &mut ss as *mut libc::stack_t as u64, 0],
+        )
+    };
+    ss
 }
 
 /// The process id.

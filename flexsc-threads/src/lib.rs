@@ -40,10 +40,10 @@ pub mod tls;
 
 #[cfg(not(loom))]
 pub use runtime::{
-    AdoptedEnd, Builder, CarrierStats, Interrupter, JoinHandle, Order, Runtime, SpawnOptions,
-    StatsTable, Unparker, after_fork_in_child, current_id, current_name, interrupted, park,
-    park_deadline, sleep, spawn, specialize, syscall, syscall_on_carrier, take_interrupt,
-    yield_now,
+    AdoptedEnd, Builder, CarrierStats, Interrupter, JoinHandle, Order, Preemption, Runtime,
+    SpawnOptions, StatsTable, Unparker, after_fork_in_child, current_id, current_name, interrupted,
+    park, park_deadline, preempt_signal, sleep, spawn, specialize, syscall, syscall_on_carrier,
+    take_interrupt, yield_now,
 };
 
 #[cfg(not(loom))]

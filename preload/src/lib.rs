@@ -49,6 +49,7 @@ pub mod io;
 pub mod key;
 mod main_thread;
 mod nonblock;
+mod preempt;
 mod process_signal;
 mod profile;
 pub mod pthread;

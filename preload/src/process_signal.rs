@@ -25,6 +25,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use flexsc_threads::kmod::backend::threads::interrupt_signal;
+use flexsc_threads::preempt_signal;
 use libc::{c_int, sigset_t};
 
 use crate::real;
@@ -47,6 +48,7 @@ fn routable(sig: c_int) -> bool {
             | 32
             | 33
     ) && sig != interrupt_signal()
+        && sig != preempt_signal()
 }
 
 fn routable_set() -> sigset_t {

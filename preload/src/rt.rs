@@ -54,6 +54,8 @@ pub(crate) fn started() -> Option<&'static Runtime> {
 }
 
 fn build() -> std::io::Result<Runtime> {
+    // The runtime's own set-up (its signal handlers among it) is the library's, not the program's.
+    let _lib = InLib::enter();
     // A green thread's pthread_t is its own TCB: per-green-thread TLS is not optional here.
     if std::env::var_os("FLEXSC_TLS").is_some_and(|v| v == "0") {
         return Err(std::io::Error::new(
@@ -62,6 +64,10 @@ fn build() -> std::io::Result<Runtime> {
         ));
     }
     let mut b = Runtime::builder().tls(true);
+    if let Some(slice) = crate::preempt::slice()? {
+        crate::preempt::find_program_text();
+        b = b.preempt(slice, crate::preempt::may_preempt);
+    }
     if std::env::var_os("FLEXSC_BACKEND").is_none() {
         // Servers block many calls at once: io_uring holds them without a thread each; the
         // kernel module, where it is loaded, runs every call without a trap.

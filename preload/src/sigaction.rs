@@ -5,8 +5,10 @@
 //!   (`flexsc_threads::overflow::set_chained`), so a green thread's overflow is still reported
 //!   by name and every other fault still reaches the application's handler.
 //! - The interrupt signal (SIGRTMAX-2, `flexsc_threads::kmod::backend::threads::interrupt_signal`)
-//!   interrupts system calls blocked on syscall threads; an application's action for it is
-//!   refused with `EINVAL` and one line on stderr, as glibc refuses its own internal signals.
+//!   interrupts system calls blocked on syscall threads, and the preemption signal (SIGRTMAX-3,
+//!   `flexsc_threads::preempt_signal`) makes a green thread that keeps its carrier yield; an
+//!   application's action for either is refused with `EINVAL` and one line on stderr, as glibc
+//!   refuses its own internal signals.
 //!
 //! glibc's `signal`, `bsd_signal` and `sysv_signal` call its `sigaction` directly; `signal` and
 //! `bsd_signal` are exported here with BSD semantics (glibc's: `SA_RESTART`, the signal blocked
@@ -15,6 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use flexsc_threads::kmod::backend::threads::interrupt_signal;
+use flexsc_threads::preempt_signal;
 use libc::c_int;
 
 use crate::{real, rt};
@@ -30,7 +33,7 @@ pub unsafe extern "C" fn sigaction(
     old: *mut libc::sigaction,
 ) -> c_int {
     if rt::application_caller() {
-        if sig == interrupt_signal() && !act.is_null() {
+        if (sig == interrupt_signal() || sig == preempt_signal()) && !act.is_null() {
             refuse_once(sig);
             crate::io::set_errno(libc::EINVAL);
             return -1;
@@ -83,10 +86,12 @@ pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: libc::sighandler_t) -> 
 fn refuse_once(sig: c_int) {
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        let msg = format!(
-            "libflexsc: sigaction({sig}) refused: signal {sig} (SIGRTMAX-2) interrupts the \
-             library's blocked system calls\n"
-        );
+        let what = if sig == preempt_signal() {
+            "(SIGRTMAX-3) preempts green threads"
+        } else {
+            "(SIGRTMAX-2) interrupts the library's blocked system calls"
+        };
+        let msg = format!("libflexsc: sigaction({sig}) refused: signal {sig} {what}\n");
         // SAFETY: writes our own buffer to stderr.
         unsafe { real::write()(2, msg.as_ptr().cast(), msg.len()) };
     }

@@ -655,6 +655,7 @@ fn every_program_has_a_test() {
         "sigsync.c",
         "uring_wait.c",
         "nonblock.c",
+        "preempt.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")
@@ -930,4 +931,10 @@ int main(void) {
             run.status
         );
     }
+}
+
+#[test]
+fn preempt() {
+    // One carrier: a thread spinning without a call keeps it until it is preempted.
+    check_program_env("preempt.c", &[("FLEXSC_CORES", "1")]);
 }

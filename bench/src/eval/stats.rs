@@ -63,7 +63,7 @@ pub fn last_table(text: &str, pid: u32) -> (Option<Counters>, usize) {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.first() {
             // "carrier switches steals posted batches mean batch max batch waits local
-            // finished": two names are two words; find the columns by name.
+            // preempted finished": two names are two words; find the columns by name.
             Some(&"carrier") => cols = header_columns(&f),
             Some(&"all") => current = row(&f, &cols),
             _ if line.starts_with(TABLE_END) => {

@@ -98,6 +98,7 @@ impl Carrier {
         let posting = Posting::new(poster, shared.stats.carrier_syscalls(idx));
         let cpu = CarrierCpu::current();
         let slot = guard_slot.running_slot();
+        shared.locals[idx].set_tid(cpu.tid);
         // SAFETY: on the carrier's own thread, before any green thread runs here.
         unsafe {
             shared.locals[idx].with(|l| {
@@ -128,7 +129,9 @@ impl Carrier {
                 if self.posting(|p| p.poster().unsubmitted()) >= batch_limit {
                     self.submit();
                 }
-                if ran / FAIRNESS_ROUND != before / FAIRNESS_ROUND {
+                // A preempted green thread ran a whole slice: a round's worth of time.
+                let preempted = self.local(|l| l.preempted) > 0;
+                if ran / FAIRNESS_ROUND != before / FAIRNESS_ROUND || preempted {
                     // Green threads that keep yielding must not starve the ones whose calls
                     // completed or whose timers are due.
                     self.submit();
@@ -200,6 +203,7 @@ impl Carrier {
     fn run_task(&mut self, task: Arc<Task>, budget: u32) -> u32 {
         task.home.store(self.idx, Ordering::Relaxed);
         self.stats.switches += 1;
+        self.shared.locals[self.idx].count_resume();
         // Without a TLS block of its own, the green thread finds itself in the carrier's (and
         // hands nothing over: hand-overs need blocks of their own).
         let shares_tls = task.thread_pointer().is_none();
@@ -419,15 +423,17 @@ impl Carrier {
     }
 
     fn publish_stats(&mut self) {
-        let (handed_over, posted, local_calls) = self.local(|l| {
+        let (handed_over, preempted, posted, local_calls) = self.local(|l| {
             let p = l.posting.as_mut().expect("started");
             (
                 std::mem::take(&mut l.handed_over),
+                std::mem::take(&mut l.preempted),
                 std::mem::take(&mut p.posted),
                 std::mem::take(&mut p.local_calls),
             )
         });
         self.stats.switches += handed_over;
+        self.stats.preempted += preempted;
         self.stats.posted += posted;
         self.stats.local_calls += local_calls;
         let local = &self.shared.locals[self.idx];

@@ -14,7 +14,7 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use flexsc_kmod::Syscall;
 
@@ -52,6 +52,8 @@ pub(crate) struct LocalState {
     pub(crate) budget: u32,
     /// Hand-overs made (green-to-green switches), for the statistics.
     pub(crate) handed_over: u64,
+    /// Green threads preempted here (`super::preempt`), for the statistics.
+    pub(crate) preempted: u64,
     /// The carrier's syscall pages and the green threads parked on them, set when it starts.
     pub(crate) posting: Option<Posting>,
     /// The carrier's own TCB and tid, set when it starts.
@@ -62,11 +64,15 @@ pub(crate) struct LocalState {
 }
 
 /// One carrier's [`LocalState`], shared only with the green threads it runs, and its counts of
-/// green threads spawned and finished here (written only by it, read by anyone).
+/// green threads spawned, finished and resumed here and its kernel thread id (written only by
+/// it, read by anyone).
 pub(crate) struct CarrierLocal {
     state: UnsafeCell<LocalState>,
     spawned: AtomicU64,
     finished: AtomicU64,
+    /// Green threads the carrier resumed: the preemption monitor's sign of progress.
+    resumes: AtomicU64,
+    tid: AtomicI32,
 }
 
 /// Ids a carrier reserves at a time, so spawning takes no shared counter.
@@ -92,6 +98,7 @@ impl CarrierLocal {
                 deferred: None,
                 budget: 0,
                 handed_over: 0,
+                preempted: 0,
                 posting: None,
                 cpu: CarrierCpu { tp: 0, tid: 0 },
                 slot: None,
@@ -99,7 +106,30 @@ impl CarrierLocal {
             }),
             spawned: AtomicU64::new(0),
             finished: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
+            tid: AtomicI32::new(0),
         }
+    }
+
+    /// Counts a resume by the carrier; as [`CarrierLocal::count_spawn`].
+    pub(crate) fn count_resume(&self) {
+        let n = self.resumes.load(Ordering::Relaxed);
+        self.resumes.store(n + 1, Ordering::Relaxed);
+    }
+
+    /// Green threads the carrier resumed so far.
+    pub(crate) fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// Records the carrier's kernel thread id, when it starts.
+    pub(crate) fn set_tid(&self, tid: i32) {
+        self.tid.store(tid, Ordering::Release);
+    }
+
+    /// The carrier's kernel thread id (0 before it starts).
+    pub(crate) fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Acquire)
     }
 
     /// Counts a green thread spawned here. Only this carrier's thread calls it (single writer:

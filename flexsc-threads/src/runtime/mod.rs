@@ -7,6 +7,7 @@ mod interrupt;
 mod local;
 mod mark;
 mod posting;
+mod preempt;
 mod queue;
 mod sleeper;
 mod stats;
@@ -35,6 +36,7 @@ use context::Context;
 pub use interrupt::{Interrupter, interrupted, take_interrupt};
 pub use local::Order;
 use local::{CarrierLocal, LocalState};
+pub use preempt::{Preemption, preempt_signal};
 use queue::RunQueue;
 pub(crate) use sleeper::{Sleeper, Woke, wait};
 pub use stats::{
@@ -76,6 +78,8 @@ pub(crate) struct Shared {
     /// Each carrier's counters as last published, and its system calls by number (shared with
     /// the exit and SIGUSR2 printers).
     stats: Arc<StatsShared>,
+    /// Whether and where green threads that keep their carrier are preempted.
+    preempt: Option<Preemption>,
 }
 
 impl Shared {
@@ -293,6 +297,7 @@ pub struct Builder {
     order: Option<Order>,
     tls: Option<bool>,
     stats_at_exit: Option<StatsSink>,
+    preempt: Option<Preemption>,
 }
 
 impl Default for Builder {
@@ -305,6 +310,7 @@ impl Default for Builder {
             order: None,
             tls: None,
             stats_at_exit: None,
+            preempt: None,
         }
     }
 }
@@ -459,6 +465,16 @@ impl Builder {
         self
     }
 
+    /// Preempts a green thread that keeps its carrier for a whole `slice` without resuming
+    /// another, where `may_preempt` accepts the interrupted instruction's address (default: never;
+    /// scheduling is cooperative). See [`Preemption`]: the predicate must accept only code where
+    /// a [`yield_now`] would be sound, never the runtime's own code or code holding a lock that
+    /// blocks kernel threads (libc's internal ones). The preload accepts the main executable.
+    pub fn preempt(mut self, slice: Duration, may_preempt: fn(pc: usize) -> bool) -> Self {
+        self.preempt = Some(Preemption { slice, may_preempt });
+        self
+    }
+
     /// Starts the carriers.
     pub fn build(self) -> io::Result<Runtime> {
         let online = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -519,6 +535,15 @@ impl Builder {
             (None, None) => None,
         };
         crate::overflow::install()?;
+        if let Some(p) = &self.preempt {
+            if p.slice.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a preemption slice must be longer than zero",
+                ));
+            }
+            preempt::install()?;
+        }
         let reg = flexsc_kmod::register(self.kmod.config(cores)?)?;
         let shared = Arc::new(Shared {
             reg,
@@ -546,6 +571,7 @@ impl Builder {
                 (None, None) => DEFAULT_BATCH,
             },
             stats: Arc::new(StatsShared::new(cores)),
+            preempt: self.preempt,
         });
         let mut carriers = Vec::with_capacity(cores);
         for idx in 0..cores {
@@ -580,11 +606,26 @@ impl Builder {
                 .recv()
                 .map_err(|_| io::Error::other("carrier died starting"))??;
         }
+        let monitor = match self.preempt {
+            Some(p) => {
+                let sh = shared.clone();
+                Some(flexsc_kmod::os_thread::spawn(
+                    "flexsc-preempt",
+                    0,
+                    move || preempt::monitor(sh, p.slice),
+                )?)
+            }
+            None => None,
+        };
         if let Some(sink) = &stats_at_exit {
             stats::print_at_exit(&shared.stats, sink.clone());
             stats::print_on_sigusr2();
         }
-        Ok(Runtime { shared, carriers })
+        Ok(Runtime {
+            shared,
+            carriers,
+            monitor,
+        })
     }
 }
 
@@ -592,6 +633,8 @@ impl Builder {
 pub struct Runtime {
     shared: Arc<Shared>,
     carriers: Vec<flexsc_kmod::os_thread::OsThread>,
+    /// The preemption monitor, if preemption is on.
+    monitor: Option<flexsc_kmod::os_thread::OsThread>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -691,6 +734,9 @@ impl Runtime {
         }
         for h in self.carriers.drain(..) {
             let _ = h.join();
+        }
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
         }
         // The table, if one was asked for and not yet printed.
         stats::print_now(&self.shared.stats);

@@ -45,6 +45,8 @@ pub struct CarrierStats {
     pub waits: u64,
     /// Calls run synchronously on the carrier (thread-bound ones).
     pub local_calls: u64,
+    /// Green threads preempted (made to yield after running a whole slice).
+    pub preempted: u64,
     /// Green threads spawned by green threads of this carrier.
     pub spawned: u64,
     /// Green threads that finished on this carrier.
@@ -86,6 +88,7 @@ impl CarrierStats {
             }
             t.waits += s.waits;
             t.local_calls += s.local_calls;
+            t.preempted += s.preempted;
             t.spawned += s.spawned;
             t.finished += s.finished;
         }
@@ -101,7 +104,7 @@ impl fmt::Display for StatsTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>7} {:>12} {:>8} {:>12} {:>10} {:>10} {:>9} {:>10} {:>8} {:>10}",
+            "{:>7} {:>12} {:>8} {:>12} {:>10} {:>10} {:>9} {:>10} {:>8} {:>9} {:>10}",
             "carrier",
             "switches",
             "steals",
@@ -111,6 +114,7 @@ impl fmt::Display for StatsTable<'_> {
             "max batch",
             "waits",
             "local",
+            "preempted",
             "finished"
         )?;
         let total = CarrierStats::total(self.0);
@@ -118,7 +122,7 @@ impl fmt::Display for StatsTable<'_> {
         for (name, s) in rows.chain(std::iter::once(("all".to_string(), &total))) {
             writeln!(
                 f,
-                "{:>7} {:>12} {:>8} {:>12} {:>10} {:>10.1} {:>9} {:>10} {:>8} {:>10}",
+                "{:>7} {:>12} {:>8} {:>12} {:>10} {:>10.1} {:>9} {:>10} {:>8} {:>9} {:>10}",
                 name,
                 s.switches,
                 s.steals,
@@ -128,6 +132,7 @@ impl fmt::Display for StatsTable<'_> {
                 s.batch_max,
                 s.waits,
                 s.local_calls,
+                s.preempted,
                 s.finished
             )?;
         }

@@ -132,6 +132,15 @@ const OPTIONS: &[Opt] = &[
         help: "in which order ready green threads run (lifo:N: none waits more than N turns)",
     },
     Opt {
+        name: "preempt",
+        arg: Arg::Value {
+            metavar: "MS|off",
+            check: preempt,
+        },
+        var: "FLEXSC_PREEMPT",
+        help: "a green thread running the program's own code for MS milliseconds without a call is made to yield (default 10; off: purely cooperative)",
+    },
+    Opt {
         name: "batch",
         arg: Arg::Value {
             metavar: "N",
@@ -406,6 +415,12 @@ fn specialization(v: &str) -> Result<String, String> {
 /// `--order`: the runtime's own `FLEXSC_ORDER` syntax (`fifo`, `lifo`, `lifo:N`).
 fn order(v: &str) -> Result<String, String> {
     v.parse::<flexsc_threads::Order>()?;
+    Ok(v.trim().to_string())
+}
+
+/// `--preempt`: what the library accepts in `FLEXSC_PREEMPT` (`preload/src/preempt.rs`).
+fn preempt(v: &str) -> Result<String, String> {
+    flexsc_threads::Preemption::parse_slice(v)?;
     Ok(v.trim().to_string())
 }
 
