@@ -65,18 +65,19 @@ pub enum Variant {
     /// Under `flexsc run`, from a spec `BACKEND[/OPTION=VALUE...]`: `uring`, `threads`, or for
     /// example `threads/specialization=percore` or `uring/pages=1`, each option one of the
     /// launcher's (`--pages`, `--specialization`, `--syscall-cores`, `--order`, `--batch`,
-    /// `--direct`).
+    /// `--direct`, `--preempt`).
     Flexsc(String),
 }
 
 /// The `flexsc run` options a variant spec may set.
-pub const VARIANT_OPTIONS: [&str; 6] = [
+pub const VARIANT_OPTIONS: [&str; 7] = [
     "pages",
     "specialization",
     "syscall-cores",
     "order",
     "batch",
     "direct",
+    "preempt",
 ];
 
 /// Checks a variant spec (`BACKEND[/OPTION=VALUE...]`); the launcher checks the values.
