@@ -2,3 +2,4 @@
 //! evaluation on real servers, is made of the modules in `src/eval/`) and `docs/results.md`.
 
 pub mod opts;
+pub mod plot;

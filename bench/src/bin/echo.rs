@@ -9,13 +9,14 @@
 //! Usage: `cargo run --release -p flexsc-bench --bin echo -- [--quick] [--repeats N]
 //! [--conns 1000,10000] [--secs S] [--size BYTES]
 //! [--servers flexsc-threads,flexsc-uring,flexsc-uring-fifo,std,tokio]
-//! [--carriers N] [--client-threads N]`.
+//! [--carriers N] [--client-threads N] [--svg FILE]`.
 //!
 //! Every server and the load generator run as child processes of this one (`echo server ...`,
 //! `echo client ...`): the load generator pinned to the last allowed CPU, the server to the
 //! others. Servers are measured alternately (A B C D, A B C D, ...). `--quick` (100
 //! connections, 1 s, 1 round) is the harness's smoke test: like every mode it exits non-zero
-//! if a request failed or a point produced no numbers.
+//! if a request failed or a point produced no numbers. `--svg FILE` also draws msgs/s and p99
+//! latency against the connections, one line per server, into FILE.
 
 #[path = "../echo/client.rs"]
 mod client;
@@ -140,6 +141,7 @@ fn run_main(args: &[String]) -> i32 {
         "servers",
         "carriers",
         "client-threads",
+        "svg",
         "help",
         "h",
     ]);
@@ -266,6 +268,12 @@ fn run_main(args: &[String]) -> i32 {
         plan.size, plan.secs, plan.repeats
     );
     print!("{}", report::markdown(&points));
+    if let Some(path) = o.get::<String>("svg") {
+        if let Err(e) = std::fs::write(&path, report::svg(&points)) {
+            die(&format!("{path}: {e}"));
+        }
+        eprintln!("echo: figure in {path}");
+    }
     let bad = points
         .iter()
         .any(|p| p.failed > 0 || p.rounds.iter().any(Option::is_none));

@@ -8,7 +8,7 @@
 //! ```text
 //! cargo build --release -p flexsc-preload
 //! cargo run --release -p flexsc-bench --bin flexsc-bench -- [--quick] [--pairs N]
-//!     [--workloads apache-k,apache,mariadb-ro,mariadb-rw,memcached] [--cores 1,2]
+//!     [--workloads apache-k,apache,apache-wrk,mariadb-ro,mariadb-rw,memcached] [--cores 1,2]
 //!     [--backends uring,threads,...] [--apache-levels 1,16,64,256,1024]
 //!     [--mariadb-levels 1,4,16,64,256] [--memcached-levels 1,16,64,256,1024]
 //!     [--secs S] [--warmup S] [--out FILE] [--figures DIR] [--flexsc PATH] [--keep]
@@ -18,11 +18,16 @@
 //! `flexsc run`: `uring`, `threads/specialization=percore`, `uring/pages=1`, ... (the
 //! paper's core-specialization and syscall-page variants).
 //!
-//! `--quick` (one pair, a few points, 3 s loads) is the harness's smoke test: it exits
-//! non-zero unless every run produced numbers, no request failed, and every libflexsc run
-//! posted calls exception-less. Without it the same holds except that a failed run is
-//! reported, not fatal. The launcher is `--flexsc`, else `$FLEXSC_BIN`, else the `flexsc`
-//! beside this binary. Beside the report (`--out`, default docs/results-eval.md) goes every
+//! `apache-wrk` loads Apache with `wrk` (Debian package `wrk`) instead of ab: keep-alive
+//! connections = the level, percentiles over every request. `--apache-levels` sets its levels
+//! too. Each variant set that differs only in `pages=N` (two N or more) also gets a figure of
+//! throughput against the syscall pages per core (the paper's Figure 16).
+//!
+//! `--quick` (one pair, a few points, 3 s loads; apache-wrk only if named in `--workloads`)
+//! is the harness's smoke test: it exits non-zero unless every run produced numbers, no
+//! request failed, and every libflexsc run posted calls exception-less. Without it the same
+//! holds except that a failed run is reported, not fatal. The launcher is `--flexsc`, else
+//! `$FLEXSC_BIN`, else the `flexsc` beside this binary. Beside the report (`--out`, default docs/results-eval.md) goes every
 //! run's numbers as a tab-separated table (same name, `.tsv`).
 //!
 //! Servers are stopped by their PID when a run ends or fails (guards dropped on return and on
@@ -31,8 +36,6 @@
 
 #[path = "../eval/measure.rs"]
 mod measure;
-#[path = "../eval/plot.rs"]
-mod plot;
 #[path = "../eval/process.rs"]
 mod process;
 #[path = "../eval/report.rs"]
@@ -176,14 +179,20 @@ fn run() -> i32 {
     let repo = repo.canonicalize().unwrap_or(repo);
 
     let workloads: Vec<Workload> = o.list("workloads").map_or_else(
-        || workload::ALL.to_vec(),
+        // The smoke test already drives Apache with ab; wrk would only add time.
+        || {
+            workload::ALL
+                .into_iter()
+                .filter(|w| !(quick && *w == Workload::Wrk))
+                .collect()
+        },
         |l| {
             l.iter()
                 .map(|id| {
                     Workload::from_id(id).unwrap_or_else(|| {
                         die(&format!(
-                            "unknown workload {id:?} (apache-k, apache, mariadb-ro, \
-                             mariadb-rw, memcached)"
+                            "unknown workload {id:?} (apache-k, apache, apache-wrk, \
+                             mariadb-ro, mariadb-rw, memcached)"
                         ))
                     })
                 })
@@ -219,7 +228,7 @@ fn run() -> i32 {
         })
         .collect();
     let levels = |w: Workload| match w {
-        Workload::Ab { .. } => o.numbers(
+        Workload::Ab { .. } | Workload::Wrk => o.numbers(
             "apache-levels",
             if quick {
                 &[16]
@@ -278,9 +287,16 @@ fn run() -> i32 {
         ("kill", "procps"),
         ("getconf", "libc-bin"),
     ];
-    for (tool, pkg) in kinds.iter().flat_map(|k| k.tools()).chain(&common) {
-        if !process::have(tool) {
-            missing.push(format!("{tool} (apt-get install {pkg})"));
+    let generators: Vec<(&str, &str)> = workloads.iter().map(|w| w.generator()).collect();
+    for (tool, pkg) in kinds
+        .iter()
+        .flat_map(|k| k.tools())
+        .chain(&generators)
+        .chain(&common)
+    {
+        let line = format!("{tool} (apt-get install {pkg})");
+        if !process::have(tool) && !missing.contains(&line) {
+            missing.push(line);
         }
     }
     if !missing.is_empty() {
@@ -429,6 +445,7 @@ fn run() -> i32 {
             ("memcached", "-V"),
             ("sysbench", "--version"),
             ("ab", "-V"),
+            ("wrk", "--version"),
             ("memcaslap", "-V"),
         ]
         .iter()

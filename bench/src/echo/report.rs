@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use flexsc_bench::plot::{self, Plot, Series};
+
 /// One server measured once at one connection count.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -27,10 +29,10 @@ pub struct Point {
     pub failed: u64,
 }
 
-/// `median (min - max)` of `v`, formatted by `f`; "-" when empty.
-fn spread(mut v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
+/// `(median, min, max)` of `v`; `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
-        return "-".into();
+        return None;
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -39,10 +41,15 @@ fn spread(mut v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     };
-    if n == 1 {
-        f(med)
-    } else {
-        format!("{} ({} - {})", f(med), f(v[0]), f(v[n - 1]))
+    Some((med, v[0], v[n - 1]))
+}
+
+/// `median (min - max)` of `v`, formatted by `f`; "-" when empty.
+fn spread(v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
+    match median(v) {
+        None => "-".into(),
+        Some((m, lo, hi)) if lo == hi => f(m),
+        Some((m, lo, hi)) => format!("{} ({} - {})", f(m), f(lo), f(hi)),
     }
 }
 
@@ -131,4 +138,75 @@ pub fn markdown(points: &[Point]) -> String {
         }
     }
     out
+}
+
+/// Two plots in one SVG: msgs/s and p99 latency against the connections, one line per server,
+/// medians over the rounds with their min - max.
+pub fn svg(points: &[Point]) -> String {
+    let mut servers: Vec<&str> = Vec::new();
+    for p in points {
+        if !servers.contains(&p.server) {
+            servers.push(p.server);
+        }
+    }
+    let plot = |what: &str, y: &str, get: &dyn Fn(&Sample) -> f64| Plot {
+        title: format!("TCP echo: {what} against connections"),
+        x_label: "connections".into(),
+        y_label: y.into(),
+        series: servers
+            .iter()
+            .map(|srv| Series {
+                label: (*srv).into(),
+                points: points
+                    .iter()
+                    .filter(|p| p.server == *srv)
+                    .filter_map(|p| {
+                        let (m, lo, hi) = median(p.rounds.iter().flatten().map(get).collect())?;
+                        Some((p.conns as f64, m, lo, hi))
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    plot::stacked(&[
+        plot("throughput", "msgs/s", &|s| s.msgs_per_s),
+        plot("p99 latency", "p99 latency (us)", &|s| {
+            s.p99_ns as f64 / 1e3
+        }),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svg_has_a_line_per_server_in_both_plots() {
+        let s = |msgs: f64, p99_us: u64| Sample {
+            msgs_per_s: msgs,
+            p50_ns: 0,
+            p99_ns: p99_us * 1000,
+            p999_ns: 0,
+            server_cpu_ns_per_msg: 0.0,
+            server_busy: 0.0,
+            client_busy: 0.0,
+        };
+        let point = |conns, server, rounds| Point {
+            conns,
+            server,
+            rounds,
+            failed: 0,
+        };
+        let points = [
+            point(100, "tokio", vec![Some(s(1e5, 50)), Some(s(2e5, 70))]),
+            point(100, "flexsc-uring", vec![Some(s(3e5, 40)), None]),
+            point(1000, "tokio", vec![Some(s(1e5, 90))]),
+            point(1000, "flexsc-uring", vec![Some(s(2e5, 80))]),
+        ];
+        let svg = svg(&points);
+        // Two servers, two points each, in two plots.
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<circle").count(), 8);
+        assert!(svg.contains("p99 latency (us)") && svg.contains(">flexsc-uring<"));
+    }
 }

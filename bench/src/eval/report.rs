@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::measure::{Point, Sample, Timing};
-use super::plot::{Plot, Series};
 use super::server::Variant;
 use super::workload::{ALL, Workload};
+use flexsc_bench::plot::{Plot, Series};
 
 /// Every run of one point: per variant (NPTL first), one result per pair.
 pub struct Measured {
@@ -137,9 +137,10 @@ impl Measured {
 
 /// The goals of issue 6: (workload, level, minimum throughput ratio, maximum mean latency
 /// ratio).
-const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 5] = [
+const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 6] = [
     (Workload::Ab { keepalive: true }, Some(256), 2.0, Some(0.5)),
     (Workload::Ab { keepalive: false }, Some(256), 2.0, Some(0.5)),
+    (Workload::Wrk, Some(256), 2.0, Some(0.5)),
     (Workload::Oltp { write: false }, Some(64), 1.5, None),
     (Workload::Oltp { write: true }, Some(64), 1.5, None),
     (Workload::Memcaslap, None, 1.3, None),
@@ -212,8 +213,51 @@ fn figure_name(w: Workload, cores: usize, what: &str) -> String {
     format!("eval-{}-{cores}cpu-{what}.svg", w.id())
 }
 
-/// The figures: per workload and CPU count, throughput (and mean latency) against the load
-/// level, one line per variant. Returns `(file name, SVG)`.
+/// The variants that differ only in their syscall pages per core (`pages=N`), grouped by the
+/// rest of their spec: the groups with two N or more, each with `(N, variant)` sorted by N.
+fn pages_groups(variants: &[Variant]) -> Vec<(String, Vec<(usize, Variant)>)> {
+    let mut groups: Vec<(String, Vec<(usize, Variant)>)> = Vec::new();
+    for v in variants {
+        let Some((base, n)) = v.pages() else { continue };
+        match groups.iter_mut().find(|g| g.0 == base) {
+            Some(g) => g.1.push((n, v.clone())),
+            None => groups.push((base, vec![(n, v.clone())])),
+        }
+    }
+    for g in &mut groups {
+        g.1.sort_by_key(|p| p.0);
+        g.1.dedup_by_key(|p| p.0);
+    }
+    groups.retain(|g| g.1.len() >= 2);
+    groups
+}
+
+/// The `what` of a pages figure's name: `pages-` and the group's spec, file-name safe.
+fn pages_what(base: &str) -> String {
+    let safe: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("pages-{safe}")
+}
+
+/// The figures of one workload on `c` CPUs, as the report links them.
+fn figure_names(w: Workload, c: usize, variants: &[Variant]) -> Vec<String> {
+    let mut names = vec![
+        figure_name(w, c, "throughput"),
+        figure_name(w, c, "latency"),
+    ];
+    names.extend(
+        pages_groups(variants)
+            .iter()
+            .map(|(base, _)| figure_name(w, c, &pages_what(base))),
+    );
+    names
+}
+
+/// The figures: per workload and CPU count, throughput and mean latency against the load
+/// level, one line per variant; and where variants differ only in `pages=N`, throughput
+/// against N, one line per load level (the paper's Figure 16). Returns `(file name, SVG)`.
 pub fn figures(results: &[Measured]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for w in ALL {
@@ -258,8 +302,34 @@ pub fn figures(results: &[Measured]) -> Vec<(String, String)> {
                 (figure_name(w, c, what), plot.svg())
             };
             out.push(graph("throughput", w.unit(), &|s| Some(s.load.throughput)));
-            if matches!(w, Workload::Ab { .. } | Workload::Oltp { .. }) {
-                out.push(graph("latency", "mean latency (ms)", &|s| s.load.mean_ms));
+            out.push(graph("latency", "mean latency (ms)", &|s| s.load.mean_ms));
+            for (base, members) in pages_groups(&variants) {
+                let series = pts
+                    .iter()
+                    .map(|m| Series {
+                        label: format!("{} {}", m.point.level, w.level_name()),
+                        points: members
+                            .iter()
+                            .filter_map(|(n, v)| {
+                                let runs = &m.runs.iter().find(|r| r.0 == *v)?.1;
+                                let (med, lo, hi) =
+                                    median(oks(runs).map(|s| s.load.throughput).collect())?;
+                                Some((*n as f64, med, lo, hi))
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let plot = Plot {
+                    title: format!(
+                        "{}: flexsc-{base} throughput vs syscall pages, server on {c} CPU{}",
+                        w.id(),
+                        if c == 1 { "" } else { "s" }
+                    ),
+                    x_label: "syscall pages per core".into(),
+                    y_label: w.unit().into(),
+                    series,
+                };
+                out.push((figure_name(w, c, &pages_what(&base)), plot.svg()));
             }
         }
     }
@@ -439,12 +509,12 @@ fn workload_section(w: &mut String, wl: Workload, pts: &[&Measured], figures_rel
     let _ = writeln!(w, "## {}\n", wl.title());
     let mut cores: Vec<usize> = pts.iter().map(|m| m.point.cores).collect();
     cores.dedup();
+    let variants: Vec<Variant> = pts
+        .first()
+        .map(|m| m.runs.iter().map(|r| r.0.clone()).collect())
+        .unwrap_or_default();
     for c in &cores {
-        let mut figs = vec![figure_name(wl, *c, "throughput")];
-        if matches!(wl, Workload::Ab { .. } | Workload::Oltp { .. }) {
-            figs.push(figure_name(wl, *c, "latency"));
-        }
-        for f in figs {
+        for f in figure_names(wl, *c, &variants) {
             let _ = writeln!(w, "![{f}]({})", figures_rel.join(&f).display());
         }
     }
@@ -625,5 +695,44 @@ fn failures_and_samples(w: &mut String, results: &[Measured]) {
                 samples.join(", ")
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_grouped_by_pages() {
+        let v = |s: &str| Variant::Flexsc(s.into());
+        let variants = [
+            Variant::Native,
+            v("uring"),
+            v("uring/pages=4"),
+            v("threads/pages=2"),
+            v("uring/pages=1"),
+            v("uring/order=fifo/pages=2"),
+            v("uring/pages=16/order=fifo"),
+            v("uring/pages=4"),
+        ];
+        let g = pages_groups(&variants);
+        let got: Vec<(&str, Vec<usize>)> = g
+            .iter()
+            .map(|(b, m)| (b.as_str(), m.iter().map(|p| p.0).collect()))
+            .collect();
+        // threads has one N only: no figure; the plain "uring" has no N.
+        assert_eq!(
+            got,
+            [("uring", vec![1, 4]), ("uring/order=fifo", vec![2, 16])]
+        );
+        assert_eq!(g[1].1[1].1, v("uring/pages=16/order=fifo"));
+        assert_eq!(pages_what("uring/order=fifo"), "pages-uring-order-fifo");
+        assert_eq!(
+            figure_names(Workload::Wrk, 2, &variants)[2..],
+            [
+                "eval-apache-wrk-2cpu-pages-uring.svg",
+                "eval-apache-wrk-2cpu-pages-uring-order-fifo.svg"
+            ]
+        );
     }
 }

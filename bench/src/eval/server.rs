@@ -39,20 +39,18 @@ impl Kind {
         self != Kind::Apache
     }
 
-    /// The programs this server needs, each with the Debian package it comes from.
+    /// The programs this server and its set-up need (sysbench prepares MariaDB's tables),
+    /// each with the Debian package it comes from; the load generators are the workloads'.
     pub fn tools(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Kind::Apache => &[("apache2", "apache2"), ("ab", "apache2-utils")],
+            Kind::Apache => &[("apache2", "apache2")],
             Kind::Mariadb => &[
                 ("mariadbd", "mariadb-server"),
                 ("mariadb-install-db", "mariadb-server"),
                 ("mariadb", "mariadb-client"),
                 ("sysbench", "sysbench"),
             ],
-            Kind::Memcached => &[
-                ("memcached", "memcached"),
-                ("memcaslap", "libmemcached-tools"),
-            ],
+            Kind::Memcached => &[("memcached", "memcached")],
         }
     }
 }
@@ -110,6 +108,23 @@ impl Variant {
             Variant::Native => "NPTL".into(),
             Variant::Flexsc(b) => format!("flexsc-{b}"),
         }
+    }
+
+    /// For a libflexsc variant that sets `pages=N`: its spec without that option (what the
+    /// variants compared by their syscall pages share) and N.
+    pub fn pages(&self) -> Option<(String, usize)> {
+        let Variant::Flexsc(spec) = self else {
+            return None;
+        };
+        let mut pages = None;
+        let mut rest = Vec::new();
+        for part in spec.split('/') {
+            match part.strip_prefix("pages=") {
+                Some(n) => pages = n.parse().ok(),
+                None => rest.push(part),
+            }
+        }
+        Some((rest.join("/"), pages?))
     }
 }
 

@@ -15,6 +15,9 @@ pub enum Workload {
         /// One connection per client for many requests (`ab -k`).
         keepalive: bool,
     },
+    /// Apache, `wrk` fetching the same file over keep-alive connections: a second load
+    /// generator, whose latency percentiles come from every request rather than ab's sample.
+    Wrk,
     /// MariaDB, sysbench `oltp_read_only` or `oltp_read_write`.
     Oltp {
         /// `oltp_read_write` rather than `oltp_read_only`.
@@ -44,9 +47,10 @@ pub struct Load {
 }
 
 /// Every workload, in the report's order.
-pub const ALL: [Workload; 5] = [
+pub const ALL: [Workload; 6] = [
     Workload::Ab { keepalive: true },
     Workload::Ab { keepalive: false },
+    Workload::Wrk,
     Workload::Oltp { write: false },
     Workload::Oltp { write: true },
     Workload::Memcaslap,
@@ -62,6 +66,7 @@ impl Workload {
         match self {
             Workload::Ab { keepalive: true } => "apache-k",
             Workload::Ab { keepalive: false } => "apache",
+            Workload::Wrk => "apache-wrk",
             Workload::Oltp { write: false } => "mariadb-ro",
             Workload::Oltp { write: true } => "mariadb-rw",
             Workload::Memcaslap => "memcached",
@@ -76,9 +81,19 @@ impl Workload {
     /// The server it loads.
     pub fn kind(self) -> Kind {
         match self {
-            Workload::Ab { .. } => Kind::Apache,
+            Workload::Ab { .. } | Workload::Wrk => Kind::Apache,
             Workload::Oltp { .. } => Kind::Mariadb,
             Workload::Memcaslap => Kind::Memcached,
+        }
+    }
+
+    /// The load generator's program and the Debian package it comes from.
+    pub fn generator(self) -> (&'static str, &'static str) {
+        match self {
+            Workload::Ab { .. } => ("ab", "apache2-utils"),
+            Workload::Wrk => ("wrk", "wrk"),
+            Workload::Oltp { .. } => ("sysbench", "sysbench"),
+            Workload::Memcaslap => ("memcaslap", "libmemcached-tools"),
         }
     }
 
@@ -89,6 +104,7 @@ impl Workload {
             Workload::Ab { keepalive: false } => {
                 "Apache, ab (a connection per request), 4 KiB file"
             }
+            Workload::Wrk => "Apache, wrk (keep-alive), 4 KiB file",
             Workload::Oltp { write: false } => "MariaDB, sysbench oltp_read_only",
             Workload::Oltp { write: true } => "MariaDB, sysbench oltp_read_write",
             Workload::Memcaslap => "memcached, memcaslap (90% get, 10% set)",
@@ -98,7 +114,7 @@ impl Workload {
     /// What the load level counts.
     pub fn level_name(self) -> &'static str {
         match self {
-            Workload::Ab { .. } => "concurrent requests",
+            Workload::Ab { .. } | Workload::Wrk => "concurrent requests",
             Workload::Oltp { .. } => "client threads",
             Workload::Memcaslap => "connections",
         }
@@ -107,7 +123,7 @@ impl Workload {
     /// The throughput's unit.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::Ab { .. } => "req/s",
+            Workload::Ab { .. } | Workload::Wrk => "req/s",
             Workload::Oltp { .. } => "tps",
             Workload::Memcaslap => "ops/s",
         }
@@ -116,7 +132,7 @@ impl Workload {
     /// What one "request" is, for the per-request columns.
     pub fn per(self) -> &'static str {
         match self {
-            Workload::Ab { .. } => "request",
+            Workload::Ab { .. } | Workload::Wrk => "request",
             Workload::Oltp { .. } => "transaction",
             Workload::Memcaslap => "operation",
         }
@@ -138,6 +154,17 @@ impl Workload {
                 }
                 c.arg("-e")
                     .arg(scratch.with_extension("csv"))
+                    .arg(format!("http://127.0.0.1:{APACHE_PORT}/4k.bin"));
+                c
+            }
+            Workload::Wrk => {
+                let mut c = Command::new("wrk");
+                // A connection per concurrent request; wrk needs at least as many connections
+                // as threads. --timeout like ab's -s: a slow answer is late, not lost.
+                c.args(["-t", &level.clamp(1, 2).to_string()])
+                    .args(["-c", &level.to_string()])
+                    .arg(format!("-d{secs}s"))
+                    .args(["--timeout", "30s", "--latency"])
                     .arg(format!("http://127.0.0.1:{APACHE_PORT}/4k.bin"));
                 c
             }
@@ -176,6 +203,7 @@ impl Workload {
                 let csv = fs::read_to_string(scratch.with_extension("csv")).unwrap_or_default();
                 parse_ab(output, &csv)
             }
+            Workload::Wrk => parse_wrk(output),
             Workload::Oltp { .. } => parse_sysbench(output),
             Workload::Memcaslap => parse_memcaslap(output),
         }
@@ -214,6 +242,65 @@ pub fn parse_ab(out: &str, csv: &str) -> Result<Load, String> {
         mean_ms: number_after(out, "Time per request:"),
         p50_ms: pct("50"),
         p99_ms: pct("99"),
+        ignored: 0,
+    })
+}
+
+/// A wrk duration ("812.50us", "1.91ms", "2.00s", "1.50m") in ms.
+fn wrk_ms(tok: &str) -> Option<f64> {
+    let split = tok.find(|c: char| c.is_ascii_alphabetic())?;
+    let (v, unit) = tok.split_at(split);
+    let scale = match unit {
+        "us" => 1e-3,
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        "h" => 3600e3,
+        _ => return None,
+    };
+    Some(v.parse::<f64>().ok()? * scale)
+}
+
+/// wrk's report with `--latency`: "Requests/sec:", "N requests in", the thread statistics'
+/// mean latency and the latency distribution's 50% and 99%. Socket errors (connect, read,
+/// write, timeout) and non-2xx/3xx answers are failures.
+pub fn parse_wrk(out: &str) -> Result<Load, String> {
+    let throughput = number_after(out, "Requests/sec:").ok_or("wrk: no 'Requests/sec'")?;
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .ok_or("wrk: no 'N requests in'")?;
+    let socket: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |l| {
+            // "connect 0, read 2, write 0, timeout 1"
+            l.split(',')
+                .filter_map(|e| e.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        });
+    let non2xx = number_after(out, "Non-2xx or 3xx responses:").unwrap_or(0.0) as u64;
+    // The first "Latency" line is the thread statistics' (Avg Stdev Max), before the
+    // distribution's header.
+    let mean_ms = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Latency "))
+        .and_then(|r| wrk_ms(r.split_whitespace().next()?));
+    let pct = |p: &str| {
+        out.split("Latency Distribution")
+            .nth(1)?
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .and_then(|r| wrk_ms(r.trim()))
+    };
+    Ok(Load {
+        throughput,
+        requests,
+        failed: socket + non2xx,
+        mean_ms,
+        p50_ms: pct("50%"),
+        p99_ms: pct("99%"),
         ignored: 0,
     })
 }
@@ -318,6 +405,51 @@ mod tests {
             (l.mean_ms, l.p50_ms, l.p99_ms),
             (Some(1.296), Some(1.125), Some(3.5))
         );
+    }
+
+    /// wrk 4.1.0 (Debian 12) with `--latency`, against a local HTTP server.
+    const WRK_OK: &str = "Running 1s test @ http://127.0.0.1:18731/4k.bin
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.91ms    1.99ms  17.88ms   87.17%
+    Req/Sec     1.29k   327.21     1.78k    70.00%
+  Latency Distribution
+     50%    1.14ms
+     75%    2.53ms
+     90%    4.39ms
+     99%    8.61ms
+  1283 requests in 1.00s, 5.26MB read
+Requests/sec:   1278.70
+Transfer/sec:      5.24MB
+";
+
+    #[test]
+    fn wrk_report() {
+        let l = parse_wrk(WRK_OK).unwrap();
+        assert_eq!((l.throughput, l.requests, l.failed), (1278.7, 1283, 0));
+        assert_eq!(
+            (l.mean_ms, l.p50_ms, l.p99_ms),
+            (Some(1.91), Some(1.14), Some(8.61))
+        );
+        assert!(parse_wrk("unable to connect to 127.0.0.1:8080 Connection refused").is_err());
+    }
+
+    #[test]
+    fn wrk_failures_and_units() {
+        // The same report's shape with errors: wrk prints these two lines only when nonzero.
+        let out = WRK_OK
+            .replace("    Latency     1.91ms", "    Latency   812.50us")
+            .replace("     99%    8.61ms", "     99%    2.00s")
+            .replace(
+                "Requests/sec:",
+                "  Socket errors: connect 3, read 2, write 0, timeout 1\n  \
+                 Non-2xx or 3xx responses: 4\nRequests/sec:",
+            );
+        let l = parse_wrk(&out).unwrap();
+        assert_eq!(l.failed, 10);
+        assert_eq!((l.mean_ms, l.p99_ms), (Some(0.8125), Some(2000.0)));
+        assert_eq!(wrk_ms("1.50m"), Some(90_000.0));
+        assert_eq!(wrk_ms("12"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A small SVG line plot, drawn by hand: axes with ticks, one line per variant with its
 //! min - max spread as error bars, a legend. The x axis is logarithmic (base 2: the load
-//! levels double), the y axis linear from 0.
+//! levels double), the y axis linear from 0. Shared by `flexsc-bench` and `echo`.
 
 use std::fmt::Write as _;
 
@@ -63,9 +63,30 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
+/// `plots` one above the other in one SVG document.
+pub fn stacked(plots: &[Plot]) -> String {
+    let h = H * plots.len() as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    s.push('\n');
+    for (i, p) in plots.iter().enumerate() {
+        let _ = writeln!(s, r#"<g transform="translate(0,{})">"#, H * i as f64);
+        s.push_str(&p.body());
+        s.push_str("</g>\n");
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 impl Plot {
     /// The SVG document.
     pub fn svg(&self) -> String {
+        stacked(std::slice::from_ref(self))
+    }
+
+    /// The plot's elements, in a `W` x `H` box at the origin.
+    fn body(&self) -> String {
         let pts = || self.series.iter().flat_map(|s| s.points.iter());
         let xs: Vec<f64> = {
             let mut v: Vec<f64> = pts().map(|p| p.0).filter(|x| *x > 0.0).collect();
@@ -87,10 +108,6 @@ impl Plot {
         let px = |x: f64| LEFT + pw * (0.04 + 0.92 * (x.log2() - lx0) / (lx1 - lx0));
         let py = |y: f64| TOP + ph * (1.0 - y / ymax);
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-        );
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
         let _ = writeln!(
             s,
@@ -179,7 +196,6 @@ impl Plot {
                 esc(&ser.label)
             );
         }
-        s.push_str("</svg>\n");
         s
     }
 }
@@ -217,5 +233,15 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains("a &amp; b"));
+        let empty = Plot {
+            title: "p99".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: Vec::new(),
+        };
+        let two = stacked(&[p, empty]);
+        assert_eq!(two.matches("<svg").count(), 1);
+        assert_eq!(two.matches("<g transform").count(), 2);
+        assert!(two.contains(&format!("height=\"{}\"", 2.0 * H)));
     }
 }
