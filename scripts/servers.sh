@@ -96,8 +96,9 @@ fi
 if ((install)); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
+    # wrk: not used here; flexsc-bench's full evaluation loads Apache with it too.
     apt-get install -y --no-install-recommends apache2 apache2-utils mariadb-server sysbench \
-        memcached libmemcached-tools curl
+        memcached libmemcached-tools curl wrk
 fi
 
 for tool in apache2 ab curl mariadbd mariadb-install-db mariadb sysbench \
