@@ -12,6 +12,7 @@
 //!     [--backends uring,threads,...] [--apache-levels 1,16,64,256,1024]
 //!     [--mariadb-levels 1,4,16,64,256] [--memcached-levels 1,16,64,256,1024]
 //!     [--secs S] [--warmup S] [--out FILE] [--figures DIR] [--flexsc PATH] [--keep]
+//! cargo run --release -p flexsc-bench --bin flexsc-bench -- --replot FILE.tsv [--figures DIR]
 //! ```
 //!
 //! Each `--backends` entry is a libflexsc variant, `BACKEND[/OPTION=VALUE...]` with options of
@@ -28,7 +29,10 @@
 //! request failed, and every libflexsc run posted calls exception-less. Without it the same
 //! holds except that a failed run is reported, not fatal. The launcher is `--flexsc`, else
 //! `$FLEXSC_BIN`, else the `flexsc` beside this binary. Beside the report (`--out`, default docs/results-eval.md) goes every
-//! run's numbers as a tab-separated table (same name, `.tsv`).
+//! run's numbers as a tab-separated table (same name, `.tsv`). The figures' names start with
+//! the report's name (`eval-` for `results-eval.md`, `eval-variants-` for
+//! `results-eval-variants.md`), so reports sharing a figures directory keep their own.
+//! `--replot FILE.tsv` draws a report's figures again from its table, measuring nothing.
 //!
 //! Servers are stopped by their PID when a run ends or fails (guards dropped on return and on
 //! panic). Interrupted from a terminal (Ctrl-C), the servers get the SIGINT too (same process
@@ -151,6 +155,19 @@ fn main() {
     std::process::exit(run());
 }
 
+/// Draws the figures of `results` into `dir`, their names starting with `prefix`.
+fn write_figures(results: &[Measured], dir: &Path, prefix: &str) {
+    if let Err(e) = fs::create_dir_all(dir) {
+        die(&format!("{}: {e}", dir.display()));
+    }
+    for (name, svg) in report::figures(results, prefix) {
+        let p = dir.join(name);
+        if let Err(e) = fs::write(&p, svg) {
+            die(&format!("{}: {e}", p.display()));
+        }
+    }
+}
+
 /// The whole evaluation; returns the exit status.
 fn run() -> i32 {
     let args: Vec<String> = std::env::args().collect();
@@ -171,6 +188,7 @@ fn run() -> i32 {
         "figures",
         "flexsc",
         "keep",
+        "replot",
         "help",
         "h",
     ]);
@@ -274,6 +292,20 @@ fn run() -> i32 {
             repo.join("docs/figures")
         }
     });
+    if let Some(table) = o.get::<PathBuf>("replot") {
+        let results = fs::read_to_string(&table)
+            .map_err(|e| e.to_string())
+            .and_then(|t| report::from_tsv(&t))
+            .unwrap_or_else(|e| die(&format!("{}: {e}", table.display())));
+        write_figures(&results, &figures_dir, &report::figure_prefix(&table));
+        eprintln!(
+            "flexsc-bench: figures of {} in {}",
+            table.display(),
+            figures_dir.display()
+        );
+        return 0;
+    }
+    let prefix = report::figure_prefix(&out);
 
     // What must be there before anything starts.
     if process::euid() != Some(0) {
@@ -465,20 +497,12 @@ fn run() -> i32 {
         wall_s: start.elapsed().as_secs_f64(),
         quick,
     };
-    if let Err(e) = fs::create_dir_all(&figures_dir) {
-        die(&format!("{}: {e}", figures_dir.display()));
-    }
-    for (name, svg) in report::figures(&results) {
-        let p = figures_dir.join(name);
-        if let Err(e) = fs::write(&p, svg) {
-            die(&format!("{}: {e}", p.display()));
-        }
-    }
+    write_figures(&results, &figures_dir, &prefix);
     let out_dir = out.parent().unwrap_or(Path::new(".")).to_path_buf();
     if let Err(e) = fs::create_dir_all(&out_dir) {
         die(&format!("{}: {e}", out_dir.display()));
     }
-    let md = report::markdown(&results, &meta, &relative(&figures_dir, &out_dir));
+    let md = report::markdown(&results, &meta, &relative(&figures_dir, &out_dir), &prefix);
     if let Err(e) = fs::write(&out, md) {
         die(&format!("{}: {e}", out.display()));
     }

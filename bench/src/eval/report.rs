@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::measure::{Point, Sample, Timing};
+use super::process::Stopped;
 use super::server::Variant;
-use super::workload::{ALL, Workload};
+use super::workload::{ALL, Load, Workload};
 use flexsc_bench::plot::{Plot, Series};
 
 /// Every run of one point: per variant (NPTL first), one result per pair.
@@ -146,6 +147,108 @@ const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 6] = [
     (Workload::Memcaslap, None, 1.3, None),
 ];
 
+/// The results a [`tsv`] table holds, for drawing the figures again ([`figures`]) without
+/// measuring again. Each run comes back with its numbers; how its server stopped is not kept
+/// (every run reads as stopped cleanly), nor which counters were missing.
+pub fn from_tsv(text: &str) -> Result<Vec<Measured>, String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or("an empty table")?.split('\t').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(format!("no column {name:?}"))
+    };
+    let (wl, cpus, level, variant, error) = (
+        col("workload")?,
+        col("cpus")?,
+        col("level")?,
+        col("variant")?,
+        col("error")?,
+    );
+    let (thr, req, failed, ign) = (
+        col("throughput")?,
+        col("requests")?,
+        col("failed")?,
+        col("ignored")?,
+    );
+    let (mean, p50, p99) = (col("mean_ms")?, col("p50_ms")?, col("p99_ms")?);
+    let (user, sys, wall, busy) = (
+        col("user_s")?,
+        col("sys_s")?,
+        col("wall_s")?,
+        col("machine_busy")?,
+    );
+    let (counted, lifetime) = (col("counted")?, col("lifetime")?);
+    let mut out: Vec<Measured> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let bad = |what: &str| format!("line {}: {what}", i + 2);
+        let field = |c: usize| f.get(c).copied().unwrap_or("");
+        let opt = |c: usize| -> Result<Option<f64>, String> {
+            match field(c) {
+                "" => Ok(None),
+                v => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| bad(&format!("{v:?} is not a number"))),
+            }
+        };
+        let num = |c: usize| opt(c)?.ok_or_else(|| bad("a number is missing"));
+        let point = Point {
+            workload: Workload::from_id(field(wl)).ok_or_else(|| bad("unknown workload"))?,
+            cores: field(cpus).parse().map_err(|_| bad("bad cpus"))?,
+            level: field(level).parse().map_err(|_| bad("bad level"))?,
+        };
+        let v = match field(variant) {
+            "NPTL" => Variant::Native,
+            name => Variant::Flexsc(
+                name.strip_prefix("flexsc-")
+                    .ok_or_else(|| bad("unknown variant"))?
+                    .to_string(),
+            ),
+        };
+        let run = match field(error) {
+            "" => Ok(Sample {
+                load: Load {
+                    throughput: num(thr)?,
+                    requests: num(req)? as u64,
+                    failed: num(failed)? as u64,
+                    ignored: num(ign)? as u64,
+                    mean_ms: opt(mean)?,
+                    p50_ms: opt(p50)?,
+                    p99_ms: opt(p99)?,
+                },
+                user_s: num(user)?,
+                sys_s: num(sys)?,
+                wall_s: num(wall)?,
+                machine_busy: opt(busy)?,
+                counters: None,
+                counted: num(counted)? as u64,
+                lifetime: field(lifetime) == "true",
+                stopped: Stopped::Clean,
+            }),
+            e => Err(e.to_string()),
+        };
+        let k = match out.iter().position(|m| m.point == point) {
+            Some(k) => k,
+            None => {
+                out.push(Measured {
+                    point,
+                    runs: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let runs = &mut out[k].runs;
+        match runs.iter_mut().find(|r| r.0 == v) {
+            Some(r) => r.1.push(run),
+            None => runs.push((v, vec![run])),
+        }
+    }
+    Ok(out)
+}
+
 /// Every run as a tab-separated table (one line per run, with a header), so that nothing
 /// measured is lost to the medians: the report's companion file.
 pub fn tsv(results: &[Measured]) -> String {
@@ -208,9 +311,19 @@ pub fn tsv(results: &[Measured]) -> String {
     s
 }
 
+/// The prefix of a report's figure names, from the report's file name: `eval` for
+/// `results-eval.md`, `eval-variants` for `results-eval-variants.md`, the stem for any other
+/// name. Two reports written to one figures directory then never overwrite each other's.
+pub fn figure_prefix(report: &Path) -> String {
+    let stem = report
+        .file_stem()
+        .map_or_else(|| "eval".into(), |s| s.to_string_lossy().into_owned());
+    stem.strip_prefix("results-").unwrap_or(&stem).to_string()
+}
+
 /// The file name of a figure.
-fn figure_name(w: Workload, cores: usize, what: &str) -> String {
-    format!("eval-{}-{cores}cpu-{what}.svg", w.id())
+fn figure_name(prefix: &str, w: Workload, cores: usize, what: &str) -> String {
+    format!("{prefix}-{}-{cores}cpu-{what}.svg", w.id())
 }
 
 /// The variants that differ only in their syscall pages per core (`pages=N`), grouped by the
@@ -242,23 +355,24 @@ fn pages_what(base: &str) -> String {
 }
 
 /// The figures of one workload on `c` CPUs, as the report links them.
-fn figure_names(w: Workload, c: usize, variants: &[Variant]) -> Vec<String> {
+fn figure_names(prefix: &str, w: Workload, c: usize, variants: &[Variant]) -> Vec<String> {
     let mut names = vec![
-        figure_name(w, c, "throughput"),
-        figure_name(w, c, "latency"),
+        figure_name(prefix, w, c, "throughput"),
+        figure_name(prefix, w, c, "latency"),
     ];
     names.extend(
         pages_groups(variants)
             .iter()
-            .map(|(base, _)| figure_name(w, c, &pages_what(base))),
+            .map(|(base, _)| figure_name(prefix, w, c, &pages_what(base))),
     );
     names
 }
 
 /// The figures: per workload and CPU count, throughput and mean latency against the load
 /// level, one line per variant; and where variants differ only in `pages=N`, throughput
-/// against N, one line per load level (the paper's Figure 16). Returns `(file name, SVG)`.
-pub fn figures(results: &[Measured]) -> Vec<(String, String)> {
+/// against N, one line per load level (the paper's Figure 16). Returns `(file name, SVG)`, the
+/// names starting with `prefix` ([`figure_prefix`]).
+pub fn figures(results: &[Measured], prefix: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for w in ALL {
         let mut cores: Vec<usize> = results
@@ -299,7 +413,7 @@ pub fn figures(results: &[Measured]) -> Vec<(String, String)> {
                     y_label: y.into(),
                     series,
                 };
-                (figure_name(w, c, what), plot.svg())
+                (figure_name(prefix, w, c, what), plot.svg())
             };
             out.push(graph("throughput", w.unit(), &|s| Some(s.load.throughput)));
             out.push(graph("latency", "mean latency (ms)", &|s| s.load.mean_ms));
@@ -329,15 +443,16 @@ pub fn figures(results: &[Measured]) -> Vec<(String, String)> {
                     y_label: w.unit().into(),
                     series,
                 };
-                out.push((figure_name(w, c, &pages_what(&base)), plot.svg()));
+                out.push((figure_name(prefix, w, c, &pages_what(&base)), plot.svg()));
             }
         }
     }
     out
 }
 
-/// The report. `figures_rel`: the figures' directory as the report links it.
-pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path) -> String {
+/// The report. `figures_rel`: the figures' directory as the report links it; `prefix`: their
+/// names' ([`figures`]).
+pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path, prefix: &str) -> String {
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(w, "# libflexsc against NPTL: Apache, MariaDB, memcached\n");
@@ -408,7 +523,7 @@ pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path) -> String
     for wl in ALL {
         let pts: Vec<&Measured> = results.iter().filter(|m| m.point.workload == wl).collect();
         if !pts.is_empty() {
-            workload_section(w, wl, &pts, figures_rel);
+            workload_section(w, wl, &pts, figures_rel, prefix);
         }
     }
     failures_and_samples(w, results);
@@ -505,7 +620,13 @@ fn goals(w: &mut String, results: &[Measured]) {
     let _ = writeln!(w);
 }
 
-fn workload_section(w: &mut String, wl: Workload, pts: &[&Measured], figures_rel: &Path) {
+fn workload_section(
+    w: &mut String,
+    wl: Workload,
+    pts: &[&Measured],
+    figures_rel: &Path,
+    prefix: &str,
+) {
     let _ = writeln!(w, "## {}\n", wl.title());
     let mut cores: Vec<usize> = pts.iter().map(|m| m.point.cores).collect();
     cores.dedup();
@@ -514,7 +635,7 @@ fn workload_section(w: &mut String, wl: Workload, pts: &[&Measured], figures_rel
         .map(|m| m.runs.iter().map(|r| r.0.clone()).collect())
         .unwrap_or_default();
     for c in &cores {
-        for f in figure_names(wl, *c, &variants) {
+        for f in figure_names(prefix, wl, *c, &variants) {
             let _ = writeln!(w, "![{f}]({})", figures_rel.join(&f).display());
         }
     }
@@ -703,6 +824,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_table_read_back_gives_the_same_table_and_figures() {
+        let sample = |thr: f64, p99: Option<f64>| Sample {
+            load: Load {
+                throughput: thr,
+                requests: (thr * 3.0) as u64,
+                failed: 0,
+                mean_ms: Some(1.5),
+                p50_ms: Some(1.25),
+                p99_ms: p99,
+                ignored: 2,
+            },
+            user_s: 0.5,
+            sys_s: 1.25,
+            wall_s: 3.0,
+            machine_busy: None,
+            counters: None,
+            counted: 7,
+            lifetime: false,
+            stopped: Stopped::Clean,
+        };
+        let results = vec![
+            Measured {
+                point: Point {
+                    workload: Workload::Ab { keepalive: true },
+                    cores: 2,
+                    level: 256,
+                },
+                runs: vec![
+                    (Variant::Native, vec![Ok(sample(100.0, Some(9.5)))]),
+                    (
+                        Variant::Flexsc("uring/pages=2".into()),
+                        vec![Ok(sample(150.0, None)), Err("no numbers".into())],
+                    ),
+                ],
+            },
+            Measured {
+                point: Point {
+                    workload: Workload::Memcaslap,
+                    cores: 1,
+                    level: 64,
+                },
+                runs: vec![(Variant::Native, vec![Ok(sample(5e5, None))])],
+            },
+        ];
+        let table = tsv(&results);
+        let back = from_tsv(&table).expect("read back");
+        assert_eq!(tsv(&back), table);
+        assert_eq!(figures(&back, "eval"), figures(&results, "eval"));
+        assert!(from_tsv("workload\tcpus\n").is_err(), "columns missing");
+        let broken = table.replace("\t256\t", "\tmany\t");
+        let e = from_tsv(&broken).err().expect("a bad level is refused");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn figure_names_start_with_the_report_name() {
+        assert_eq!(figure_prefix(Path::new("docs/results-eval.md")), "eval");
+        assert_eq!(
+            figure_prefix(Path::new("docs/results-eval-variants.tsv")),
+            "eval-variants"
+        );
+        assert_eq!(figure_prefix(Path::new("/tmp/run.md")), "run");
+    }
+
+    #[test]
     fn variants_grouped_by_pages() {
         let v = |s: &str| Variant::Flexsc(s.into());
         let variants = [
@@ -728,7 +914,7 @@ mod tests {
         assert_eq!(g[1].1[1].1, v("uring/pages=16/order=fifo"));
         assert_eq!(pages_what("uring/order=fifo"), "pages-uring-order-fifo");
         assert_eq!(
-            figure_names(Workload::Wrk, 2, &variants)[2..],
+            figure_names("eval", Workload::Wrk, 2, &variants)[2..],
             [
                 "eval-apache-wrk-2cpu-pages-uring.svg",
                 "eval-apache-wrk-2cpu-pages-uring-order-fifo.svg"
