@@ -3,3 +3,4 @@
 
 pub mod opts;
 pub mod plot;
+pub mod summary;

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use flexsc_bench::plot::{self, Plot, Series};
+use flexsc_bench::summary::{median, spread};
 
 /// One server measured once at one connection count.
 #[derive(Clone, Copy, Debug)]
@@ -27,30 +28,6 @@ pub struct Point {
     pub server: &'static str,
     pub rounds: Vec<Option<Sample>>,
     pub failed: u64,
-}
-
-/// `(median, min, max)` of `v`; `None` when empty.
-fn median(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let med = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((med, v[0], v[n - 1]))
-}
-
-/// `median (min - max)` of `v`, formatted by `f`; "-" when empty.
-fn spread(v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
-    match median(v) {
-        None => "-".into(),
-        Some((m, lo, hi)) if lo == hi => f(m),
-        Some((m, lo, hi)) => format!("{} ({} - {})", f(m), f(lo), f(hi)),
-    }
 }
 
 fn us(ns: f64) -> String {

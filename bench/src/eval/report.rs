@@ -10,6 +10,7 @@ use super::process::Stopped;
 use super::server::Variant;
 use super::workload::{ALL, Load, Workload};
 use flexsc_bench::plot::{Plot, Series};
+use flexsc_bench::summary::{median, spread};
 
 /// Every run of one point: per variant (NPTL first), one result per pair.
 pub struct Measured {
@@ -43,29 +44,6 @@ pub struct Meta {
     pub wall_s: f64,
     /// `--quick`: a smoke test, not a measurement.
     pub quick: bool,
-}
-
-fn median(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let med = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some((med, v[0], v[n - 1]))
-}
-
-/// `median (min - max)`; `-` when there is nothing.
-fn spread(v: Vec<f64>, f: impl Fn(f64) -> String) -> String {
-    match median(v) {
-        None => "-".into(),
-        Some((m, lo, hi)) if lo == hi => f(m),
-        Some((m, lo, hi)) => format!("{} ({} - {})", f(m), f(lo), f(hi)),
-    }
 }
 
 fn thousands(v: f64) -> String {
