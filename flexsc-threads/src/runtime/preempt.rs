@@ -21,8 +21,8 @@
 //! of the same carrier can block the carrier on it. The preload's predicate accepts only the main
 //! executable's own code.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flexsc_kmod::raw;
@@ -67,9 +67,8 @@ pub fn preempt_signal() -> i32 {
 /// Installs the handler, once per process (every runtime's green threads share it: the handler
 /// asks the interrupted green thread's own runtime).
 pub(crate) fn install() -> std::io::Result<()> {
-    static ONCE: Once = Once::new();
-    static ERR: AtomicU64 = AtomicU64::new(0);
-    ONCE.call_once(|| {
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+    let r = INSTALLED.get_or_init(|| {
         // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
         sa.sa_sigaction = on_preempt as *const () as usize;
@@ -78,14 +77,11 @@ pub(crate) fn install() -> std::io::Result<()> {
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART;
         // SAFETY: installs a handler of the SA_SIGINFO type for our own reserved signal.
         if unsafe { libc::sigaction(preempt_signal(), &sa, std::ptr::null_mut()) } != 0 {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            ERR.store(e as u64, Ordering::Relaxed);
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
         }
+        Ok(())
     });
-    match ERR.load(Ordering::Relaxed) {
-        0 => Ok(()),
-        e => Err(std::io::Error::from_raw_os_error(e as i32)),
-    }
+    r.map_err(std::io::Error::from_raw_os_error)
 }
 
 extern "C" fn on_preempt(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -131,10 +127,10 @@ pub(crate) fn monitor(shared: Arc<Shared>, slice: Duration) {
         std::thread::sleep(slice);
         for (c, seen) in last.iter_mut().enumerate() {
             let local = &shared.locals[c];
-            let now = local.resumes();
+            let (now, tid) = (local.resumes(), local.tid());
             let busy = !shared.queues[c].is_sleeping();
-            if busy && *seen == Some(now) && running(local.tid()) {
-                raw::tgkill(local.tid(), preempt_signal());
+            if busy && *seen == Some(now) && running(tid) {
+                raw::tgkill(tid, preempt_signal());
             }
             *seen = busy.then_some(now);
         }
