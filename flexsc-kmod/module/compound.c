@@ -7,17 +7,224 @@
  * arithmetic, and nothing but system calls runs. A step limit bounds loops; a pending signal,
  * an interrupt request or the registration ending stop the program between steps (-EINTR).
  * Mirrors libflexsc's src/compound/{validate,exec}.rs.
+ *
+ * The shared buffer (header buf/buf_len) is pinned and mapped into the kernel once per
+ * execution, the first time a read, write, pread64 or pwrite64 has its whole buffer inside it;
+ * those calls then run as kernel_read/kernel_write on the mapping (no user-memory access, no
+ * faults; the data is still copied once). Anything else takes the plain path, so results are
+ * always the system call's.
  */
 #include <linux/errno.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/sysfs.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+#include <asm/unistd.h>
 
 #include "flexsc_mod.h"
 
 #define FLEXSC_NOT_RUN (-(long)ECANCELED)
 #define FLEXSC_HEADER_FAULT 0xFFFFFFFFu
+
+/* Larger shared buffers are not pinned (their calls take the plain path). */
+#define FLEXSC_BUF_MAX_PAGES 4096
+
+/*
+ * Counters in /sys/module/flexsc/parameters/ (read-only), so a test can see which path ran:
+ * calls answered on the pinned buffer, and buffers that could not be pinned.
+ */
+static atomic_long_t flexsc_buf_calls = ATOMIC_LONG_INIT(0);
+static atomic_long_t flexsc_buf_pin_failures = ATOMIC_LONG_INIT(0);
+
+static int flexsc_counter_get(char *buffer, const struct kernel_param *kp)
+{
+	return sysfs_emit(buffer, "%ld\n", atomic_long_read((atomic_long_t *)kp->arg));
+}
+
+static const struct kernel_param_ops flexsc_counter_ops = {
+	.get = flexsc_counter_get,
+};
+
+module_param_cb(compound_buf_calls, &flexsc_counter_ops, &flexsc_buf_calls, 0444);
+MODULE_PARM_DESC(compound_buf_calls, "compound calls run on the pinned shared buffer");
+module_param_cb(compound_buf_pin_failures, &flexsc_counter_ops, &flexsc_buf_pin_failures, 0444);
+MODULE_PARM_DESC(compound_buf_pin_failures, "shared buffers that could not be pinned");
+
+/* A compound's shared buffer, pinned and mapped for one execution. */
+struct flexsc_buf {
+	u64 start, len;		/* the header's area (user addresses) */
+	struct page **pages;
+	int npages;		/* pinned so far */
+	void *map;		/* vmap of pages; NULL: not (or not successfully) mapped */
+	bool tried;		/* pinning was attempted: never twice per execution */
+	bool dirty;		/* a read wrote into the pages */
+};
+
+static void flexsc_buf_release(struct flexsc_buf *b)
+{
+	if (b->map)
+		vunmap(b->map);
+	if (b->npages)
+		unpin_user_pages_dirty_lock(b->pages, b->npages, b->dirty);
+	kvfree(b->pages);
+	b->map = NULL;
+	b->pages = NULL;
+	b->npages = 0;
+}
+
+/*
+ * Pins and maps the area, once; false (and the plain path) if it cannot be: unmapped or
+ * read-only pages (FOLL_WRITE: reads write into them), I/O mappings, or too large.
+ */
+static bool flexsc_buf_map(struct flexsc_buf *b)
+{
+	int want, n;
+
+	if (b->tried)
+		return b->map;
+	b->tried = true;
+	if (b->len > (u64)FLEXSC_BUF_MAX_PAGES * PAGE_SIZE)
+		return false;
+	want = DIV_ROUND_UP(offset_in_page(b->start) + b->len, PAGE_SIZE);
+	b->pages = kvmalloc_array(want, sizeof(*b->pages), GFP_KERNEL);
+	if (!b->pages)
+		goto fail;
+	n = pin_user_pages_fast(b->start & PAGE_MASK, want, FOLL_WRITE, b->pages);
+	if (n > 0)
+		b->npages = n;
+	if (n != want)
+		goto fail;
+	b->map = vmap(b->pages, want, VM_MAP, PAGE_KERNEL);
+	if (!b->map)
+		goto fail;
+	return true;
+fail:
+	atomic_long_inc(&flexsc_buf_pin_failures);
+	flexsc_buf_release(b);
+	return false;
+}
+
+/*
+ * Files whose read_iter/write_iter take a kernel iterator the way they take a user one:
+ * regular files without O_DIRECT (direct I/O wants user pages), pipes and sockets; and only
+ * with the iter method alone, as kernel_read/kernel_write require.
+ */
+static bool flexsc_buf_file_ok(struct file *file, bool is_read)
+{
+	umode_t mode = file_inode(file)->i_mode;
+
+	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode))
+		return false;
+	if (file->f_flags & O_DIRECT)
+		return false;
+	if (is_read)
+		return file->f_op->read_iter && !file->f_op->read;
+	return file->f_op->write_iter && !file->f_op->write;
+}
+
+/*
+ * read, write, pread64 or pwrite64 with its whole buffer inside the shared buffer, run on the
+ * pinned mapping with ksys_read/ksys_pread64's (and the write side's) checks, in their order.
+ * False: not such a call, or the buffer or the file does not allow it (the plain path runs it).
+ */
+static bool flexsc_buf_call(struct flexsc_buf *b, u16 nr, const u64 a[6], long *ret)
+{
+	bool is_read, positional, locked = false;
+	u64 addr = a[1], count = a[2];
+	loff_t pos = (loff_t)a[3], *ppos = &pos;
+	struct file *file;
+	void *p;
+
+	switch (nr) {
+	case __NR_read:
+		is_read = true;
+		positional = false;
+		break;
+	case __NR_write:
+		is_read = false;
+		positional = false;
+		break;
+	case __NR_pread64:
+		is_read = true;
+		positional = true;
+		break;
+	case __NR_pwrite64:
+		is_read = false;
+		positional = true;
+		break;
+	default:
+		return false;
+	}
+	if (!b->len || addr < b->start || count > b->len || addr - b->start > b->len - count)
+		return false;
+	/* The plain path refuses calls on a thread under seccomp (-EPERM): let it. */
+	if (flexsc_seccomp_active())
+		return false;
+	if (!flexsc_buf_map(b))
+		return false;
+	p = b->map + offset_in_page(b->start) + (addr - b->start);
+
+	if (positional && pos < 0) {
+		*ret = -EINVAL;
+		goto counted;
+	}
+	file = fget((unsigned int)a[0]);	/* no O_PATH files, as fdget_pos */
+	if (!file) {
+		*ret = -EBADF;
+		goto counted;
+	}
+	if (positional && !(file->f_mode & (is_read ? FMODE_PREAD : FMODE_PWRITE))) {
+		*ret = -ESPIPE;
+		goto put;
+	}
+	if (!(file->f_mode & (is_read ? FMODE_READ : FMODE_WRITE))) {
+		*ret = -EBADF;
+		goto put;
+	}
+	if (!(file->f_mode & (is_read ? FMODE_CAN_READ : FMODE_CAN_WRITE))) {
+		*ret = -EINVAL;
+		goto put;
+	}
+	if (!flexsc_buf_file_ok(file, is_read)) {
+		fput(file);
+		return false;
+	}
+	if (!positional) {
+		/*
+		 * __fdget_pos is not exported: take f_pos_lock as it does for a file with another
+		 * reference (we hold one of our own), and use f_pos unless the file is a stream.
+		 */
+		if (file->f_mode & FMODE_ATOMIC_POS) {
+			mutex_lock(&file->f_pos_lock);
+			locked = true;
+		}
+		if (file->f_mode & FMODE_STREAM)
+			ppos = NULL;
+		else
+			pos = file->f_pos;
+	}
+	if (is_read) {
+		*ret = kernel_read(file, p, count, ppos);
+		b->dirty = true;
+	} else {
+		*ret = kernel_write(file, p, count, ppos);
+	}
+	if (!positional && *ret >= 0 && ppos)
+		file->f_pos = pos;
+	if (locked)
+		mutex_unlock(&file->f_pos_lock);
+put:
+	fput(file);
+counted:
+	atomic_long_inc(&flexsc_buf_calls);
+	return true;
+}
 
 /* Whether argument (or operand) k of op i is well formed; 0 or -errno. */
 static int flexsc_check_source(const struct flexsc_compound *h, const struct flexsc_op *ops,
@@ -150,7 +357,8 @@ static bool flexsc_compare(u8 cond, s64 a, s64 b)
 
 /* Runs the validated program; returns the entry's value, with h->steps and h->stop set. */
 static long flexsc_interpret(struct flexsc_reg *reg, u32 index, struct flexsc_compound *h,
-			     const struct flexsc_op *ops, long *results, unsigned long *ran)
+			     const struct flexsc_op *ops, long *results, unsigned long *ran,
+			     struct flexsc_buf *buf)
 {
 	u32 pc = 0, steps = 0, k;
 	long ret, r;
@@ -187,7 +395,8 @@ static long flexsc_interpret(struct flexsc_reg *reg, u32 index, struct flexsc_co
 			pc = flexsc_compare(op->cond, (s64)a[0], (s64)a[1]) ? op->target : pc + 1;
 			continue;
 		}
-		r = flexsc_dispatch_call(op->nr, a);
+		if (!flexsc_buf_call(buf, op->nr, a, &r))
+			r = flexsc_dispatch_call(op->nr, a);
 		flexsc_run_task_work();
 		/* Cut short by a signal or an interrupt of this entry: the program ends here, the call
 		 * counted as not run (restart codes never reach user space).
@@ -223,6 +432,7 @@ long flexsc_compound(struct flexsc_reg *reg, u32 index, u64 uaddr)
 {
 	struct flexsc_compound __user *uh = u64_to_user_ptr(uaddr);
 	struct flexsc_compound h;
+	struct flexsc_buf buf = { };
 	struct flexsc_op *ops = NULL;
 	unsigned long *ran = NULL;
 	long *results = NULL;
@@ -252,7 +462,10 @@ long flexsc_compound(struct flexsc_reg *reg, u32 index, u64 uaddr)
 	for (i = 0; i < h.nops; i++)
 		results[i] = FLEXSC_NOT_RUN;
 
-	ret = flexsc_interpret(reg, index, &h, ops, results, ran);
+	buf.start = h.buf;
+	buf.len = h.buf_len;
+	ret = flexsc_interpret(reg, index, &h, ops, results, ran, &buf);
+	flexsc_buf_release(&buf);
 
 	/* int64 results, one by one (long is 64 bits on x86_64, the only target). */
 	BUILD_BUG_ON(sizeof(long) != sizeof(s64));

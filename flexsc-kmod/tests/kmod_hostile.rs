@@ -1,7 +1,8 @@
 //! Hostile input for the kernel module (`/dev/flexsc`), through its raw ioctl interface: bad
 //! ioctl arguments, hand-written entries (denylisted calls, numbers that are not system calls,
 //! bad pointers, garbage status words), a nested call into the module, pages unmapped while
-//! registered, and random entries from child processes killed mid-batch. Each must be answered
+//! registered, random entries from child processes killed mid-batch, and compounds whose shared
+//! buffer the module pins (or cannot pin: unmapped, read-only). Each must be answered
 //! or refused without harming the kernel; scripts/vm-test.sh then checks the kernel log and that
 //! the module unloads.
 //!
@@ -1070,4 +1071,364 @@ fn a_call_stopped_by_sigstop_runs_again_after_sigcont() {
         "a stop must not end the call (it is restarted)"
     );
     assert!(c.0.wait().unwrap().success());
+}
+
+/// A counter of the module's in `/sys/module/flexsc/parameters/`.
+fn module_counter(name: &str) -> i64 {
+    let path = format!("/sys/module/flexsc/parameters/{name}");
+    let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    s.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {s:?}: {e}"))
+}
+
+/// (calls run on the pinned shared buffer, shared buffers that could not be pinned).
+fn buf_counters() -> (i64, i64) {
+    (
+        module_counter("compound_buf_calls"),
+        module_counter("compound_buf_pin_failures"),
+    )
+}
+
+/// A plain system call's result, or `-errno`.
+fn plain(nr: c_long, a: &[u64]) -> i64 {
+    let mut v = [0u64; 6];
+    v[..a.len()].copy_from_slice(a);
+    // SAFETY: every call here gets fds and buffers of the test's own (or addresses the kernel
+    // refuses with EFAULT).
+    let r = unsafe { syscall(nr, v[0], v[1], v[2], v[3], v[4], v[5]) };
+    if r < 0 {
+        -(std::io::Error::last_os_error().raw_os_error().unwrap() as i64)
+    } else {
+        r
+    }
+}
+
+fn open_file(path: &std::path::Path, flags: i32) -> i32 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { open(c.as_ptr(), flags | O_CLOEXEC, 0o600) };
+    assert!(fd >= 0, "open {path:?}");
+    fd
+}
+
+/// An unchecked call op with immediate arguments (addresses included).
+fn imm_call(nr: c_long, a: &[u64]) -> flexsc_kmod::compound::abi::Op {
+    use flexsc_kmod::compound::abi::{Op, op_kind};
+    let mut args = [0u64; 6];
+    args[..a.len()].copy_from_slice(a);
+    Op {
+        kind: op_kind::CALL,
+        nr: nr as u16,
+        nargs: a.len() as u8,
+        args,
+        ..Op::default()
+    }
+}
+
+/// Runs hand-made `ops` with the shared buffer area `[buf, buf + len)`; the ops' results.
+fn run_with_area(
+    p: &mut flexsc_kmod::Poster,
+    buf: u64,
+    len: u64,
+    ops: &[flexsc_kmod::compound::abi::Op],
+) -> Vec<i64> {
+    use flexsc_kmod::compound::abi::{Header, NR_COMPOUND, VERSION};
+    let mut results = vec![7i64; ops.len()];
+    let mut h = Header {
+        version: VERSION,
+        nops: ops.len() as u32,
+        max_steps: 1000,
+        ops: ops.as_ptr() as u64,
+        results: results.as_mut_ptr() as u64,
+        buf,
+        buf_len: len,
+        ..Header::default()
+    };
+    // SAFETY: the header, ops and results outlive the synchronous call; the ops' buffers are
+    // the caller's (mapped or deliberately not).
+    let call = unsafe {
+        flexsc_kmod::Syscall::new(NR_COMPOUND.into(), &[std::ptr::from_mut(&mut h) as u64])
+    };
+    let r = p.call(&call);
+    assert_eq!(
+        r,
+        ops.len() as i64 + 1,
+        "the compound ran to its end: {results:?}"
+    );
+    results
+}
+
+/// The compound shared buffer: pinned once per execution, reads and writes whose buffer lies in
+/// it run on the pinned pages (the module's counter moves) with the plain call's results, bytes
+/// and errors; an area that cannot be pinned (unmapped, partly unmapped, read-only) gives what
+/// the plain call gives, through the plain path.
+#[test]
+fn compound_shared_buffer_pinned() {
+    if !kmod_here("compound_shared_buffer_pinned") {
+        return;
+    }
+    use flexsc_kmod::compound::{Arg, Builder, Cond};
+    let reg = flexsc_kmod::register(flexsc_kmod::Config {
+        cores: 1,
+        pages_per_core: 1,
+        backend: flexsc_kmod::BackendKind::Kmod,
+        ..flexsc_kmod::Config::default()
+    })
+    .expect("register (kmod)");
+    let mut p = reg.poster(0).unwrap();
+    let dir = std::env::temp_dir().join(format!("flexsc-bufpin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let content: Vec<u8> = (0..4096 * 5 + 123)
+        .map(|i: u32| (i * 7 + i / 251) as u8)
+        .collect();
+    let from = dir.join("from");
+    let to = dir.join("to");
+    std::fs::write(&from, &content).unwrap();
+    std::fs::write(&to, b"").unwrap();
+
+    // The file copy (read into the buffer, write what read returned, until read returns 0).
+    let (src_fd, dst_fd) = (open_file(&from, O_RDONLY), open_file(&to, O_WRONLY));
+    let mut b = Builder::new();
+    b.buffer(4096);
+    let (top, done) = (b.label(), b.label());
+    b.bind(top);
+    // SAFETY: the read fills at most 4096 bytes of the 4096-byte buffer; the write sends what
+    // the read returned, positive when it runs.
+    unsafe {
+        let r = b.call_with(
+            SYS_read,
+            &[Arg::Imm(src_fd as u64), Arg::Buf(0), Arg::Imm(4096)],
+            true,
+        );
+        b.jump_if(Cond::Le, Arg::Ref(r, 0), Arg::Imm(0), done);
+        b.call_with(
+            SYS_write,
+            &[Arg::Imm(dst_fd as u64), Arg::Buf(0), Arg::Ref(r, 0)],
+            true,
+        );
+    }
+    b.jump(top);
+    b.bind(done);
+    b.max_steps(1000);
+    let mut prog = b.build().unwrap();
+    let before = buf_counters();
+    let o = p.compound(&mut prog).expect("the copy ran");
+    assert_eq!((o.failed(), o.steps), (None, 6 * 4 + 2));
+    assert_eq!(std::fs::read(&to).unwrap(), content, "byte-exact copy");
+    assert_eq!(
+        buf_counters(),
+        (before.0 + 13, before.1),
+        "7 reads and 6 writes on the pinned buffer"
+    );
+    // read and write moved the file positions as the plain calls do.
+    assert_eq!(
+        plain(SYS_lseek, &[src_fd as u64, 0, SEEK_CUR as u64]),
+        content.len() as i64
+    );
+    assert_eq!(
+        plain(SYS_lseek, &[dst_fd as u64, 0, SEEK_CUR as u64]),
+        content.len() as i64
+    );
+
+    // pread into the buffer then pwrite from it, at an offset inside the area (Buf arguments),
+    // plus a short pread at the end of the file.
+    let out = dir.join("out");
+    std::fs::write(&out, b"").unwrap();
+    let out_fd = open_file(&out, O_RDWR);
+    let mut b = Builder::new();
+    b.buffer(3 * 4096);
+    // SAFETY: 5000 bytes at offset 100 and 200 at offset 9000 stay inside the 12 KiB buffer.
+    let (n, w, short) = unsafe {
+        let n = b.call_with(
+            SYS_pread64,
+            &[
+                Arg::Imm(src_fd as u64),
+                Arg::Buf(100),
+                Arg::Imm(5000),
+                Arg::Imm(7),
+            ],
+            true,
+        );
+        let w = b.call_with(
+            SYS_pwrite64,
+            &[
+                Arg::Imm(out_fd as u64),
+                Arg::Buf(100),
+                Arg::Ref(n, 0),
+                Arg::Imm(3),
+            ],
+            true,
+        );
+        let short = b.call_with(
+            SYS_pread64,
+            &[
+                Arg::Imm(src_fd as u64),
+                Arg::Buf(9000),
+                Arg::Imm(200),
+                Arg::Imm(content.len() as u64 - 50),
+            ],
+            true,
+        );
+        (n, w, short)
+    };
+    let mut prog = b.build().unwrap();
+    let before = buf_counters();
+    p.compound(&mut prog).expect("ran");
+    assert_eq!(
+        (prog.result(n), prog.result(w), prog.result(short)),
+        (5000, 5000, 50)
+    );
+    assert_eq!(buf_counters(), (before.0 + 3, before.1));
+    let mut want = vec![0u8; 3];
+    want.extend_from_slice(&content[7..5007]);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        want,
+        "byte-exact pread + pwrite"
+    );
+    assert_eq!(&prog.buffer()[100..5100], &content[7..5007]);
+    assert_eq!(&prog.buffer()[9000..9050], &content[content.len() - 50..]);
+
+    // The same errors as the plain calls, answered on the pinned path: a bad fd, a write-only
+    // fd read, a negative offset, pread on a pipe, an empty O_NONBLOCK pipe; then a pipe
+    // written and read through the area. Immediate addresses inside the area count too.
+    let area = Mapping::anon(2 * 4096);
+    let mut pipe_fds = [0i32; 2];
+    // SAFETY: a two-int array.
+    let r = unsafe { pipe2(pipe_fds.as_mut_ptr(), O_NONBLOCK | O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2");
+    let (pr, pw) = (pipe_fds[0] as u64, pipe_fds[1] as u64);
+    let wo = open_file(&to, O_WRONLY) as u64;
+    let a = area.at(4000); // straddles the page boundary
+    let cases: [(c_long, [u64; 4]); 7] = [
+        (SYS_read, [1_000_000, a, 10, 0]),
+        (SYS_read, [wo, a, 10, 0]),
+        (SYS_pread64, [src_fd as u64, a, 10, u64::MAX]),
+        (SYS_pread64, [pr, a, 10, 0]),
+        (SYS_read, [pr, a, 10, 0]),
+        (SYS_pwrite64, [pw, a, 10, 0]),
+        (SYS_write, [wo, a, 10, 0]),
+    ];
+    let mut scratch = vec![0u8; 8192];
+    let want: Vec<i64> = cases
+        .iter()
+        .map(|(nr, v)| plain(*nr, &[v[0], scratch.as_mut_ptr() as u64 + 4000, v[2], v[3]]))
+        .collect();
+    assert_eq!(
+        want,
+        [
+            neg(EBADF),
+            neg(EBADF),
+            neg(EINVAL),
+            neg(ESPIPE),
+            neg(EAGAIN),
+            neg(ESPIPE),
+            10
+        ]
+    );
+    let ops: Vec<_> = cases.iter().map(|(nr, v)| imm_call(*nr, v)).collect();
+    let before = buf_counters();
+    let got = run_with_area(&mut p, area.at(0), 8192, &ops);
+    assert_eq!(got, want);
+    assert_eq!(buf_counters(), (before.0 + ops.len() as i64, before.1));
+    // A pipe through the area: write 6000 bytes from it, read them back into it elsewhere.
+    // SAFETY: our own mapping, 8192 bytes.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(area.addr, 8192) };
+    for (i, x) in bytes[..6000].iter_mut().enumerate() {
+        *x = (i % 253) as u8;
+    }
+    let ops = [
+        imm_call(SYS_write, &[pw, area.at(0), 6000]),
+        imm_call(SYS_read, &[pr, area.at(6000), 2192]),
+        imm_call(SYS_read, &[pr, area.at(6000), 2192]),
+    ];
+    let before = buf_counters();
+    let got = run_with_area(&mut p, area.at(0), 8192, &ops);
+    assert_eq!(got, [6000, 2192, 2192]);
+    assert_eq!(buf_counters(), (before.0 + 3, before.1));
+    let expect: Vec<u8> = (2192..4384).map(|i| (i % 253) as u8).collect();
+    assert_eq!(&bytes[6000..], &expect[..], "the second read, byte-exact");
+    // A stream socket the same way, then a read of the empty non-blocking socket (EAGAIN).
+    let mut sv = [0i32; 2];
+    // SAFETY: a two-int array.
+    let r = unsafe {
+        socketpair(
+            AF_UNIX,
+            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "socketpair");
+    let (s0, s1) = (sv[0] as u64, sv[1] as u64);
+    let ops = [
+        imm_call(SYS_write, &[s0, area.at(10), 3000]),
+        imm_call(SYS_read, &[s1, area.at(5000), 3192]),
+        imm_call(SYS_read, &[s1, area.at(5000), 3192]),
+    ];
+    let before = buf_counters();
+    let got = run_with_area(&mut p, area.at(0), 8192, &ops);
+    assert_eq!(got, [3000, 3000, neg(EAGAIN)]);
+    assert_eq!(buf_counters(), (before.0 + 3, before.1));
+    let expect: Vec<u8> = (10..3010).map(|i| (i % 253) as u8).collect();
+    assert_eq!(
+        &bytes[5000..8000],
+        &expect[..],
+        "through the socket, byte-exact"
+    );
+    for fd in [s0, s1] {
+        // SAFETY: our own fds.
+        unsafe { close(fd as i32) };
+    }
+
+    // Areas that cannot be pinned: the plain path answers, with the plain call's results.
+    // Every mapping is made before any is unmapped, so none lands on a hole left by another.
+    let mut gone = Mapping::anon(2 * 4096);
+    let mut half = Mapping::anon(2 * 4096);
+    let ro = Mapping::new(4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    gone.unmap();
+    // SAFETY: the second page of our own mapping.
+    assert_eq!(unsafe { munmap(half.addr.add(4096).cast(), 4096) }, 0);
+    let efault = neg(EFAULT);
+    for (what, base, len, addr, want) in [
+        (
+            "unmapped",
+            gone.at(0),
+            8192u64,
+            gone.at(100),
+            [efault, efault],
+        ),
+        ("half unmapped", half.at(0), 8192, half.at(100), [10, 10]),
+        ("read-only", ro.at(0), 4096, ro.at(100), [efault, 10]),
+    ] {
+        let ops = [
+            imm_call(SYS_pread64, &[src_fd as u64, addr, 10, 0]),
+            imm_call(SYS_pwrite64, &[out_fd as u64, addr, 10, 0]),
+        ];
+        let plain_results = [
+            plain(SYS_pread64, &[src_fd as u64, addr, 10, 0]),
+            plain(SYS_pwrite64, &[out_fd as u64, addr, 10, 0]),
+        ];
+        assert_eq!(plain_results, want, "{what}: the plain calls");
+        let before = buf_counters();
+        let got = run_with_area(&mut p, base, len, &ops);
+        assert_eq!(got, want, "{what}: the compound");
+        assert_eq!(
+            buf_counters(),
+            (before.0, before.1 + 1),
+            "{what}: one pin failure, no call on the pinned path"
+        );
+    }
+    half.mapped = false;
+    // SAFETY: the first page, still ours.
+    assert_eq!(unsafe { munmap(half.addr.cast(), 4096) }, 0);
+
+    for fd in [src_fd, dst_fd, out_fd, wo as i32, pr as i32, pw as i32] {
+        // SAFETY: our own fds.
+        unsafe { close(fd) };
+    }
+    drop(p);
+    drop(reg);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
