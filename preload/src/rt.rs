@@ -68,6 +68,12 @@ fn build() -> std::io::Result<Runtime> {
         crate::preempt::find_program_text();
         b = b.preempt(slice, crate::preempt::may_preempt);
     }
+    if std::env::var_os("FLEXSC_ORDER").is_none() {
+        // A C server's threads expect the kernel's fairness: under the Rust API's newest-first
+        // order some of Apache's connections waited 0.1 to 1 s while others ran, for no
+        // throughput (docs/results.md, "Run order").
+        b = b.order(flexsc_threads::Order::Fifo);
+    }
     if std::env::var_os("FLEXSC_BACKEND").is_none() {
         // Servers block many calls at once: io_uring holds them without a thread each; the
         // kernel module, where it is loaded, runs every call without a trap.

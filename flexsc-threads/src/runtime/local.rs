@@ -292,21 +292,25 @@ pub enum Order {
     Fifo,
     /// Green threads whose system call just completed run newest first, so a busy subset of
     /// connections keeps its stacks, TLS and kernel socket state in the caches; the others are
-    /// served once they have waited `max_wait` turns (resumes of this carrier), which bounds the
-    /// unfairness. Green threads that yielded or were woken keep arrival order.
+    /// served once they have waited `rounds` times as many turns as there were ready green
+    /// threads when they were queued, which bounds the unfairness. Green threads that yielded
+    /// or were woken keep arrival order.
     Lifo {
-        /// The most turns a ready green thread waits before it runs regardless.
-        max_wait: u32,
+        /// How many rounds of the ready queue a ready green thread may be overtaken for. A bound
+        /// relative to the queue, not a fixed number of turns: the gain needs several rounds
+        /// (with 10,000 connections, several rounds of 10,000 turns), while a fixed 32,768 turns
+        /// let an Apache connection among 128 per carrier wait a second (docs/results.md).
+        rounds: u32,
     },
 }
 
 impl std::str::FromStr for Order {
     type Err = String;
 
-    /// `fifo`, `lifo` (the default `max_wait`) or `lifo:N` (N > 0): the syntax of
+    /// `fifo`, `lifo` (the default `rounds`) or `lifo:N` (N rounds, N > 0): the syntax of
     /// `FLEXSC_ORDER`.
     fn from_str(v: &str) -> Result<Self, String> {
-        let bad = || format!("{v:?}: expected fifo, lifo or lifo:N (N > 0)");
+        let bad = || format!("{v:?}: expected fifo, lifo or lifo:N (N rounds > 0)");
         match v.trim() {
             "fifo" => Ok(Order::Fifo),
             "lifo" => Ok(Order::DEFAULT),
@@ -318,21 +322,21 @@ impl std::str::FromStr for Order {
                 if n == 0 {
                     return Err(bad());
                 }
-                Ok(Order::Lifo { max_wait: n })
+                Ok(Order::Lifo { rounds: n })
             }
         }
     }
 }
 
 impl Order {
-    /// The default: `Lifo` with `max_wait` 32,768 (with about 5 us per turn, a ready green thread
-    /// waits at most about 0.2 s).
-    pub const DEFAULT: Order = Order::Lifo { max_wait: 32_768 };
+    /// The default of the Rust API: `Lifo` with `rounds` 64 (docs/results.md, "Run order").
+    /// The preload's is `Fifo`.
+    pub const DEFAULT: Order = Order::Lifo { rounds: 64 };
 }
 
 /// A carrier's ready green threads, in two queues: `fresh` for those whose system call completed
 /// (newest first under [`Order::Lifo`]), `queued` for the rest (arrival order). Each entry
-/// carries the turn it was queued at.
+/// carries the turn by which it must run.
 pub(crate) struct Ready {
     fresh: VecDeque<(Arc<Task>, u64)>,
     queued: VecDeque<(Arc<Task>, u64)>,
@@ -351,16 +355,26 @@ impl Ready {
         }
     }
 
+    /// The turn by which a green thread queued now must run: `rounds` times the queue ahead.
+    fn deadline(&self) -> u64 {
+        match self.order {
+            Order::Fifo => self.turn,
+            Order::Lifo { rounds } => self.turn + u64::from(rounds) * (self.len() as u64 + 1),
+        }
+    }
+
     /// Queues a green thread that yielded, was woken or was spawned (arrival order).
     pub(crate) fn push(&mut self, t: Arc<Task>) {
-        self.queued.push_back((t, self.turn));
+        let by = self.deadline();
+        self.queued.push_back((t, by));
     }
 
     /// Queues a green thread whose system call just completed.
     pub(crate) fn push_completed(&mut self, t: Arc<Task>) {
+        let by = self.deadline();
         match self.order {
-            Order::Fifo => self.queued.push_back((t, self.turn)),
-            Order::Lifo { .. } => self.fresh.push_back((t, self.turn)),
+            Order::Fifo => self.queued.push_back((t, by)),
+            Order::Lifo { .. } => self.fresh.push_back((t, by)),
         }
     }
 
@@ -369,17 +383,16 @@ impl Ready {
         self.turn += 1;
         let next = match self.order {
             Order::Fifo => self.queued.pop_front(),
-            Order::Lifo { max_wait } => {
-                let overdue = |q: &VecDeque<(Arc<Task>, u64)>| {
-                    q.front()
-                        .is_some_and(|&(_, at)| self.turn - at > u64::from(max_wait))
+            Order::Lifo { .. } => {
+                // The overdue one with the earliest deadline, else the newest completion.
+                let turn = self.turn;
+                let due = |q: &VecDeque<(Arc<Task>, u64)>| {
+                    q.front().map(|&(_, by)| by).filter(|&by| turn > by)
                 };
-                if overdue(&self.fresh) {
-                    self.fresh.pop_front()
-                } else if overdue(&self.queued) {
-                    self.queued.pop_front()
-                } else {
-                    self.fresh.pop_back().or_else(|| self.queued.pop_front())
+                match (due(&self.fresh), due(&self.queued)) {
+                    (Some(f), q) if q.is_none_or(|q| f <= q) => self.fresh.pop_front(),
+                    (_, Some(_)) => self.queued.pop_front(),
+                    _ => self.fresh.pop_back().or_else(|| self.queued.pop_front()),
                 }
             }
         };
@@ -425,7 +438,7 @@ mod tests {
 
     #[test]
     fn lifo_runs_completions_newest_first_then_the_rest() {
-        let mut r = Ready::new(Order::Lifo { max_wait: 100 });
+        let mut r = Ready::new(Order::Lifo { rounds: 100 });
         r.push(task(1));
         r.push_completed(task(2));
         r.push_completed(task(3));
@@ -435,10 +448,10 @@ mod tests {
     }
 
     #[test]
-    fn lifo_serves_a_thread_that_waited_max_wait_turns() {
-        let mut r = Ready::new(Order::Lifo { max_wait: 3 });
-        r.push_completed(task(1)); // the oldest completion
-        r.push(task(2)); // a yield, queued behind
+    fn lifo_serves_a_thread_overtaken_for_its_rounds() {
+        let mut r = Ready::new(Order::Lifo { rounds: 2 });
+        r.push_completed(task(1)); // the oldest completion: alone, due within 2 turns
+        r.push(task(2)); // a yield behind it: one ahead, due within 4 turns
         let mut order = Vec::new();
         // A stream of fresh completions that would otherwise always run first.
         for id in 10..18 {
@@ -446,16 +459,38 @@ mod tests {
             order.push(r.pop().expect("ready").id());
         }
         let pos = |id| order.iter().position(|&x| x == id);
-        assert_eq!(pos(1), Some(3), "{order:?}");
+        assert_eq!(pos(1), Some(2), "{order:?}");
         assert_eq!(pos(2), Some(4), "{order:?}");
+    }
+
+    #[test]
+    fn lifo_bounds_grow_with_the_queue() {
+        // With 100 ready, one queued behind them is overtaken for up to 2 x 101 turns.
+        let mut r = Ready::new(Order::Lifo { rounds: 2 });
+        for id in 0..100 {
+            r.push_completed(task(id));
+        }
+        r.push(task(1000));
+        let mut served = None;
+        for n in 1..=300 {
+            r.push_completed(task(2000 + n));
+            if r.pop().expect("ready").id() == 1000 {
+                served = Some(n);
+                break;
+            }
+        }
+        let n = served.expect("served within the bound");
+        assert!((150..=203).contains(&n), "served at turn {n}");
     }
 
     #[test]
     fn orders_parse_as_flexsc_order_spells_them() {
         assert_eq!("fifo".parse(), Ok(Order::Fifo));
         assert_eq!("lifo".parse(), Ok(Order::DEFAULT));
-        assert_eq!(" lifo:7 ".parse(), Ok(Order::Lifo { max_wait: 7 }));
-        for bad in ["", "lifo:0", "lifo:", "lifo:-1", "LIFO", "random"] {
+        assert_eq!(" lifo:7 ".parse(), Ok(Order::Lifo { rounds: 7 }));
+        for bad in [
+            "", "lifo:0", "lifo:", "lifo:-1", "lifo:5ms", "LIFO", "random",
+        ] {
             assert!(bad.parse::<Order>().is_err(), "{bad:?}");
         }
     }

@@ -430,7 +430,7 @@ impl Builder {
     }
 
     /// In which order ready green threads run ([`Order`]; default `FLEXSC_ORDER`: `fifo`, `lifo`
-    /// or `lifo:N` for `max_wait` N; else [`Order::DEFAULT`]).
+    /// or `lifo:N` for N `rounds`; else [`Order::DEFAULT`]).
     pub fn order(mut self, order: Order) -> Self {
         self.order = Some(order);
         self

@@ -129,7 +129,7 @@ const OPTIONS: &[Opt] = &[
             check: order,
         },
         var: "FLEXSC_ORDER",
-        help: "in which order ready green threads run (lifo:N: none waits more than N turns)",
+        help: "in which order ready green threads run (lifo:N: none is overtaken for more than N rounds of the ready queue)",
     },
     Opt {
         name: "preempt",
