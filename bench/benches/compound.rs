@@ -6,9 +6,11 @@
 //! - `multi_call8`: 8 independent small calls (64-byte preads of a cached file) as one
 //!   multi-call, per backend, against 8 synchronous preads.
 //!
-//! The ratio pass adds the io_uring floor for the 8 preads: raw requests on a plain ring, linked
-//! (what a multi-call's order and stop need) and independent, each in one enter, into ordinary
-//! or registered (fixed) buffers.
+//! The ratio pass adds the same multi-call reading into a compound's buffer area on a `uring`
+//! registration of its own, plain and registered (`Builder::shared_buffer`: each pread a
+//! `READ_FIXED` in the chain), and the io_uring floor for the 8 preads: raw requests on a plain
+//! ring, linked (what a multi-call's order and stop need) and independent, each in one enter,
+//! into ordinary or registered (fixed) buffers.
 //!
 //! After criterion's groups, a ratio pass alternates the variants (so drift hits all of them)
 //! and prints each one's median time per operation over the repeats, relative to the baseline
@@ -197,6 +199,33 @@ fn small_calls(fd: RawFd, bufs: &mut [[u8; 64]; SMALL]) -> Vec<(Syscall, bool)> 
         .collect()
 }
 
+/// The 8 preads as a multi-call into its own buffer area, registered with the rings or not.
+fn area_small_calls(fd: RawFd, registered: bool) -> Compound {
+    let mut b = Builder::new();
+    if registered {
+        b.shared_buffer(SMALL * 64);
+    } else {
+        b.buffer(SMALL * 64);
+    }
+    for i in 0..SMALL {
+        let (at, off) = ((i * 64) as u64, (i * 512) as u64);
+        // SAFETY: a 64-byte pread into its own 64 bytes of the area.
+        unsafe {
+            b.call_with(
+                libc::SYS_pread64,
+                &[
+                    Arg::Imm(fd as u64),
+                    Arg::Buf(at),
+                    Arg::Imm(64),
+                    Arg::Imm(off),
+                ],
+                true,
+            )
+        };
+    }
+    b.build().expect("the multi-call is valid")
+}
+
 fn sync8(fd: RawFd, bufs: &mut [[u8; 64]; SMALL]) {
     for (i, b) in bufs.iter_mut().enumerate() {
         // SAFETY: a 64-byte pread into a 64-byte buffer.
@@ -368,6 +397,21 @@ fn ratios(_: &mut Criterion) {
                 assert_eq!(o.ret, SMALL as u64 + 1);
             }),
         ));
+    }
+    // The same registration for both: only the area's registration differs.
+    if let Some(shared) = reg(BackendKind::Uring) {
+        let shared = std::rc::Rc::new(std::cell::RefCell::new(shared));
+        for (registered, name) in [(false, "area_buf"), (true, "area_fixed_buf")] {
+            let mut prog = area_small_calls(fd, registered);
+            let shared = shared.clone();
+            v.push((
+                format!("multi_call_uring_{name}"),
+                Box::new(move || {
+                    let o = shared.borrow_mut().1.compound(&mut prog).expect("ran");
+                    assert_eq!(o.ret, SMALL as u64 + 1);
+                }),
+            ));
+        }
     }
     // For scale: ONE pread through the threads backend (a call that may block: the syscall
     // thread hands its core to a sibling first, paper 3.5, as it does for a compound).

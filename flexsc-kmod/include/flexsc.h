@@ -182,6 +182,51 @@ static inline int flexsc_multicall_init(struct flexsc_compound *h, struct flexsc
 	h->results = (uint64_t)(uintptr_t)results;
 	return 0;
 }
+
+/*
+ * Running them: libflexsc.so (the preload, or -lflexsc) exports the two functions below; a C
+ * user that does not link it can still post the entry itself on its own syscall page. On a
+ * green thread the compound is posted as ONE entry on the thread's syscall page and the green
+ * thread switches while it runs; on any other thread it runs in-process (each call trapping),
+ * with the same results. `syscall(FLEXSC_NR_COMPOUND, h)` does the same under libflexsc
+ * (returning -1 and errno instead of -errno).
+ */
+
+/* One call of a multi-call (System Call Clustering's struct sys_params). */
+struct flexsc_call {
+	int64_t nr;	   /* syscall number */
+	uint64_t args[6];  /* its arguments, as for syscall(2) */
+	int32_t check;	   /* nonzero: a negative result stops the multi-call */
+	int64_t result;	   /* out: the call's result (-errno; -ECANCELED: it did not run) */
+};
+
+FLEXSC_STATIC_ASSERT(sizeof(struct flexsc_call) == 72, "call is 72 bytes");
+FLEXSC_STATIC_ASSERT(offsetof(struct flexsc_call, check) == 56, "call check offset");
+FLEXSC_STATIC_ASSERT(offsetof(struct flexsc_call, result) == 64, "call result offset");
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/*
+ * Runs the compound `h` (header, ops, results and buffer as above) and returns exactly what its
+ * entry returns: the 1-based index of the checked call that failed, or nops + 1; < 0 with
+ * h->steps == 0: rejected, nothing ran; < 0 with h->steps > 0: stopped while running.
+ */
+long flexsc_compound_run(struct flexsc_compound *h);
+
+/*
+ * The multi-call: runs calls[0..count) in order as one compound, stopping after the first call
+ * with `check` set whose result is negative. Every calls[i].result is written (-ECANCELED for
+ * the calls that did not run). Returns the paper's value (1-based index of the failed checked
+ * call, or count + 1), or -errno if the sequence was rejected before anything ran (EINVAL:
+ * count 0; E2BIG: count above FLEXSC_COMPOUND_MAX_OPS; EPERM: a call that acts on the calling
+ * thread, such as clone, fork, execve or exit, or a number from FLEXSC_NR_BASE up, which no
+ * system call has).
+ */
+long flexsc_multicall(struct flexsc_call *calls, uint32_t count);
+#ifdef __cplusplus
+}
+#endif
 #endif
 
 #endif /* FLEXSC_H */

@@ -684,11 +684,7 @@ pub(crate) fn run_local(call: &Syscall) -> i64 {
     if call.nr == i64::from(crate::compound::abi::NR_COMPOUND) {
         // SAFETY: whoever built this entry call vouched for the program it points at
         // (`Compound::entry_call`, or `Syscall::new` for a hand-made one).
-        return unsafe {
-            crate::compound::executor::run_at(call.args[0], &mut |nr, a: &[u64; 6]| {
-                Some(crate::compound::issue_here(nr, a))
-            })
-        };
+        return unsafe { crate::compound::executor::run_here(call.args[0]) };
     }
     if let Some(r) = calls::flexsc_op_result(call.nr) {
         return r;

@@ -34,6 +34,10 @@
 //! glibc's `close` on a thread that bypasses the preload) does not end the context: later entries
 //! on that number keep going to the specialized file (the ring's registration holds it open)
 //! until the context is dropped. [`Context::is_valid`] cannot see that either.
+//!
+//! A [`SharedBuffer`] (a compound's shared buffer area, or any buffer) is a pool without an fd:
+//! every ring of the process registers it as a fixed buffer, and read/write/pread/pwrite
+//! entries on any fd whose buffer lies in it become `READ_FIXED`/`WRITE_FIXED` requests.
 
 use std::fmt;
 use std::io;
@@ -68,10 +72,12 @@ pub struct Skips {
     pub buffer_mapping: bool,
 }
 
-/// One specialization, as the registry and the rings see it.
+/// One specialization (or a [`SharedBuffer`]: no fd, a pool), as the registry and the rings see
+/// it.
 #[derive(Debug)]
 pub(crate) struct Spec {
     pub(crate) id: u64,
+    /// The specialized fd (-1: a shared buffer).
     pub(crate) fd: RawFd,
     /// A private duplicate of the fd, naming the specialized file whatever becomes of `fd`
     /// (-1 once closed: in a forked child).
@@ -80,6 +86,11 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
+    /// Whether this is a context on an fd (not a shared buffer), which closing the fd ends.
+    pub(crate) fn binds_fd(&self) -> bool {
+        self.fd >= 0
+    }
+
     /// The private duplicate to register (None in a forked child).
     pub(crate) fn file(&self) -> Option<RawFd> {
         let fd = self.file.load(Ordering::Acquire);
@@ -105,17 +116,21 @@ impl Drop for Spec {
 /// The registry's record of a live context.
 struct Record {
     spec: Arc<Spec>,
-    /// The registration ([`key`] of its area).
+    /// The registration ([`key`] of its area), or [`EVERY_REGISTRATION`].
     key: usize,
     area: Weak<SyscallArea>,
 }
 
-/// Every live context of the process, across registrations (an fd is the process's).
+/// Every live context of the process, across registrations (an fd is the process's), and every
+/// shared buffer.
 static REGISTRY: Mutex<Vec<Record>> = Mutex::new(Vec::new());
 /// Bumped on every change of the registry: a ring whose copy is older re-reads it.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
-/// Live contexts: with none, the close hooks cost one load.
+/// Live contexts on fds: with none, the close hooks cost one load (shared buffers do not count:
+/// no close ends them).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The [`Record::key`] of shared buffers: the rings of every registration register them.
+const EVERY_REGISTRATION: usize = 0;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static ATFORK: Once = Once::new();
 
@@ -140,13 +155,14 @@ pub(crate) fn epoch() -> u64 {
     EPOCH.load(Ordering::Acquire)
 }
 
-/// The live specializations of registration `key`, and the epoch they are current for.
+/// The live specializations of registration `key` and the shared buffers, and the epoch they
+/// are current for.
 pub(crate) fn snapshot(key: usize) -> (u64, Vec<Arc<Spec>>) {
     let reg = registry();
     let epoch = EPOCH.load(Ordering::Acquire);
     let specs = reg
         .iter()
-        .filter(|r| r.key == key)
+        .filter(|r| r.key == key || r.key == EVERY_REGISTRATION)
         .map(|r| r.spec.clone())
         .collect();
     (epoch, specs)
@@ -185,13 +201,7 @@ impl Context {
         fd: RawFd,
         hints: Hints,
     ) -> io::Result<Self> {
-        ATFORK.call_once(|| {
-            // SAFETY: plain functions with no arguments; failure (ENOMEM) only loses the fork
-            // invalidation, which the error below would not make safer.
-            unsafe {
-                libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
-            };
-        });
+        install_atfork();
         if fd < 0 {
             return Err(bad_fd(fd));
         }
@@ -316,7 +326,8 @@ fn remove(dead: impl Fn(&Record) -> bool) {
             }
         }
         if !gone.is_empty() {
-            LIVE.fetch_sub(gone.len(), Ordering::AcqRel);
+            let on_fds = gone.iter().filter(|r| r.spec.binds_fd()).count();
+            LIVE.fetch_sub(on_fds, Ordering::AcqRel);
             EPOCH.fetch_add(1, Ordering::AcqRel);
         }
         gone
@@ -334,14 +345,14 @@ fn remove(dead: impl Fn(&Record) -> bool) {
 /// releases the fd runs. Costs one atomic load when no context is live.
 pub fn invalidate_fd(fd: RawFd) {
     if LIVE.load(Ordering::Acquire) != 0 {
-        remove(|r| r.spec.fd == fd);
+        remove(|r| r.spec.binds_fd() && r.spec.fd == fd);
     }
 }
 
 /// Ends the contexts that system call `nr` with `args` would break, if it closes or replaces an
 /// fd (close, close_range, dup2, dup3). The hook of every path that runs calls. A compound entry
-/// ends them all: its calls are only known, with their fds, once its executor resolves them
-/// (possibly in the kernel module), too late for this hook.
+/// ends every context on an fd (not the shared buffers): its calls are only known, with their
+/// fds, once its executor resolves them (possibly in the kernel module), too late for this hook.
 pub fn note_call(nr: i64, args: &[u64]) {
     if LIVE.load(Ordering::Acquire) == 0 {
         return;
@@ -349,20 +360,108 @@ pub fn note_call(nr: i64, args: &[u64]) {
     let arg = |i: usize| args.get(i).copied().unwrap_or(0);
     match nr {
         libc::SYS_close => invalidate_fd(arg(0) as RawFd),
-        n if n == i64::from(crate::compound::abi::NR_COMPOUND) => remove(|_| true),
+        n if n == i64::from(crate::compound::abi::NR_COMPOUND) => remove(|r| r.spec.binds_fd()),
         libc::SYS_dup2 | libc::SYS_dup3 => invalidate_fd(arg(1) as RawFd),
         libc::SYS_close_range => {
             let (first, last) = (arg(0) as u32, arg(1) as u32);
             // CLOSE_RANGE_CLOEXEC only marks the fds: they stay open until an exec.
             if arg(2) & u64::from(libc::CLOSE_RANGE_CLOEXEC) == 0 {
-                remove(|r| (first..=last).contains(&(r.spec.fd as u32)));
+                remove(|r| r.spec.binds_fd() && (first..=last).contains(&(r.spec.fd as u32)));
             }
         }
         _ => {}
     }
 }
 
-/// The buffer pool of a context: one anonymous mapping, registered whole as one fixed buffer.
+/// A buffer area registered with every io_uring ring of the process as a fixed buffer while it
+/// lives: read, write, pread and pwrite entries whose buffer lies inside it (single entries, and
+/// the calls of a multi-call's chain) become `READ_FIXED`/`WRITE_FIXED` requests, which skip
+/// pinning and mapping the pages per call. On `threads` and `kmod` it is plain memory. Zeroed
+/// when made; [`crate::compound::Builder::shared_buffer`] gives a compound one.
+///
+/// Its lifetime is explicit: the memory is one anonymous mapping shared (reference counted) by
+/// this handle and each ring's registration of it. Dropping the handle takes it out of the
+/// registry; each ring drops its registration at its next submit, poll or wait, and the mapping
+/// is unmapped only when the last of them has. So a registration never outlives the memory it
+/// names, and no later allocation can reuse the address while a ring still has it registered.
+/// In a forked child it is plain memory (the child's rings do not register the parent's areas).
+pub struct SharedBuffer {
+    id: u64,
+    pool: Arc<Pool>,
+}
+
+impl fmt::Debug for SharedBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBuffer")
+            .field("len", &self.pool.len)
+            .finish()
+    }
+}
+
+impl SharedBuffer {
+    /// A zeroed area of `len` bytes (1 byte to 1 GiB, io_uring's limit for a fixed buffer),
+    /// registered with the rings from their next submit, poll or wait on.
+    pub fn new(len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shared buffer: the length is 0",
+            ));
+        }
+        install_atfork();
+        let pool = Arc::new(Pool::new(len, 1)?);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut reg = registry();
+        reg.push(Record {
+            spec: Arc::new(Spec {
+                id,
+                fd: -1,
+                file: AtomicI32::new(-1),
+                pool: Some(pool.clone()),
+            }),
+            key: EVERY_REGISTRATION,
+            area: Weak::new(),
+        });
+        EPOCH.fetch_add(1, Ordering::AcqRel);
+        Ok(Self { id, pool })
+    }
+}
+
+impl std::ops::Deref for SharedBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the whole mapping, alive while `pool` is; shared references only (the kernel
+        // writes it only for calls the owner posted with it, `Syscall::new`'s contract).
+        unsafe { std::slice::from_raw_parts(self.pool.base.as_ptr(), self.pool.len) }
+    }
+}
+
+impl std::ops::DerefMut for SharedBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference handed out.
+        unsafe { std::slice::from_raw_parts_mut(self.pool.base.as_ptr(), self.pool.len) }
+    }
+}
+
+impl Drop for SharedBuffer {
+    fn drop(&mut self) {
+        let id = self.id;
+        remove(|r| r.spec.id == id);
+    }
+}
+
+/// Makes forks end every context (see the module documentation), once per process.
+fn install_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: plain functions with no arguments; failure (ENOMEM) only loses the fork
+        // invalidation, which failing the caller would not make safer.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+}
+
+/// The buffer pool of a context (or a shared buffer): one anonymous mapping, registered whole as
+/// one fixed buffer.
 #[derive(Debug)]
 pub(crate) struct Pool {
     base: NonNull<u8>,
@@ -459,10 +558,45 @@ extern "C" fn fork_child() {
         held.as_mut().map(|g| std::mem::take(&mut **g))
     });
     if let Some(records) = records {
-        LIVE.fetch_sub(records.len(), Ordering::AcqRel);
+        let on_fds = records.iter().filter(|r| r.spec.binds_fd()).count();
+        LIVE.fetch_sub(on_fds, Ordering::AcqRel);
         EPOCH.fetch_add(1, Ordering::AcqRel);
         for r in records {
             r.spec.close_file();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dropping_ends_a_shared_buffer() {
+        let area = Arc::new(SyscallArea::new(1, 1));
+        let mut p = [0i32; 2];
+        // SAFETY: pipe writes two fds into our array.
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        // A context on an fd, so that the close hooks take their slow path.
+        let ctx = Context::new(&area, Skips::default(), p[0], Hints::default()).unwrap();
+        let mut buf = SharedBuffer::new(100).unwrap();
+        assert!(buf.iter().all(|&b| b == 0) && buf.len() == 100);
+        buf[99] = 1;
+        let id = buf.id;
+        let registered = || snapshot(key(&area)).1.iter().any(|s| s.id == id);
+        assert!(registered());
+        // Closing "fd -1", every fd, or posting a compound ends contexts on fds, not the buffer.
+        note_call(libc::SYS_close, &[u64::MAX]);
+        note_call(libc::SYS_close_range, &[0, u64::from(u32::MAX), 0]);
+        note_call(crate::compound::abi::NR_COMPOUND.into(), &[0]);
+        assert!(!ctx.is_valid());
+        assert!(registered());
+        drop(buf);
+        assert!(!registered());
+        // SAFETY: closing our own fds.
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
         }
     }
 }

@@ -148,6 +148,7 @@ conformance! {
         compound_references,
         compound_control_flow,
         compound_file_copy,
+        compound_shared_buffer,
         compound_rejected,
         compound_interrupt,
     ];

@@ -26,7 +26,9 @@
 //! - [`dl`]: `dlopen` sets up the static TLS of the modules it loads in every green thread;
 //! - [`uring`]: liburing's wait for a completion of the application's own rings parks the green
 //!   thread (a `poll` on the ring), not its carrier;
-//! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table.
+//! - [`syscall`](mod@syscall): `syscall()`, private futex operations emulated on the futex table;
+//! - [`compound`]: the C API of multi-calls and compound calls (`flexsc_multicall`,
+//!   `flexsc_compound_run`), posted as one entry on green threads.
 //!
 //! `direct`: the hybrid rule, which green threads' calls run on the carrier instead of being
 //! posted (calls on non-blocking descriptors, ready polls, the stat family), with `nonblock`,
@@ -41,6 +43,7 @@
 
 pub mod c11;
 pub mod cancel;
+pub mod compound;
 pub mod descriptors;
 mod direct;
 pub mod dl;

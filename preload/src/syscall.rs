@@ -8,13 +8,16 @@
 //! Rust program's std locks) wake each other. Other futex operations are refused with `ENOSYS`
 //! and one log line. A signal sent to a green thread in `FUTEX_WAIT` runs its handler there and
 //! ends or restarts the wait as Linux does. `gettid` and `sched_{get,set}affinity` on a green thread answer as their
-//! exports do ([`sched`](crate::sched)). Any other call on a green thread is exception-less. Everything else (OS
+//! exports do ([`sched`](crate::sched)). `FLEXSC_NR_COMPOUND` runs the compound as
+//! `flexsc_compound_run` does ([`compound`](crate::compound)), on any application thread. Any
+//! other call on a green thread is exception-less. Everything else (OS
 //! threads' other calls, the library's own code, its internal threads) traps directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use flexsc_threads::futex::{self, BITSET_MATCH_ANY, FutexError};
+use flexsc_threads::kmod::compound::abi::NR_COMPOUND;
 use libc::{c_long, timespec};
 
 use crate::io::{self, settle};
@@ -45,6 +48,10 @@ pub unsafe extern "C" fn syscall(
 ) -> c_long {
     let args = [a, b, c, d, e, f].map(|x| x as u64);
     if rt::application_caller() {
+        if nr == c_long::from(NR_COMPOUND) {
+            // SAFETY: the caller's contract: `a` is the address of a compound's header.
+            return settle(unsafe { crate::compound::run(a as u64) });
+        }
         let _lib = InLib::enter();
         if nr == libc::SYS_futex && b & FUTEX_PRIVATE_FLAG != 0 {
             // SAFETY: the caller's contract: `a` is a futex word, `d` null or a timespec.

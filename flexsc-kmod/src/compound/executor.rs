@@ -1,5 +1,6 @@
 //! Running a compound found in an entry: `args[0]` is the address of its header, in this
-//! process (the `threads` backend's syscall threads, the poster's local fallback).
+//! process (the `threads` backend's syscall threads, the poster's local fallback, and the
+//! preload's `flexsc_compound_run` on an OS thread).
 
 use super::abi::Header;
 use super::exec::{self, Issue};
@@ -54,4 +55,16 @@ pub unsafe fn run_at(addr: u64, issue: &mut dyn Issue) -> i64 {
     // SAFETY: as above.
     unsafe { hp.write_unaligned(h) };
     ran.ret
+}
+
+/// [`run_at`] on the calling thread, each call trapping directly (thread-bound calls resolved
+/// at run time refused as in any entry): what a poster without executors, or an OS thread
+/// outside any runtime, does with a compound.
+///
+/// # Safety
+///
+/// As [`run_at`].
+pub unsafe fn run_here(addr: u64) -> i64 {
+    // SAFETY: forwarded to our caller.
+    unsafe { run_at(addr, &mut |nr, a: &[u64; 6]| Some(super::issue_here(nr, a))) }
 }

@@ -27,6 +27,7 @@ use std::fmt;
 use crate::calls;
 use crate::poster::Syscall;
 use crate::raw;
+use crate::specialize::SharedBuffer;
 use abi::{Header, NR_COMPOUND, Op, op_flags, op_kind, src};
 pub use validate::Malformed;
 
@@ -97,6 +98,8 @@ pub struct Builder {
     /// Jump ops and the label each goes to.
     jumps: Vec<(usize, Label)>,
     buf_len: usize,
+    /// The buffer is a [`SharedBuffer`] (registered with the io_uring rings).
+    registered: bool,
     max_steps: u32,
 }
 
@@ -110,6 +113,17 @@ impl Builder {
     /// Gives the program a zeroed shared buffer area of `len` bytes ([`Arg::Buf`]).
     pub fn buffer(&mut self, len: usize) -> &mut Self {
         self.buf_len = len;
+        self.registered = false;
+        self
+    }
+
+    /// As [`Self::buffer`], the area a [`SharedBuffer`]: registered with every io_uring ring
+    /// while the compound lives, so that on the `uring` backend the reads and writes of a
+    /// multi-call's chain (and single entries) with their buffer in it use fixed buffers. Each
+    /// build maps a new one (1 byte to 1 GiB), unregistered when its compound is dropped.
+    pub fn shared_buffer(&mut self, len: usize) -> &mut Self {
+        self.buf_len = len;
+        self.registered = true;
         self
     }
 
@@ -207,7 +221,8 @@ impl Builder {
         OpId((self.ops.len() - 1).min(u16::MAX as usize) as u16)
     }
 
-    /// The program, checked exactly as executors check it.
+    /// The program, checked exactly as executors check it (a shared buffer that cannot be
+    /// mapped is answered as `ENOMEM`, or `EINVAL` for a length out of range).
     pub fn build(&self) -> Result<Compound, Malformed> {
         let mut ops = self.ops.clone();
         for &(at, label) in &self.jumps {
@@ -232,6 +247,19 @@ impl Builder {
         } else {
             self.max_steps
         };
+        let buf = if self.registered {
+            Area::Shared(SharedBuffer::new(self.buf_len).map_err(|e| Malformed {
+                op: None,
+                errno: if e.kind() == std::io::ErrorKind::InvalidInput {
+                    libc::EINVAL
+                } else {
+                    libc::ENOMEM
+                },
+                what: "the shared buffer could not be mapped",
+            })?)
+        } else {
+            Area::Plain(vec![0u8; self.buf_len].into_boxed_slice())
+        };
         let mut c = Compound {
             header: Box::new(Header {
                 version: abi::VERSION,
@@ -241,7 +269,7 @@ impl Builder {
             }),
             results: vec![exec::NOT_RUN; ops.len()].into_boxed_slice(),
             ops: ops.into_boxed_slice(),
-            buf: vec![0u8; self.buf_len].into_boxed_slice(),
+            buf,
         };
         c.point();
         validate::check_header(&c.header)?;
@@ -261,6 +289,33 @@ fn set_arg(op: &mut Op, k: usize, a: Arg) {
     op.args[k] = v;
 }
 
+/// A compound's shared buffer area.
+#[derive(Debug)]
+enum Area {
+    Plain(Box<[u8]>),
+    Shared(SharedBuffer),
+}
+
+impl std::ops::Deref for Area {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Area::Plain(b) => b,
+            Area::Shared(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Area {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Area::Plain(b) => b,
+            Area::Shared(b) => b,
+        }
+    }
+}
+
 /// A validated program with its results and shared buffer, ready to run any number of times
 /// ([`crate::Poster::compound`]).
 #[derive(Debug)]
@@ -268,11 +323,12 @@ pub struct Compound {
     header: Box<Header>,
     ops: Box<[Op]>,
     results: Box<[i64]>,
-    buf: Box<[u8]>,
+    buf: Area,
 }
 
 impl Compound {
-    /// Points the header at the ops, results and buffer (their addresses never change: boxed).
+    /// Points the header at the ops, results and buffer (their addresses never change: boxed or
+    /// mapped).
     fn point(&mut self) {
         self.header.ops = self.ops.as_ptr() as u64;
         self.header.results = self.results.as_mut_ptr() as u64;

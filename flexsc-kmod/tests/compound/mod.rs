@@ -266,6 +266,82 @@ pub fn compound_file_copy(c: &Case) {
     assert_eq!(prog.results()[2], neg(EBADF));
 }
 
+/// A compound whose buffer area is a `SharedBuffer` (io_uring fixed buffers on `uring`): the
+/// same results as with a plain area, for a multi-call (one chain on `uring`), the file copy
+/// (a loop: a syscall thread) and single entries into the area; run twice (the registration
+/// lasts as long as the compound).
+pub fn compound_shared_buffer(c: &Case) {
+    let mut x = c.ctx();
+    let f = x.dir.file("s", b"");
+    let fd = open_path(&f, O_RDWR);
+    let mut b = Builder::new();
+    b.shared_buffer(4096);
+    // SAFETY: every transfer stays within the 4096-byte area (5 bytes at offsets 0 to 48).
+    unsafe {
+        b.call_with(
+            SYS_pwrite64,
+            &[Arg::Imm(fd.a()), Arg::Buf(0), Arg::Imm(5), Arg::Imm(0)],
+            true,
+        );
+        for i in 1..7 {
+            b.call_with(
+                SYS_pread64,
+                &[Arg::Imm(fd.a()), Arg::Buf(i * 8), Arg::Imm(5), Arg::Imm(0)],
+                true,
+            );
+        }
+    }
+    let mut prog = b.build().expect("valid");
+    for round in 0..2 {
+        prog.buffer_mut().fill(0);
+        prog.buffer_mut()[..5].copy_from_slice(b"fixed");
+        let o = x.p.compound(&mut prog).expect("ran");
+        assert_eq!(o.ret, 8, "round {round}: nops + 1");
+        assert_eq!(prog.results(), [5; 7], "round {round}");
+        for i in 1..7 {
+            assert_eq!(&prog.buffer()[i * 8..i * 8 + 5], b"fixed", "round {round}");
+        }
+    }
+    // A single entry whose buffer lies in the area.
+    let at = prog.buffer().as_ptr() as u64 + 100;
+    assert_eq!(x.p.call(&req(SYS_pread64, &[fd.a(), at, 5, 0])), 5);
+    assert_eq!(&prog.buffer()[100..105], b"fixed");
+    assert_eq!(x.p.call(&req(SYS_pwrite64, &[fd.a(), at, 5, 5])), 5);
+    assert_eq!(file_bytes(&f), b"fixedfixed");
+    drop(prog);
+
+    // The file copy with its chunk in a shared buffer.
+    let content = pattern(4096 * 3 + 5, 7);
+    let from = x.dir.file("sfrom", &content);
+    let to = x.dir.file("sto", b"");
+    let (src_fd, dst_fd) = (open_path(&from, O_RDONLY), open_path(&to, O_WRONLY));
+    let mut b = Builder::new();
+    b.shared_buffer(4096);
+    let (top, done) = (b.label(), b.label());
+    b.bind(top);
+    // SAFETY: as in `copy_program`.
+    unsafe {
+        let r = b.call_with(
+            SYS_read,
+            &[Arg::Imm(src_fd.a()), Arg::Buf(0), Arg::Imm(4096)],
+            true,
+        );
+        b.jump_if(Cond::Le, Arg::Ref(r, 0), Arg::Imm(0), done);
+        b.call_with(
+            SYS_write,
+            &[Arg::Imm(dst_fd.a()), Arg::Buf(0), Arg::Ref(r, 0)],
+            true,
+        );
+    }
+    b.jump(top);
+    b.bind(done);
+    b.max_steps(100);
+    let mut prog = b.build().expect("valid");
+    let o = x.p.compound(&mut prog).expect("ran");
+    assert_eq!((o.failed(), o.steps), (None, 4 * 4 + 2));
+    assert_eq!(file_bytes(&to), content);
+}
+
 /// read(src, buf, chunk) -> if <= 0 stop -> write(dst, buf, what read returned) -> loop.
 pub fn copy_program(
     src_fd: u64,

@@ -18,12 +18,16 @@
 //!   data instead of failing with `-ESPIPE` (outside a chain `fixup` settles that case).
 //! - An interrupt cancels the chain's requests: calls that had not completed answer
 //!   `-ECANCELED` (not run), and the entry `-EINTR`.
+//! - A read, write, pread or pwrite whose buffer lies in a [`crate::specialize::SharedBuffer`]
+//!   registered on the ring (a compound built with `shared_buffer`) is a `READ_FIXED` or
+//!   `WRITE_FIXED` request on it.
 
 use io_uring::squeue::{Entry, Flags};
 
 use super::fixup::Fix;
 use super::opcode::{self, Route};
 use super::ring::Caps;
+use super::specialize::RingSpecs;
 use crate::compound::abi::{Header, Op, op_flags, op_kind, src};
 use crate::compound::exec::NOT_RUN;
 use crate::compound::validate::{check_header, check_ops};
@@ -62,12 +66,14 @@ pub(super) enum Progress {
 }
 
 impl Chain {
-    /// The chain for the compound at `addr`, if it is a multi-call io_uring runs exactly.
+    /// The chain for the compound at `addr`, if it is a multi-call io_uring runs exactly; calls
+    /// whose buffer lies in a shared buffer registered on the ring (`specs`) read or write it as
+    /// a fixed buffer.
     ///
     /// # Safety
     ///
     /// As [`crate::compound::executor::run_at`]: the poster vouched for the program at `addr`.
-    pub(super) unsafe fn plan(addr: u64, caps: &Caps) -> Option<Self> {
+    pub(super) unsafe fn plan(addr: u64, caps: &Caps, specs: &RingSpecs) -> Option<Self> {
         if addr == 0 {
             return None;
         }
@@ -96,7 +102,7 @@ impl Chain {
                     _ => return None,
                 }
             }
-            match opcode::route(op.nr, &args, caps, None) {
+            match opcode::route(op.nr, &args, caps, specs.lookup_buffer(op.nr, &args)) {
                 Route::Ring(sqe, fix) if fix.chainable() => requests.push(sqe),
                 _ => return None,
             }
@@ -115,6 +121,12 @@ impl Chain {
     /// Requests in the program.
     pub(super) fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The requests' io_uring opcodes.
+    #[cfg(test)]
+    pub(super) fn opcodes(&self) -> Vec<u8> {
+        self.requests.iter().map(|r| r.get_opcode() as u8).collect()
     }
 
     /// The link from op `from` to the end, tagged for entry `slot`.

@@ -725,7 +725,7 @@ impl CoreBackend for UringCore {
             }
             if usable && nr == NR_COMPOUND {
                 // SAFETY: the entry's poster vouched for the program (`Compound::entry_call`).
-                let chain = unsafe { Chain::plan(args[0], &self.caps) };
+                let chain = unsafe { Chain::plan(args[0], &self.caps, &self.specs) };
                 if let Some(chain) = chain.filter(|c| self.link_fits(c.len())) {
                     let Some(claim) = entry.claim() else {
                         continue;

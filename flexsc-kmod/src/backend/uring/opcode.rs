@@ -72,13 +72,17 @@ const MSG_CMSG_COMPAT: u64 = 0x8000_0000;
 const SPLICE_F_ALL: u64 = 0xf;
 
 /// The request for call `nr` with `a`, if io_uring runs it exactly. With `fixed` (a specialized
-/// fd, see `specialize`; only for the calls it names) the request names the first argument's
-/// file by its fixed slot, and the buffer by its fixed buffer if it has one.
+/// fd or a shared buffer, see `specialize`; only for the calls it names) the request names the
+/// first argument's file by its fixed slot if it has one, and the buffer by its fixed buffer if
+/// it has one.
 pub(super) fn route(nr: u16, a: &[u64; 6], caps: &Caps, fixed: Option<Fixed>) -> Route {
     let built = match fixed {
         Some(f) => fixed_buffer_request(nr, a, caps, f)
-            .or_else(|| request(nr, a, caps, Some(f.slot)))
-            .map(|(code, sqe, fix)| (code, sqe.flags(Flags::FIXED_FILE), fix)),
+            .or_else(|| request(nr, a, caps, f.slot))
+            .map(|(code, sqe, fix)| match f.slot {
+                Some(_) => (code, sqe.flags(Flags::FIXED_FILE), fix),
+                None => (code, sqe, fix),
+            }),
         None => request(nr, a, caps, None),
     };
     match built {
@@ -87,12 +91,12 @@ pub(super) fn route(nr: u16, a: &[u64; 6], caps: &Caps, fixed: Option<Fixed>) ->
     }
 }
 
-/// read/write/pread/pwrite of a buffer inside fixed buffer `f.buf`, on fixed file `f.slot`: the
-/// same checks and fixes as the plain requests in `request`.
+/// read/write/pread/pwrite of a buffer inside fixed buffer `f.buf`, on fixed file `f.slot` (or
+/// the fd): the same checks and fixes as the plain requests in `request`.
 fn fixed_buffer_request(nr: u16, a: &[u64; 6], caps: &Caps, f: Fixed) -> Option<(u8, Entry, Fix)> {
     use libc::*;
     let index = f.buf?;
-    let file = Fd(f.slot as i32);
+    let file = Fd(f.slot.map_or(a[0] as i32, |s| s as i32));
     let (buf, len) = (a[1] as *mut u8, a[2] as u32);
     if a[2] > MAX_RW_COUNT {
         return None;

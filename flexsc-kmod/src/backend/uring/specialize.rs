@@ -1,6 +1,6 @@
 //! Specialization contexts on a ring ([`crate::specialize`]): each specialized file registered as
-//! a fixed file, each pool as a fixed buffer, and the lookup that turns an entry on a specialized
-//! fd into a fixed request.
+//! a fixed file, each pool and each shared buffer as a fixed buffer, and the lookup that turns an
+//! entry on a specialized fd, or with its buffer in a shared buffer, into a fixed request.
 //!
 //! A ring keeps its own copy of the registry's contexts for its registration, re-read whenever
 //! the registry's epoch moves (one atomic load per submit, poll or wait), on the ring's own
@@ -13,18 +13,18 @@ use std::sync::Arc;
 
 use io_uring::IoUring;
 
-use crate::specialize::{self, Spec};
+use crate::specialize::{self, Pool, Spec};
 
 /// Fixed-file slots per ring (a sparse table: only used slots cost anything).
 const FILE_SLOTS: u32 = 1024;
-/// Fixed-buffer slots per ring (one per context with a pool).
+/// Fixed-buffer slots per ring (one per context with a pool, one per shared buffer).
 const BUF_SLOTS: u32 = 64;
 
 /// How an entry's fd and buffer are named on the ring.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fixed {
-    /// The fixed-file slot.
-    pub(super) slot: u32,
+    /// The fixed-file slot (None: the fd itself, only the buffer is fixed).
+    pub(super) slot: Option<u32>,
     /// The fixed buffer holding the call's buffer, if the call reads or writes one in the pool.
     pub(super) buf: Option<u16>,
 }
@@ -57,6 +57,8 @@ pub(super) struct RingSpecs {
     by_fd: Vec<Option<Local>>,
     /// Contexts registered here.
     live: usize,
+    /// Shared buffers registered here, with their fixed buffers.
+    areas: Vec<(Arc<Spec>, u16)>,
     files: Table,
     bufs: Table,
     free_slots: Vec<u32>,
@@ -71,6 +73,7 @@ impl RingSpecs {
             seen: 0,
             by_fd: Vec::new(),
             live: 0,
+            areas: Vec::new(),
             files: Table::NotYet,
             bufs: Table::NotYet,
             free_slots: (0..FILE_SLOTS).rev().collect(),
@@ -89,6 +92,7 @@ impl RingSpecs {
         let (epoch, specs) = specialize::snapshot(self.key);
         let sub = ring.submitter();
         // Gone (or replaced by a new context on the same fd): clear the slots first.
+        let mut bufs_gone = Vec::new();
         for entry in &mut self.by_fd {
             let gone = entry
                 .as_ref()
@@ -102,17 +106,33 @@ impl RingSpecs {
                 self.free_slots.push(l.slot);
             }
             if let Some(b) = l.buf {
-                let empty = libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                // SAFETY: an empty iovec clears the slot; no memory is registered.
-                if unsafe { sub.register_buffers_update(b.into(), &[empty], None) }.is_ok() {
-                    self.free_bufs.push(b);
-                }
+                bufs_gone.push((l.spec, b));
             }
         }
+        // Shared buffers gone too.
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.areas)
+            .into_iter()
+            .partition(|(a, _)| specs.iter().any(|s| s.id == a.id));
+        self.areas = kept;
+        bufs_gone.extend(gone);
+        for (spec, b) in bufs_gone {
+            self.clear_buffer(ring, b);
+            // The registration has ended: only now may the memory go (this may be the last
+            // owner of the mapping).
+            drop(spec);
+        }
         for spec in specs {
+            if !spec.binds_fd() {
+                if !self.areas.iter().any(|(a, _)| a.id == spec.id)
+                    && let Some(b) = spec
+                        .pool
+                        .as_ref()
+                        .and_then(|p| self.register_buffer(ring, p))
+                {
+                    self.areas.push((spec, b));
+                }
+                continue;
+            }
             let fd = spec.fd as usize;
             // Occupied: by this same context (a replaced one was cleared above).
             if self.by_fd.get(fd).is_some_and(Option::is_some) {
@@ -147,27 +167,10 @@ impl RingSpecs {
             self.free_slots.push(slot);
             return None;
         }
-        let buf = spec.pool.as_ref().and_then(|pool| {
-            if self.bufs == Table::NotYet {
-                self.bufs = match sub.register_buffers_sparse(BUF_SLOTS) {
-                    Ok(()) => Table::Ready,
-                    Err(_) => Table::Refused,
-                };
-            }
-            if self.bufs != Table::Ready {
-                return None;
-            }
-            let b = self.free_bufs.pop()?;
-            // SAFETY: the pool's mapping lives as long as its Arc, which `Local` holds until the
-            // slot is cleared (or the ring, and with it the registration, is gone).
-            match unsafe { sub.register_buffers_update(b.into(), &[pool.iovec()], None) } {
-                Ok(()) => Some(b),
-                Err(_) => {
-                    self.free_bufs.push(b);
-                    None
-                }
-            }
-        });
+        let buf = spec
+            .pool
+            .as_ref()
+            .and_then(|pool| self.register_buffer(ring, pool));
         Some(Local {
             spec: spec.clone(),
             slot,
@@ -175,22 +178,87 @@ impl RingSpecs {
         })
     }
 
-    /// The fixed names for call `nr` with `a`, if its fd is specialized on this ring and the call
-    /// is one that takes them.
+    /// Registers `pool` as a fixed buffer; None if the ring cannot.
+    fn register_buffer(&mut self, ring: &IoUring, pool: &Pool) -> Option<u16> {
+        let sub = ring.submitter();
+        if self.bufs == Table::NotYet {
+            self.bufs = match sub.register_buffers_sparse(BUF_SLOTS) {
+                Ok(()) => Table::Ready,
+                Err(_) => Table::Refused,
+            };
+        }
+        if self.bufs != Table::Ready {
+            return None;
+        }
+        let b = self.free_bufs.pop()?;
+        // SAFETY: the pool's mapping lives as long as its Arc, which the caller keeps (in
+        // `Local` or `areas`) until the slot is cleared (or the ring, and with it the
+        // registration, is gone).
+        match unsafe { sub.register_buffers_update(b.into(), &[pool.iovec()], None) } {
+            Ok(()) => Some(b),
+            Err(_) => {
+                self.free_bufs.push(b);
+                None
+            }
+        }
+    }
+
+    /// Clears fixed buffer `b` (a slot that cannot be cleared stays used: never reused).
+    fn clear_buffer(&mut self, ring: &IoUring, b: u16) {
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // SAFETY: an empty iovec clears the slot; no memory is registered.
+        if unsafe {
+            ring.submitter()
+                .register_buffers_update(b.into(), &[empty], None)
+        }
+        .is_ok()
+        {
+            self.free_bufs.push(b);
+        }
+    }
+
+    /// The fixed names for call `nr` with `a`: its fd's slot if the fd is specialized on this
+    /// ring, and the fixed buffer holding its buffer (its pool, or a shared buffer), for the calls
+    /// that take them.
     #[inline]
     pub(super) fn lookup(&self, nr: u16, a: &[u64; 6]) -> Option<Fixed> {
         if self.live == 0 || !takes_fixed_file(nr) {
-            return None;
+            return self.lookup_buffer(nr, a);
         }
-        let l = self
-            .by_fd
-            .get(usize::try_from(a[0] as RawFd).ok()?)?
-            .as_ref()?;
+        let Some(l) = usize::try_from(a[0] as RawFd)
+            .ok()
+            .and_then(|fd| self.by_fd.get(fd)?.as_ref())
+        else {
+            return self.lookup_buffer(nr, a);
+        };
         let buf = match (l.buf, &l.spec.pool) {
             (Some(b), Some(pool)) if takes_fixed_buffer(nr) && pool.contains(a[1], a[2]) => Some(b),
-            _ => None,
+            _ => self.lookup_buffer(nr, a).and_then(|f| f.buf),
         };
-        Some(Fixed { slot: l.slot, buf })
+        Some(Fixed {
+            slot: Some(l.slot),
+            buf,
+        })
+    }
+
+    /// The fixed buffer for call `nr` with `a` if its buffer lies in a shared buffer registered
+    /// here (the fd stays as it is).
+    #[inline]
+    pub(super) fn lookup_buffer(&self, nr: u16, a: &[u64; 6]) -> Option<Fixed> {
+        if self.areas.is_empty() || !takes_fixed_buffer(nr) {
+            return None;
+        }
+        let (_, b) = self
+            .areas
+            .iter()
+            .find(|(s, _)| s.pool.as_ref().is_some_and(|p| p.contains(a[1], a[2])))?;
+        Some(Fixed {
+            slot: None,
+            buf: Some(*b),
+        })
     }
 
     /// The ring is gone (closed, or replaced by a new one): nothing is registered any more.

@@ -201,3 +201,99 @@ fn an_interrupted_chain_ends_with_eintr() {
         libc::close(p[1]);
     }
 }
+
+#[test]
+fn a_shared_buffer_is_a_fixed_buffer_until_dropped() {
+    use super::chain::Chain;
+    use super::opcode::{self, Route};
+    use crate::compound::{Arg, Builder};
+    use io_uring::opcode::{ReadFixed, WriteFixed};
+    let (area, b, config) = backend(1);
+    let mut core = core_of(&b, &area, &config, b.caps);
+    let path = std::env::temp_dir().join(format!("flexsc-fixed-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file) as u64;
+    let mut b2 = Builder::new();
+    b2.shared_buffer(4096);
+    // SAFETY: writes 5 bytes from, then reads 5 bytes into, the 4096-byte shared buffer.
+    unsafe {
+        b2.call_with(
+            libc::SYS_pwrite64,
+            &[Arg::Imm(fd), Arg::Buf(0), Arg::Imm(5), Arg::Imm(0)],
+            true,
+        );
+        b2.call_with(
+            libc::SYS_pread64,
+            &[Arg::Imm(fd), Arg::Buf(64), Arg::Imm(5), Arg::Imm(0)],
+            true,
+        );
+    }
+    let mut prog = b2.build().unwrap();
+    prog.buffer_mut()[..5].copy_from_slice(b"fixed");
+    // SAFETY: `prog` outlives the entry, which is taken below.
+    let call = unsafe { prog.entry_call() };
+    let header = call.args()[0];
+    // The ring registers the area at its next submit.
+    core.submit(&[]);
+    // SAFETY: `prog` is alive and untouched while the plan reads it.
+    let chain = unsafe { Chain::plan(header, &core.caps, &core.specs) }.expect("a chain");
+    assert_eq!(chain.opcodes(), [WriteFixed::CODE, ReadFixed::CODE]);
+    area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
+    core.submit(&[0]);
+    core.wait(
+        &mut || area.entry(0, 0).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 0).take(), Some(3));
+    assert_eq!(prog.results(), [5, 5]);
+    assert_eq!(&prog.buffer()[64..69], b"fixed");
+
+    // A single entry into the area: READ_FIXED on the plain fd; outside it: a plain READ.
+    let inside = [fd, prog.buffer().as_ptr() as u64 + 128, 5, 0, 0, 0];
+    let nr = libc::SYS_pread64 as u16;
+    let fixed = core.specs.lookup(nr, &inside);
+    match opcode::route(nr, &inside, &core.caps, fixed) {
+        Route::Ring(sqe, _) => assert_eq!(sqe.get_opcode() as u8, ReadFixed::CODE),
+        Route::Fallback => panic!("pread into the area is not on the ring"),
+    }
+    let mut plain = [0u8; 5];
+    let outside = [fd, plain.as_mut_ptr() as u64, 5, 0, 0, 0];
+    assert!(core.specs.lookup(nr, &outside).is_none());
+    area.entry(0, 1).post(nr, 4, inside);
+    core.submit(&[1]);
+    core.wait(
+        &mut || area.entry(0, 1).status() == status::DONE,
+        &mut || false,
+        None,
+    );
+    assert_eq!(area.entry(0, 1).take(), Some(5));
+    assert_eq!(&prog.buffer()[128..133], b"fixed");
+
+    // Dropped: the ring still holds the registration, and the mapping, until it syncs; then
+    // neither.
+    let addr = prog.buffer().as_ptr() as usize;
+    drop(prog);
+    let mut vec = [0u8; 1];
+    // SAFETY: mincore only inspects the mapping at `addr` (ENOMEM if there is none).
+    let mapped =
+        |vec: &mut [u8; 1]| unsafe { libc::mincore(addr as *mut _, 4096, vec.as_mut_ptr()) };
+    assert_eq!(
+        mapped(&mut vec),
+        0,
+        "unmapped while a ring has it registered"
+    );
+    assert!(core.specs.lookup(nr, &inside).is_some());
+    core.submit(&[]);
+    assert!(
+        core.specs.lookup(nr, &inside).is_none(),
+        "the registration outlived the shared buffer"
+    );
+}
