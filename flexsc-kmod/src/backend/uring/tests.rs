@@ -96,6 +96,20 @@ fn bounded_wait_sees_fallback_completions() {
     }
 }
 
+/// A new empty file, open for reading and writing, already unlinked.
+fn unlinked_file(tag: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("flexsc-{tag}-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f
+}
+
 #[test]
 fn a_multi_call_is_one_chain_on_the_ring() {
     use crate::compound::{Arg, Builder};
@@ -103,18 +117,7 @@ fn a_multi_call_is_one_chain_on_the_ring() {
     let mut core = core_of(&b, &area, &config, b.caps);
     let mut b2 = Builder::new();
     b2.buffer(64);
-    let fd = {
-        let path = std::env::temp_dir().join(format!("flexsc-chain-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        std::fs::remove_file(&path).unwrap();
-        f
-    };
+    let fd = unlinked_file("chain");
     let fd_num = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
     // SAFETY: writes 5 bytes from, then reads 5 bytes into, the 64-byte shared buffer.
     unsafe {
@@ -210,15 +213,7 @@ fn a_shared_buffer_is_a_fixed_buffer_until_dropped() {
     use io_uring::opcode::{ReadFixed, WriteFixed};
     let (area, b, config) = backend(1);
     let mut core = core_of(&b, &area, &config, b.caps);
-    let path = std::env::temp_dir().join(format!("flexsc-fixed-{}", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let file = unlinked_file("fixed");
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file) as u64;
     let mut b2 = Builder::new();
     b2.shared_buffer(4096);
