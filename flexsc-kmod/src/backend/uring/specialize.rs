@@ -47,6 +47,19 @@ enum Table {
     Refused,
 }
 
+impl Table {
+    /// Registers the table with `register` on first use; whether it is usable.
+    fn ready(&mut self, register: impl FnOnce() -> std::io::Result<()>) -> bool {
+        if *self == Table::NotYet {
+            *self = match register() {
+                Ok(()) => Table::Ready,
+                Err(_) => Table::Refused,
+            };
+        }
+        *self == Table::Ready
+    }
+}
+
 /// One ring's specialization state.
 #[derive(Debug)]
 pub(super) struct RingSpecs {
@@ -153,13 +166,7 @@ impl RingSpecs {
     fn register(&mut self, ring: &IoUring, spec: &Arc<Spec>) -> Option<Local> {
         let sub = ring.submitter();
         let file = spec.file()?;
-        if self.files == Table::NotYet {
-            self.files = match sub.register_files_sparse(FILE_SLOTS) {
-                Ok(()) => Table::Ready,
-                Err(_) => Table::Refused,
-            };
-        }
-        if self.files != Table::Ready {
+        if !self.files.ready(|| sub.register_files_sparse(FILE_SLOTS)) {
             return None;
         }
         let slot = self.free_slots.pop()?;
@@ -181,13 +188,7 @@ impl RingSpecs {
     /// Registers `pool` as a fixed buffer; None if the ring cannot.
     fn register_buffer(&mut self, ring: &IoUring, pool: &Pool) -> Option<u16> {
         let sub = ring.submitter();
-        if self.bufs == Table::NotYet {
-            self.bufs = match sub.register_buffers_sparse(BUF_SLOTS) {
-                Ok(()) => Table::Ready,
-                Err(_) => Table::Refused,
-            };
-        }
-        if self.bufs != Table::Ready {
+        if !self.bufs.ready(|| sub.register_buffers_sparse(BUF_SLOTS)) {
             return None;
         }
         let b = self.free_bufs.pop()?;

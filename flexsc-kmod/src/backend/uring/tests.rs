@@ -73,27 +73,28 @@ fn bounded_wait_sees_fallback_completions() {
     area.entry(0, 1).post(libc::SYS_nanosleep as u16, 2, sleep);
     core.submit(&[0, 1]);
     let t = Instant::now();
-    core.wait(
-        &mut || area.entry(0, 1).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 1);
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(area.entry(0, 1).take(), Some(0));
     assert_eq!(area.entry(0, 0).status(), status::BUSY);
     // SAFETY: writes one byte from a live buffer to our pipe.
     assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr().cast(), 1) }, 1);
-    core.wait(
-        &mut || area.entry(0, 0).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 0);
     assert_eq!(area.entry(0, 0).take(), Some(1));
     // SAFETY: closing our own fds.
     unsafe {
         libc::close(p[0]);
         libc::close(p[1]);
     }
+}
+
+/// Waits until entry `slot` of core 0 is done.
+fn wait_done(core: &mut UringCore, area: &SyscallArea, slot: u32) {
+    core.wait(
+        &mut || area.entry(0, slot).status() == status::DONE,
+        &mut || false,
+        None,
+    );
 }
 
 /// A new empty file, open for reading and writing, already unlinked.
@@ -149,11 +150,7 @@ fn a_multi_call_is_one_chain_on_the_ring() {
         core.enters, 1,
         "the whole multi-call is submitted with one enter"
     );
-    core.wait(
-        &mut || area.entry(0, 0).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 0);
     assert_eq!(area.entry(0, 0).take(), Some(9));
     assert!(core.chains.iter().all(Option::is_none));
     assert_eq!(prog.results(), [5; 8]);
@@ -190,11 +187,7 @@ fn an_interrupted_chain_ends_with_eintr() {
     assert!(core.chains[0].is_some(), "the multi-call runs as a chain");
     assert_eq!(area.entry(0, 0).status(), status::BUSY);
     core.interrupt(0);
-    core.wait(
-        &mut || area.entry(0, 0).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 0);
     assert_eq!(area.entry(0, 0).take(), Some(-i64::from(libc::EINTR)));
     let not_run = crate::compound::exec::NOT_RUN;
     assert_eq!(prog.results(), [not_run, not_run]);
@@ -242,11 +235,7 @@ fn a_shared_buffer_is_a_fixed_buffer_until_dropped() {
     assert_eq!(chain.opcodes(), [WriteFixed::CODE, ReadFixed::CODE]);
     area.entry(0, 0).post(call.nr() as u16, 1, *call.args());
     core.submit(&[0]);
-    core.wait(
-        &mut || area.entry(0, 0).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 0);
     assert_eq!(area.entry(0, 0).take(), Some(3));
     assert_eq!(prog.results(), [5, 5]);
     assert_eq!(&prog.buffer()[64..69], b"fixed");
@@ -264,11 +253,7 @@ fn a_shared_buffer_is_a_fixed_buffer_until_dropped() {
     assert!(core.specs.lookup(nr, &outside).is_none());
     area.entry(0, 1).post(nr, 4, inside);
     core.submit(&[1]);
-    core.wait(
-        &mut || area.entry(0, 1).status() == status::DONE,
-        &mut || false,
-        None,
-    );
+    wait_done(&mut core, &area, 1);
     assert_eq!(area.entry(0, 1).take(), Some(5));
     assert_eq!(&prog.buffer()[128..133], b"fixed");
 
