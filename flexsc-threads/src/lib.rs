@@ -37,6 +37,8 @@ pub mod stack;
 pub mod sync;
 #[cfg(not(loom))]
 pub mod tls;
+#[cfg(not(loom))]
+pub mod tune;
 
 #[cfg(not(loom))]
 pub use runtime::{

@@ -11,14 +11,18 @@
 //! MariaDB's vio, memcached's libevent) and wait in `poll`/`epoll_wait` only.
 //!
 //! `FLEXSC_DIRECT` (`flexsc run --direct`) chooses the classes, a list (separated by `,` or
-//! `+`), `all` or `none`; the default is `nonblock`, the one class that won in the measurements
-//! of docs/results.md ("Server evaluation"):
+//! `+`), `all` or `none`; the default is `auto`: `nonblock`, the one class that won in the
+//! measurements of docs/results.md ("Server evaluation"), for the programs it pays for, chosen
+//! while the program runs:
 //!
 //! - `nonblock`: the read/write/send/receive/accept/connect family on a descriptor known to be
 //!   non-blocking ([`nonblock`](crate::nonblock)), and sends and receives with `MSG_DONTWAIT`;
 //!   `nonblock-recv` and `nonblock-send` are its two halves (the receiving calls with accept,
 //!   the sending ones with connect). Apache with keep-alive on 2 CPUs does better with these
 //!   calls posted (they batch), MariaDB and memcached with them on the carrier;
+//! - `auto`: `nonblock` or nothing, switched while the program runs by the tuner
+//!   ([`crate::tune`]), which measures the process's CPU time per call under each and keeps the
+//!   cheaper (Apache's with keep-alive: posted; MariaDB's and memcached's: on the carrier);
 //! - `ready`: `poll`, `ppoll` and the `epoll_wait` family first look with a zero timeout on the
 //!   carrier, and are posted only if nothing is ready (a call with a zero timeout never waits and
 //!   always runs there); a green thread that found something ready yields its carrier once, so
@@ -44,10 +48,12 @@ const NONBLOCK: u8 = NB_RECV | NB_SEND;
 const READY: u8 = 2;
 /// `stat` class bit.
 const STAT: u8 = 4;
+/// `auto` class bit: `nonblock`, on or off as the tuner ([`crate::tune`]) finds cheaper.
+const AUTO: u8 = 16;
 /// Every class.
 const ALL: u8 = NONBLOCK | READY | STAT;
 /// The default (see the module doc).
-const DEFAULT: u8 = NONBLOCK;
+const DEFAULT: u8 = AUTO;
 /// Not read from the environment yet.
 const UNREAD: u8 = 0x80;
 
@@ -61,13 +67,14 @@ pub fn parse(v: &str) -> Result<u8, String> {
             "none" => 0,
             "all" => ALL,
             "nonblock" => NONBLOCK,
+            "auto" => AUTO,
             "nonblock-recv" => NB_RECV,
             "nonblock-send" => NB_SEND,
             "ready" => READY,
             "stat" => STAT,
             other => {
                 return Err(format!(
-                    "{other:?} is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat"
+                    "{other:?} is not none, all, auto, nonblock, nonblock-recv, nonblock-send, ready or stat"
                 ));
             }
         };
@@ -107,8 +114,11 @@ pub(crate) enum Route {
 
 /// The route of call `nr` with `args` on a green thread.
 pub(crate) fn route(nr: i64, args: &[u64]) -> Route {
-    let c = classes();
-    if c == 0 {
+    let mut c = classes();
+    if c & AUTO != 0 && crate::tune::nonblock_on_carrier() {
+        c |= NONBLOCK;
+    }
+    if c & !AUTO == 0 {
         return Route::Post;
     }
     let arg = |i: usize| args.get(i).copied().unwrap_or(0);

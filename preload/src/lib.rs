@@ -32,7 +32,9 @@
 //!
 //! `direct`: the hybrid rule, which green threads' calls run on the carrier instead of being
 //! posted (calls on non-blocking descriptors, ready polls, the stat family), with `nonblock`,
-//! the descriptors known to be non-blocking, and [`descriptors`], the calls that tell.
+//! the descriptors known to be non-blocking, [`descriptors`], the calls that tell, and `tune`,
+//! which measures whether calls on non-blocking descriptors cost the process less on the carrier
+//! or posted.
 //!
 //! [`profile`]: the syscall profiler's recorder (`FLEXSC_PROFILE`, `flexsc profile`).
 //!
@@ -64,6 +66,7 @@ pub mod signal;
 pub mod spawn;
 pub mod sync;
 pub mod syscall;
+mod tune;
 pub mod uring;
 mod versions;
 

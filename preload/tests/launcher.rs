@@ -302,7 +302,7 @@ fn bad_input_is_a_one_line_error_and_exit_2() {
         (&["run", "--pages"], "missing value for --pages"),
         (
             &["run", "--direct", "nonblock,fast", "--", "true"],
-            "\"fast\" is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat",
+            "\"fast\" is not none, all, auto, nonblock, nonblock-recv, nonblock-send, ready or stat",
         ),
         (
             &["run", "--cores", "--pages", "2", "--", "true"],

@@ -666,6 +666,18 @@ fn nonblock() {
     );
 }
 
+#[test]
+fn tune() {
+    // The default hybrid rule is the tuner's: over more than a second of echoes it closes epochs
+    // and probes the rule it has not chosen, so sends and receives on the non-blocking pairs run
+    // both posted and on the carrier.
+    check_program_calls(
+        "tune.c",
+        &[("sendto", 1000), ("recvfrom", 1000)],
+        &[("sendto", 1000), ("recvfrom", 1000)],
+    );
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -696,6 +708,7 @@ fn every_program_has_a_test() {
         "nonblock.c",
         "preempt.c",
         "compound.c",
+        "tune.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")

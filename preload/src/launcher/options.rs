@@ -156,7 +156,7 @@ const OPTIONS: &[Opt] = &[
             check: direct,
         },
         var: "FLEXSC_DIRECT",
-        help: "calls run on the carrier, not posted: none, all, or of nonblock (default), nonblock-recv, nonblock-send, ready, stat",
+        help: "calls run on the carrier, not posted: none, all, or of auto (default), nonblock, nonblock-recv, nonblock-send, ready, stat",
     },
     Opt {
         name: "main",
@@ -439,6 +439,7 @@ fn direct(v: &str) -> Result<String, String> {
         let classes = [
             "none",
             "all",
+            "auto",
             "nonblock",
             "nonblock-recv",
             "nonblock-send",
@@ -447,7 +448,7 @@ fn direct(v: &str) -> Result<String, String> {
         ];
         if !classes.contains(&class) {
             return Err(format!(
-                "{class:?} is not none, all, nonblock, nonblock-recv, nonblock-send, ready or stat"
+                "{class:?} is not none, all, auto, nonblock, nonblock-recv, nonblock-send, ready or stat"
             ));
         }
     }
