@@ -105,7 +105,12 @@ impl Tuner {
     /// Closes the current epoch at the process's totals `cpu_ns` and `calls`, if it has enough
     /// calls, and returns it; the next epoch runs [`Tuner::running`].
     pub fn end_epoch(&mut self, cpu_ns: u64, calls: u64) -> Option<Epoch> {
-        let n = calls.saturating_sub(self.start.1);
+        if calls < self.start.1 || cpu_ns < self.start.0 {
+            // Counters that went back (a new runtime, a fork child): measure from here.
+            self.start = (cpu_ns, calls);
+            return None;
+        }
+        let n = calls - self.start.1;
         if n < MIN_CALLS {
             return None;
         }
@@ -213,6 +218,16 @@ mod tests {
         let mut t = Tuner::new(false, 0, 0);
         run(&mut t, 300, |_, i| 500.0 * 1.01f64.powi(i as i32));
         assert_eq!(t.changes, 0);
+    }
+
+    #[test]
+    fn counters_that_go_back_start_the_epoch_again() {
+        let mut t = Tuner::new(true, 5_000_000, 50_000);
+        assert_eq!(t.end_epoch(1_000, 10), None);
+        let e = t
+            .end_epoch(1_000 + 3_000_000, 10 + MIN_CALLS)
+            .expect("enough calls");
+        assert_eq!(e.cost, 3_000_000.0 / MIN_CALLS as f64);
     }
 
     #[test]

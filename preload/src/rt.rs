@@ -113,6 +113,7 @@ extern "C" fn forget_in_child() {
     crate::signal::reset_after_fork();
     crate::sched::reset_after_fork();
     crate::main_thread::reset_after_fork();
+    crate::tune::reset_after_fork();
     // The child may start its own runtime (the lock may have been held across fork by another
     // thread, which does not exist here: start from a fresh one).
     START.clear_poison();

@@ -85,6 +85,16 @@ fn close_epoch() {
     }
 }
 
+/// In a fork child: its runtime, counters and CPU clock start afresh, so does its tuner (unless
+/// another thread of the parent held it across the fork: then the rule stays as it was).
+pub(crate) fn reset_after_fork() {
+    DEADLINE.store(0, Relaxed);
+    CARRIER.store(true, Relaxed);
+    if let Ok(mut t) = TUNER.try_lock() {
+        *t = None;
+    }
+}
+
 fn log() -> bool {
     match LOG.load(Relaxed) {
         0 => {
