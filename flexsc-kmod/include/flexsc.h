@@ -29,9 +29,11 @@
 #ifdef __cplusplus
 #define FLEXSC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #define FLEXSC_ALIGNOF(type) alignof(type)
+#define FLEXSC_ZERO {} /* C++'s empty initializer: no -Wmissing-field-initializers */
 #else
 #define FLEXSC_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define FLEXSC_ALIGNOF(type) _Alignof(type)
+#define FLEXSC_ZERO { 0 } /* C's universal zero initializer (C11 has no empty one) */
 #endif
 
 /* Entry status values (entry.rs: status::*). */
@@ -159,12 +161,13 @@ static inline int flexsc_multicall_init(struct flexsc_compound *h, struct flexsc
 					int64_t *results, uint32_t count, const uint16_t *nrs,
 					const uint64_t (*args)[6], const uint8_t *check)
 {
+	struct flexsc_compound zero = FLEXSC_ZERO;
 	uint32_t i, k;
 
 	if (count == 0 || count > FLEXSC_COMPOUND_MAX_OPS)
 		return -1;
 	for (i = 0; i < count; i++) {
-		struct flexsc_op op = { 0 };
+		struct flexsc_op op = FLEXSC_ZERO;
 
 		op.kind = FLEXSC_OP_CALL;
 		op.flags = check[i] ? FLEXSC_OP_CHECK : 0;
@@ -174,7 +177,7 @@ static inline int flexsc_multicall_init(struct flexsc_compound *h, struct flexsc
 			op.args[k] = args[i][k];
 		ops[i] = op;
 	}
-	*h = (struct flexsc_compound){ 0 };
+	*h = zero;
 	h->version = FLEXSC_COMPOUND_VERSION;
 	h->nops = count;
 	h->max_steps = count;

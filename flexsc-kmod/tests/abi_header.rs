@@ -104,6 +104,32 @@ int main(void)
 }
 "#;
 
+/// The multi-call helper from C++ (the header promises C++11): prints the same `multicall.*`
+/// lines as [`PROGRAM`].
+const CPP_PROGRAM: &str = r#"
+#include <cstdio>
+#include "flexsc.h"
+
+int main()
+{
+	struct flexsc_compound h;
+	struct flexsc_op ops[2];
+	int64_t results[2];
+	const uint16_t nrs[2] = { 39, 110 };
+	const uint64_t args[2][6] = {};
+	const uint8_t check[2] = { 1, 0 };
+	const unsigned char *b = reinterpret_cast<const unsigned char *>(ops);
+	unsigned long long sum = 0;
+
+	int r = flexsc_multicall_init(&h, ops, results, 2, nrs, args, check);
+	for (size_t i = 0; i < sizeof(ops); i++)
+		sum = sum * 31 + b[i];
+	std::printf("multicall.init %d\nmulticall.ops.hash %llu\nmulticall.max_steps %u\n", r, sum,
+		    static_cast<unsigned>(h.max_steps));
+	return 0;
+}
+"#;
+
 /// What the C program must print, from the Rust definitions.
 fn rust_side() -> BTreeMap<String, u64> {
     use std::mem::{align_of, size_of, size_of_val};
@@ -277,4 +303,56 @@ fn c_header_matches_rust_layout() {
         .collect();
 
     assert_eq!(c_side, rust_side(), "flexsc.h and the Rust ABI disagree");
+}
+
+#[test]
+fn cpp_sees_the_same_multi_call() {
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+    let dir = TempDir::new();
+    let src = dir.path().join("abi.cpp");
+    let exe = dir.path().join("abi-cpp");
+    std::fs::write(&src, CPP_PROGRAM).expect("write the C++ program");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_owned());
+    let out = Command::new(&cxx)
+        .args([
+            "-std=c++11",
+            "-pedantic",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+        ])
+        .arg(&include)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cxx}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cxx} rejected the header:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&exe).output().expect("run the C++ program");
+    assert!(
+        out.status.success(),
+        "the C++ program failed: {:?}",
+        out.status
+    );
+    let cpp_side: BTreeMap<String, u64> = String::from_utf8(out.stdout)
+        .expect("ASCII output")
+        .lines()
+        .map(|line| {
+            let (k, v) = line.split_once(' ').expect("`name value` lines");
+            (k.to_owned(), v.parse().expect("a number"))
+        })
+        .collect();
+    let want: BTreeMap<String, u64> = rust_side()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("multicall."))
+        .collect();
+    assert_eq!(
+        cpp_side, want,
+        "flexsc.h's multi-call helper differs in C++"
+    );
 }

@@ -487,10 +487,10 @@ pub fn markdown(results: &[Measured], meta: &Meta, figures_rel: &Path, prefix: &
         w,
         "- Per request: the server's CPU time from `/proc/PID/stat` (utime, stime) over the \
          measured load; libflexsc's counters from two statistics tables (SIGUSR2) taken just \
-         before and just after it: entries = system calls posted exception-less, \
-         thread-bound = calls run synchronously on a carrier, mean batch = entries per \
-         submitted batch. System calls libflexsc does not wrap (they trap as usual) are not \
-         counted."
+         before and just after it: entries = system calls posted exception-less, on carrier = \
+         calls run synchronously on a carrier (thread-bound, or there by the hybrid rule), mean \
+         batch = entries per submitted batch. System calls libflexsc does not wrap (they trap as \
+         usual) are not counted."
     );
     if !meta.env.is_empty() {
         let _ = writeln!(w, "- libflexsc runs inherited: `{}`.", meta.env.join(" "));
@@ -674,7 +674,7 @@ fn workload_section(
     );
     let _ = writeln!(
         w,
-        "| CPUs | {} | variant | server CPUs busy | machine CPUs busy | user us | sys us | sys share | entries | thread-bound | mean batch | flexsc_waits |",
+        "| CPUs | {} | variant | server CPUs busy | machine CPUs busy | user us | sys us | sys share | entries | on carrier | mean batch | flexsc_waits |",
         wl.level_name()
     );
     let _ = writeln!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::process::Server;
 
-/// The "all" row of one statistics table, plus the count of thread-bound calls.
+/// The "all" row of one statistics table, plus the count of calls run on the carriers.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Counters {
     /// System calls posted as syscall-page entries (exception-less).
@@ -142,7 +142,7 @@ carrier     switches   steals       posted    batches mean batch max batch      
     all       246758        0       245957      62647        3.9         4       1730        7          0
 batch sizes (all carriers): 1-1: 919 2-3: 1474 4-7: 60254 8-15: 0 16-31: 0 32-63: 0 64-127: 0 128-255: 0 256+: 0
 system calls posted (all carriers, total 245957): read 106789, sendmsg 106757, epoll_wait 32395, close 16
-system calls run on the carriers (thread-bound, all carriers, total 0):
+system calls run on the carriers (not posted, all carriers, total 0):
 flexsc-threads statistics (pid 99, SIGUSR2)
 carrier     switches   steals       posted    batches mean batch max batch      waits    local   finished
     all            1        0            1          1        1.0         1          1        0          0

@@ -691,7 +691,8 @@ impl Runtime {
     }
 
     /// The system calls the green threads made, by number, summed over the carriers: those
-    /// posted as entries and those the carriers ran themselves (thread-bound). Live: every call
+    /// posted as entries and those the carriers ran themselves (thread-bound, or through
+    /// [`syscall_on_carrier`]). Live: every call
     /// is counted when its carrier posts (or runs) it, whether or not statistics are printed.
     pub fn syscall_stats(&self) -> SyscallStats {
         self.shared.stats.syscalls()

@@ -28,7 +28,7 @@ pub(crate) struct Posting {
     syscalls: Arc<CarrierSyscalls>,
     /// Entries posted since the statistics last took them.
     pub(crate) posted: u64,
-    /// Calls run on the carrier itself (thread-bound) since the statistics last took them.
+    /// Calls run on the carrier itself (not posted) since the statistics last took them.
     pub(crate) local_calls: u64,
 }
 

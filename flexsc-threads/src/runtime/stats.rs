@@ -43,7 +43,8 @@ pub struct CarrierStats {
     pub batch_hist: [u64; BATCH_BUCKETS],
     /// flexsc_wait calls that slept or spun.
     pub waits: u64,
-    /// Calls run synchronously on the carrier (thread-bound ones).
+    /// Calls run synchronously on the carrier: thread-bound ones, and those the program runs
+    /// there ([`syscall_on_carrier`](crate::syscall_on_carrier): the preload's hybrid rule).
     pub local_calls: u64,
     /// Green threads preempted (made to yield after running a whole slice).
     pub preempted: u64,
@@ -240,7 +241,7 @@ fn bump(c: &AtomicU64) {
 ///
 /// ```text
 /// system calls posted (all carriers, total 1334): getppid 1200, write 100, read 34
-/// system calls run on the carriers (thread-bound, all carriers, total 2): sched_getaffinity 2
+/// system calls run on the carriers (not posted, all carriers, total 2): sched_getaffinity 2
 /// ```
 ///
 /// Every non-zero number, most frequent first (ties by number), as `name count` pairs separated
@@ -284,7 +285,8 @@ impl SyscallStats {
         self.posted[bucket(nr)]
     }
 
-    /// Calls of number `nr` the carriers ran themselves (thread-bound calls).
+    /// Calls of number `nr` the carriers ran themselves (thread-bound, or run there by the
+    /// program).
     pub fn local(&self, nr: i64) -> u64 {
         self.local[bucket(nr)]
     }
@@ -329,7 +331,7 @@ impl fmt::Display for SyscallStats {
         write_by_name(f, "system calls posted (all carriers", &self.posted)?;
         write_by_name(
             f,
-            "system calls run on the carriers (thread-bound, all carriers",
+            "system calls run on the carriers (not posted, all carriers",
             &self.local,
         )
     }
@@ -756,7 +758,7 @@ mod tests {
         // Nothing run on the carriers: the line ends at the colon.
         assert_eq!(
             text.lines().nth(1).unwrap(),
-            "system calls run on the carriers (thread-bound, all carriers, total 0):"
+            "system calls run on the carriers (not posted, all carriers, total 0):"
         );
         assert_eq!(parse(&text, "system calls run").1, vec![]);
     }
