@@ -13,8 +13,11 @@ pub const MIN_CALLS: u64 = 2_000;
 pub const MARGIN: f64 = 0.05;
 /// Epochs between probes after a change, or while the two ways cost about the same.
 pub const MIN_HOLD: u32 = 2;
-/// The most epochs between probes.
-pub const MAX_HOLD: u32 = 16;
+/// The most epochs between probes (about 26 s).
+pub const MAX_HOLD: u32 = 256;
+/// The share of a settled process's time its probes may cost it: a probe that costs `r` times
+/// the chosen way is repeated every `(r - 1) / PROBE_BUDGET` epochs or more.
+pub const PROBE_BUDGET: f64 = 0.02;
 
 /// What the next epoch runs, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +38,10 @@ enum Phase {
 ///   the chosen one again; the probe's cost is compared with the mean of the two epochs around
 ///   it, so a load that drifts steadily does not bias it.
 /// - The choice changes when the smoothed ratio (the mean of this comparison and the last) says
-///   the other way is cheaper by more than [`MARGIN`]; each comparison the probe clearly loses
-///   doubles the hold (up to [`MAX_HOLD`] epochs), so a settled process spends at most one
-///   epoch in 18 on the worse way.
+///   the other way is cheaper by more than [`MARGIN`]. Each comparison the probe clearly loses
+///   doubles the hold, up to the length at which probes as dear as this one cost the process
+///   [`PROBE_BUDGET`] of its time (and at most [`MAX_HOLD`] epochs): a probe 35% dearer comes
+///   back every 18 epochs, one six times as dear every 250.
 /// - An epoch with fewer than [`MIN_CALLS`] calls says too little about either: it goes on
 ///   until it has them (an idle process never switches).
 #[derive(Debug)]
@@ -143,7 +147,8 @@ impl Tuner {
                     self.score = 1.0;
                     self.hold = MIN_HOLD;
                 } else if r > 1.0 + MARGIN {
-                    self.hold = (self.hold * 2).min(MAX_HOLD);
+                    let budget = ((r - 1.0) / PROBE_BUDGET).ceil().min(f64::from(MAX_HOLD));
+                    self.hold = (self.hold * 2).min(budget as u32).max(MIN_HOLD);
                 } else {
                     self.hold = MIN_HOLD;
                 }
@@ -188,9 +193,30 @@ mod tests {
         assert!(first <= 3, "{rules:?}");
         assert!(!t.chosen);
         assert_eq!(t.changes, 1);
-        // Settled: one probe per MAX_HOLD + 2 epochs at most.
+        // Settled: the probe costs 1000 / 700 - 1 = 43% more, so it comes back every
+        // 22 epochs (PROBE_BUDGET), in 24.
         let late = rules[100..].iter().filter(|&&c| c).count();
-        assert!(late <= 100 / (MAX_HOLD as usize + 2) + 1, "{late}");
+        assert!(late <= 100 / 24 + 1, "{late}");
+    }
+
+    #[test]
+    fn a_far_dearer_probe_is_made_rarely() {
+        let mut t = Tuner::new(true, 0, 0);
+        let rules = run(&mut t, 3000, |way, _| if way { 200.0 } else { 1400.0 });
+        assert_eq!(t.changes, 0);
+        // Seven times the cost: the hold grows to MAX_HOLD, and the probes cost the settled process
+        // at most its budget.
+        let late = &rules[1000..];
+        let probes = late.iter().filter(|&&c| !c).count();
+        assert!(
+            probes <= late.len() / (MAX_HOLD as usize + 2) + 1,
+            "{probes}"
+        );
+        let cost: f64 = late.iter().map(|&c| if c { 200.0 } else { 1400.0 }).sum();
+        assert!(
+            cost / (200.0 * late.len() as f64) < 1.0 + PROBE_BUDGET * 1.5,
+            "{cost}"
+        );
     }
 
     #[test]

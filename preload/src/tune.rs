@@ -15,7 +15,7 @@
 //!   made (posted and run on the carrier: a server makes the same calls per request under
 //!   either rule, so this is CPU per request up to a constant);
 //! - [`Tuner`] holds the cheaper rule and probes the other now and then (its doc has the
-//!   method): a settled process spends at most one epoch in 18 on the dearer rule.
+//!   method): its probes cost a settled process about 2% of its time at most.
 //!
 //! The epoch clock is read by the calls themselves (the coarse monotonic clock, a few
 //! nanoseconds through the vDSO); whichever call finds an epoch over closes it.
