@@ -4,9 +4,9 @@
 // Under loom the layout items (`entry::offsets`) are not built.
 #![cfg(not(loom))]
 
+mod header_program;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use flexsc_kmod::SyscallEntry;
 use flexsc_kmod::entry::{self, Head, offsets, status};
@@ -238,115 +238,15 @@ fn compound_facts() -> Vec<(&'static str, usize)> {
     ]
 }
 
-/// A scratch directory removed when dropped (also when the test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("flexsc-abi-header-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn c_header_matches_rust_layout() {
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
-    let dir = TempDir::new();
-    let src = dir.path().join("abi.c");
-    let exe = dir.path().join("abi");
-    std::fs::write(&src, PROGRAM).expect("write the C program");
-
-    // Strict C11: the header must not lean on compiler extensions beyond __attribute__.
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-pedantic", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(&include)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cc} rejected the header:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let out = Command::new(&exe).output().expect("run the C program");
-    assert!(
-        out.status.success(),
-        "the C program failed: {:?}",
-        out.status
-    );
-    let stdout = String::from_utf8(out.stdout).expect("ASCII output");
-    let c_side: BTreeMap<String, u64> = stdout
-        .lines()
-        .map(|line| {
-            let (k, v) = line.split_once(' ').expect("`name value` lines");
-            (k.to_owned(), v.parse().expect("a number"))
-        })
-        .collect();
-
+    let c_side = header_program::facts("abi.c", PROGRAM);
     assert_eq!(c_side, rust_side(), "flexsc.h and the Rust ABI disagree");
 }
 
 #[test]
 fn cpp_sees_the_same_multi_call() {
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
-    let dir = TempDir::new();
-    let src = dir.path().join("abi.cpp");
-    let exe = dir.path().join("abi-cpp");
-    std::fs::write(&src, CPP_PROGRAM).expect("write the C++ program");
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_owned());
-    let out = Command::new(&cxx)
-        .args([
-            "-std=c++11",
-            "-pedantic",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-I",
-        ])
-        .arg(&include)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cxx}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cxx} rejected the header:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&exe).output().expect("run the C++ program");
-    assert!(
-        out.status.success(),
-        "the C++ program failed: {:?}",
-        out.status
-    );
-    let cpp_side: BTreeMap<String, u64> = String::from_utf8(out.stdout)
-        .expect("ASCII output")
-        .lines()
-        .map(|line| {
-            let (k, v) = line.split_once(' ').expect("`name value` lines");
-            (k.to_owned(), v.parse().expect("a number"))
-        })
-        .collect();
+    let cpp_side = header_program::facts("abi.cpp", CPP_PROGRAM);
     let want: BTreeMap<String, u64> = rust_side()
         .into_iter()
         .filter(|(k, _)| k.starts_with("multicall."))

@@ -4,9 +4,9 @@
 //! number, and each must equal the Rust value.
 #![cfg(not(loom))]
 
+mod header_program;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
 use flexsc_kmod::backend::kmod::abi::{self, RegisterArgs, SlotArgs, WaitArgs, WorkerArgs};
 use flexsc_kmod::page::{PageControl, control_offsets};
@@ -128,45 +128,7 @@ fn rust_side() -> BTreeMap<String, u64> {
 
 #[test]
 fn c_ioctl_header_matches_rust_layout() {
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
-    let dir = std::env::temp_dir().join(format!("flexsc-abi-ioctl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    let (src, exe) = (dir.join("abi.c"), dir.join("abi"));
-    std::fs::write(&src, PROGRAM).expect("write the C program");
-    // Strict C11, as for flexsc.h.
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-pedantic", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(&include)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
-    let run = out
-        .status
-        .success()
-        .then(|| Command::new(&exe).output().expect("run the C program"));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success(),
-        "{cc} rejected the header:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = run.expect("compiled");
-    assert!(
-        run.status.success(),
-        "the C program failed: {:?}",
-        run.status
-    );
-    let c_side: BTreeMap<String, u64> = String::from_utf8(run.stdout)
-        .expect("ASCII output")
-        .lines()
-        .map(|line| {
-            let (k, v) = line.split_once(' ').expect("`name value` lines");
-            (k.to_owned(), v.parse().expect("a number"))
-        })
-        .collect();
+    let c_side = header_program::facts("abi.c", PROGRAM);
     assert_eq!(
         c_side,
         rust_side(),
