@@ -114,13 +114,13 @@ pub(crate) enum Route {
 
 /// The route of call `nr` with `args` on a green thread.
 pub(crate) fn route(nr: i64, args: &[u64]) -> Route {
-    let mut c = classes();
-    if c & AUTO != 0 && crate::tune::nonblock_on_carrier() {
-        c |= NONBLOCK;
-    }
-    if c & !AUTO == 0 {
+    let c = classes();
+    if c == 0 {
         return Route::Post;
     }
+    // A half of `nonblock` applies if chosen, or while the tuner finds it cheaper (asked only
+    // for the calls it decides, so that no other call pays for its clock).
+    let on = |half: u8| c & half != 0 || (c & AUTO != 0 && crate::tune::nonblock_on_carrier());
     let arg = |i: usize| args.get(i).copied().unwrap_or(0);
     let dontwait = |i: usize| arg(i) as libc::c_int & libc::MSG_DONTWAIT != 0;
     let fd = arg(0) as libc::c_int as i64;
@@ -130,27 +130,19 @@ pub(crate) fn route(nr: i64, args: &[u64]) -> Route {
         | libc::SYS_accept
         | libc::SYS_accept4
         | libc::SYS_recvmmsg
-            if c & NB_RECV != 0 && nonblock::known(fd) =>
+            if nonblock::known(fd) && on(NB_RECV) =>
         {
             Route::Carrier
         }
         libc::SYS_write | libc::SYS_writev | libc::SYS_connect | libc::SYS_sendmmsg
-            if c & NB_SEND != 0 && nonblock::known(fd) =>
+            if nonblock::known(fd) && on(NB_SEND) =>
         {
             Route::Carrier
         }
-        libc::SYS_recvfrom if c & NB_RECV != 0 && (nonblock::known(fd) || dontwait(3)) => {
-            Route::Carrier
-        }
-        libc::SYS_sendto if c & NB_SEND != 0 && (nonblock::known(fd) || dontwait(3)) => {
-            Route::Carrier
-        }
-        libc::SYS_recvmsg if c & NB_RECV != 0 && (nonblock::known(fd) || dontwait(2)) => {
-            Route::Carrier
-        }
-        libc::SYS_sendmsg if c & NB_SEND != 0 && (nonblock::known(fd) || dontwait(2)) => {
-            Route::Carrier
-        }
+        libc::SYS_recvfrom if (nonblock::known(fd) || dontwait(3)) && on(NB_RECV) => Route::Carrier,
+        libc::SYS_sendto if (nonblock::known(fd) || dontwait(3)) && on(NB_SEND) => Route::Carrier,
+        libc::SYS_recvmsg if (nonblock::known(fd) || dontwait(2)) && on(NB_RECV) => Route::Carrier,
+        libc::SYS_sendmsg if (nonblock::known(fd) || dontwait(2)) && on(NB_SEND) => Route::Carrier,
         libc::SYS_newfstatat | libc::SYS_fstat | libc::SYS_statx if c & STAT != 0 => Route::Carrier,
         libc::SYS_poll if c & READY != 0 => ready_first(arg(2) as libc::c_int == 0, 2, false),
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait if c & READY != 0 => {

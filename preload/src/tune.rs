@@ -17,7 +17,7 @@
 //! - [`Tuner`] holds the cheaper rule and probes the other now and then (its doc has the
 //!   method): its probes cost a settled process about 2% of its time at most.
 //!
-//! The epoch clock is read by the calls themselves (the coarse monotonic clock, a few
+//! The epoch clock is read by the calls the tuner decides (the coarse monotonic clock, a few
 //! nanoseconds through the vDSO); whichever call finds an epoch over closes it.
 //! `FLEXSC_TUNE_LOG=1` prints each epoch's cost and the choice to stderr.
 
