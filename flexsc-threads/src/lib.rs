@@ -18,6 +18,8 @@ pub mod hybrid;
 #[cfg(not(loom))]
 pub mod io;
 pub mod join;
+#[cfg(not(loom))]
+pub mod map_cache;
 /// A green thread's interrupt mark, on its own under loom (for real it is private to `runtime`).
 #[cfg(loom)]
 #[path = "runtime/mark.rs"]

@@ -36,6 +36,9 @@
 //! which measures whether calls on non-blocking descriptors cost the process less on the carrier
 //! or posted.
 //!
+//! `map_cache`: the mapping cache, which keeps the read-only file mappings a program unmaps for
+//! its next mapping of the same range (`mmap`, `munmap`, `mremap`, `mprotect`).
+//!
 //! [`profile`]: the syscall profiler's recorder (`FLEXSC_PROFILE`, `flexsc profile`).
 //!
 //! [`versions`]: glibc's symbol versions of the exports, and its `__pthread_*` names.
@@ -53,6 +56,7 @@ mod fork_table;
 pub mod io;
 pub mod key;
 mod main_thread;
+mod map_cache;
 mod nonblock;
 mod preempt;
 mod process_signal;

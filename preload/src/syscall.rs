@@ -47,6 +47,10 @@ pub unsafe extern "C" fn syscall(
     f: c_long,
 ) -> c_long {
     let args = [a, b, c, d, e, f].map(|x| x as u64);
+    // Any caller's: the mapping cache must see every change to the mappings it tracks.
+    if let Some(r) = crate::map_cache::syscall(nr, &args) {
+        return settle(r);
+    }
     if rt::application_caller() {
         if nr == c_long::from(NR_COMPOUND) {
             // SAFETY: the caller's contract: `a` is the address of a compound's header.

@@ -142,6 +142,7 @@ fn every_option_sets_its_variable() {
             "--batch=1",
             "--direct",
             "nonblock+stat",
+            "--map-cache=off",
             "--no-tls",
             "--stats=stats.txt",
             "--",
@@ -156,6 +157,7 @@ fn every_option_sets_its_variable() {
             "FLEXSC_BATCH=1".into(),
             "FLEXSC_CORES=3".into(),
             "FLEXSC_DIRECT=nonblock+stat".into(),
+            "FLEXSC_MAP_CACHE=0".into(),
             "FLEXSC_ORDER=lifo:5".into(),
             "FLEXSC_PAGES=2".into(),
             // --syscall-cores alone means the static specialization.
@@ -303,6 +305,10 @@ fn bad_input_is_a_one_line_error_and_exit_2() {
         (
             &["run", "--direct", "nonblock,fast", "--", "true"],
             "\"fast\" is not none, all, auto, nonblock, nonblock-recv, nonblock-send, ready or stat",
+        ),
+        (
+            &["run", "--map-cache", "sometimes", "--", "true"],
+            "expected `on` or `off`",
         ),
         (
             &["run", "--cores", "--pages", "2", "--", "true"],

@@ -678,6 +678,19 @@ fn tune() {
     );
 }
 
+#[test]
+fn map_cache() {
+    // On by default: an unmapped file range stays mapped until it expires, and every mapping
+    // still shows what the kernel would.
+    check_program_env("map_cache.c", &[("FLEXSC_EXPECT_MAP_CACHE", "1")]);
+}
+
+#[test]
+fn map_cache_off() {
+    // FLEXSC_MAP_CACHE=0: every munmap unmaps at once.
+    check_program_env("map_cache.c", &[("FLEXSC_MAP_CACHE", "0")]);
+}
+
 /// Every program in `tests/programs/` has a test above (a new one cannot be forgotten).
 #[test]
 fn every_program_has_a_test() {
@@ -709,6 +722,7 @@ fn every_program_has_a_test() {
         "preempt.c",
         "compound.c",
         "tune.c",
+        "map_cache.c",
     ];
     let mut found: Vec<String> = fs::read_dir(programs_dir())
         .expect("read tests/programs")

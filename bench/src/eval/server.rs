@@ -63,12 +63,12 @@ pub enum Variant {
     /// Under `flexsc run`, from a spec `BACKEND[/OPTION=VALUE...]`: `uring`, `threads`, or for
     /// example `threads/specialization=percore` or `uring/pages=1`, each option one of the
     /// launcher's (`--pages`, `--specialization`, `--syscall-cores`, `--order`, `--batch`,
-    /// `--direct`, `--preempt`).
+    /// `--direct`, `--preempt`, `--map-cache`).
     Flexsc(String),
 }
 
 /// The `flexsc run` options a variant spec may set.
-pub const VARIANT_OPTIONS: [&str; 7] = [
+pub const VARIANT_OPTIONS: [&str; 8] = [
     "pages",
     "specialization",
     "syscall-cores",
@@ -76,6 +76,7 @@ pub const VARIANT_OPTIONS: [&str; 7] = [
     "batch",
     "direct",
     "preempt",
+    "map-cache",
 ];
 
 /// Checks a variant spec (`BACKEND[/OPTION=VALUE...]`); the launcher checks the values.

@@ -159,6 +159,15 @@ const OPTIONS: &[Opt] = &[
         help: "calls run on the carrier, not posted: none, all, or of auto (default), nonblock, nonblock-recv, nonblock-send, ready, stat",
     },
     Opt {
+        name: "map-cache",
+        arg: Arg::Value {
+            metavar: "on|off",
+            check: map_cache,
+        },
+        var: "FLEXSC_MAP_CACHE",
+        help: "read-only file mappings the program unmaps are kept for its next mapping of the same range (on, the default), or unmapped at once (off)",
+    },
+    Opt {
         name: "main",
         arg: Arg::Value {
             metavar: "green|plain",
@@ -422,6 +431,16 @@ fn order(v: &str) -> Result<String, String> {
 fn preempt(v: &str) -> Result<String, String> {
     flexsc_threads::Preemption::parse_slice(v)?;
     Ok(v.trim().to_string())
+}
+
+/// `--map-cache`: `on` or `off` (the library reads `FLEXSC_MAP_CACHE`: `0` or `off` is off,
+/// anything else on; `preload/src/map_cache.rs`).
+fn map_cache(v: &str) -> Result<String, String> {
+    match v.trim() {
+        "on" | "1" => Ok("1".to_string()),
+        "off" | "0" => Ok("0".to_string()),
+        _ => Err("expected `on` or `off`".to_string()),
+    }
 }
 
 /// `--main`: what the library accepts in `FLEXSC_MAIN` (`preload/src/main_thread.rs`).
