@@ -30,6 +30,7 @@
 //! straight to the kernel.
 
 use std::cell::UnsafeCell;
+use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use flexsc_threads::kmod::raw;
@@ -125,14 +126,18 @@ fn enabled() -> bool {
         2 => false,
         _ => {
             let _lib = InLib::enter();
-            let on = std::env::var_os("FLEXSC_MAP_CACHE")
-                .is_none_or(|v| !matches!(v.to_str().map(str::trim), Some("0" | "off")));
-            // SAFETY: registers plain functions; without them a fork could copy a held lock,
-            // so the cache stays off if it fails.
-            let on =
-                on && unsafe { libc::pthread_atfork(Some(lock), Some(unlock), Some(child)) } == 0;
-            ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-            on
+            // Once: two sets of fork handlers would take the lock twice at a fork.
+            static FIRST: Once = Once::new();
+            FIRST.call_once(|| {
+                let on = std::env::var_os("FLEXSC_MAP_CACHE")
+                    .is_none_or(|v| !matches!(v.to_str().map(str::trim), Some("0" | "off")));
+                // SAFETY: registers plain functions; without them a fork could copy a held
+                // lock, so the cache stays off if it fails.
+                let on = on
+                    && unsafe { libc::pthread_atfork(Some(lock), Some(unlock), Some(child)) } == 0;
+                ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            });
+            ENABLED.load(Ordering::Relaxed) == 1
         }
     }
 }
@@ -145,8 +150,16 @@ extern "C" fn unlock() {
     drop(Locked);
 }
 
+/// In a fork child: it has no expiry thread, and the parent's idle mappings are not its to
+/// keep (unmapped now, as the kernel would have them), so a child that never maps again holds
+/// none of the parent's files.
 extern "C" fn child() {
     EXPIRING.store(false, Ordering::Relaxed);
+    // SAFETY: `lock` took the lock before the fork, in this (the only) thread.
+    if let Some(s) = unsafe { &mut *SHARED.0.get() } {
+        s.cache.drain(&mut unmap);
+        TRACKED.store(s.cache.len(), Ordering::Relaxed);
+    }
     unlock();
 }
 

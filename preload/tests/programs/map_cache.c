@@ -180,16 +180,20 @@ int main(void)
     }
     printf("threads\n");
 
-    /* A fork child maps and unmaps as well. */
+    /* A fork child maps and unmaps as well; the parent's idle mappings are not its own. */
+    p = map_expect(fd2, 'T');
+    CHECK_SYS(munmap(p, LEN));
     pid_t pid = fork();
     CHECK_SYS(pid);
     if (pid == 0) {
+        CHECK(!is_mapped(p), "the parent's idle mapping in the child");
         for (int i = 0; i < 100; i++)
             CHECK_SYS(munmap(map_expect(fd2, 'T'), LEN));
         _exit(0);
     }
     int status;
     CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(is_mapped(p) == expect_cache);
     printf("fork\n");
 
     /* Idle mappings expire (after a second) even while the program makes no mapping call. */
