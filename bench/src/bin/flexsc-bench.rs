@@ -8,7 +8,8 @@
 //! ```text
 //! cargo build --release -p flexsc-preload
 //! cargo run --release -p flexsc-bench --bin flexsc-bench -- [--quick] [--pairs N]
-//!     [--workloads apache-k,apache,apache-wrk,mariadb-ro,mariadb-rw,memcached] [--cores 1,2]
+//!     [--workloads apache-k,apache,apache-wrk,apache-wrk-close,mariadb-ro,mariadb-rw,memcached]
+//!     [--cores 1,2]
 //!     [--backends uring,threads,...] [--apache-levels 1,16,64,256,1024]
 //!     [--mariadb-levels 1,4,16,64,256] [--memcached-levels 1,16,64,256,1024]
 //!     [--secs S] [--warmup S] [--out FILE] [--figures DIR] [--flexsc PATH] [--keep]
@@ -20,11 +21,12 @@
 //! paper's core-specialization and syscall-page variants).
 //!
 //! `apache-wrk` loads Apache with `wrk` (Debian package `wrk`) instead of ab: keep-alive
-//! connections = the level, percentiles over every request. `--apache-levels` sets its levels
+//! connections = the level, percentiles over every request; `apache-wrk-close` the same with
+//! a connection per request (`Connection: close`), where ab's single thread is the limit. `--apache-levels` sets its levels
 //! too. Each variant set that differs only in `pages=N` (two N or more) also gets a figure of
 //! throughput against the syscall pages per core (the paper's Figure 16).
 //!
-//! `--quick` (one pair, a few points, 3 s loads; apache-wrk only if named in `--workloads`)
+//! `--quick` (one pair, a few points, 3 s loads; the wrk workloads only if named in `--workloads`)
 //! is the harness's smoke test: it exits non-zero unless every run produced numbers, no
 //! request failed, and every libflexsc run posted calls exception-less. Without it the same
 //! holds except that a failed run is reported, not fatal. The launcher is `--flexsc`, else
@@ -201,7 +203,7 @@ fn run() -> i32 {
         || {
             workload::ALL
                 .into_iter()
-                .filter(|w| !(quick && *w == Workload::Wrk))
+                .filter(|w| !(quick && matches!(w, Workload::Wrk { .. })))
                 .collect()
         },
         |l| {
@@ -210,7 +212,7 @@ fn run() -> i32 {
                     Workload::from_id(id).unwrap_or_else(|| {
                         die(&format!(
                             "unknown workload {id:?} (apache-k, apache, apache-wrk, \
-                             mariadb-ro, mariadb-rw, memcached)"
+                             apache-wrk-close, mariadb-ro, mariadb-rw, memcached)"
                         ))
                     })
                 })
@@ -246,7 +248,7 @@ fn run() -> i32 {
         })
         .collect();
     let levels = |w: Workload| match w {
-        Workload::Ab { .. } | Workload::Wrk => o.numbers(
+        Workload::Ab { .. } | Workload::Wrk { .. } => o.numbers(
             "apache-levels",
             if quick {
                 &[16]

@@ -116,10 +116,16 @@ impl Measured {
 
 /// The goals of issue 6: (workload, level, minimum throughput ratio, maximum mean latency
 /// ratio).
-const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 6] = [
+const GOALS: [(Workload, Option<usize>, f64, Option<f64>); 7] = [
     (Workload::Ab { keepalive: true }, Some(256), 2.0, Some(0.5)),
     (Workload::Ab { keepalive: false }, Some(256), 2.0, Some(0.5)),
-    (Workload::Wrk, Some(256), 2.0, Some(0.5)),
+    (Workload::Wrk { keepalive: true }, Some(256), 2.0, Some(0.5)),
+    (
+        Workload::Wrk { keepalive: false },
+        Some(256),
+        2.0,
+        Some(0.5),
+    ),
     (Workload::Oltp { write: false }, Some(64), 1.5, None),
     (Workload::Oltp { write: true }, Some(64), 1.5, None),
     (Workload::Memcaslap, None, 1.3, None),
@@ -892,7 +898,7 @@ mod tests {
         assert_eq!(g[1].1[1].1, v("uring/pages=16/order=fifo"));
         assert_eq!(pages_what("uring/order=fifo"), "pages-uring-order-fifo");
         assert_eq!(
-            figure_names("eval", Workload::Wrk, 2, &variants)[2..],
+            figure_names("eval", Workload::Wrk { keepalive: true }, 2, &variants)[2..],
             [
                 "eval-apache-wrk-2cpu-pages-uring.svg",
                 "eval-apache-wrk-2cpu-pages-uring-order-fifo.svg"

@@ -15,9 +15,13 @@ pub enum Workload {
         /// One connection per client for many requests (`ab -k`).
         keepalive: bool,
     },
-    /// Apache, `wrk` fetching the same file over keep-alive connections: a second load
-    /// generator, whose latency percentiles come from every request rather than ab's sample.
-    Wrk,
+    /// Apache, `wrk` fetching the same file: a second load generator (two threads where ab
+    /// has one), whose latency percentiles come from every request rather than ab's sample.
+    Wrk {
+        /// Keep-alive connections; without, each request asks `Connection: close` and wrk
+        /// connects again.
+        keepalive: bool,
+    },
     /// MariaDB, sysbench `oltp_read_only` or `oltp_read_write`.
     Oltp {
         /// `oltp_read_write` rather than `oltp_read_only`.
@@ -47,10 +51,11 @@ pub struct Load {
 }
 
 /// Every workload, in the report's order.
-pub const ALL: [Workload; 6] = [
+pub const ALL: [Workload; 7] = [
     Workload::Ab { keepalive: true },
     Workload::Ab { keepalive: false },
-    Workload::Wrk,
+    Workload::Wrk { keepalive: true },
+    Workload::Wrk { keepalive: false },
     Workload::Oltp { write: false },
     Workload::Oltp { write: true },
     Workload::Memcaslap,
@@ -66,7 +71,8 @@ impl Workload {
         match self {
             Workload::Ab { keepalive: true } => "apache-k",
             Workload::Ab { keepalive: false } => "apache",
-            Workload::Wrk => "apache-wrk",
+            Workload::Wrk { keepalive: true } => "apache-wrk",
+            Workload::Wrk { keepalive: false } => "apache-wrk-close",
             Workload::Oltp { write: false } => "mariadb-ro",
             Workload::Oltp { write: true } => "mariadb-rw",
             Workload::Memcaslap => "memcached",
@@ -81,7 +87,7 @@ impl Workload {
     /// The server it loads.
     pub fn kind(self) -> Kind {
         match self {
-            Workload::Ab { .. } | Workload::Wrk => Kind::Apache,
+            Workload::Ab { .. } | Workload::Wrk { .. } => Kind::Apache,
             Workload::Oltp { .. } => Kind::Mariadb,
             Workload::Memcaslap => Kind::Memcached,
         }
@@ -91,7 +97,7 @@ impl Workload {
     pub fn generator(self) -> (&'static str, &'static str) {
         match self {
             Workload::Ab { .. } => ("ab", "apache2-utils"),
-            Workload::Wrk => ("wrk", "wrk"),
+            Workload::Wrk { .. } => ("wrk", "wrk"),
             Workload::Oltp { .. } => ("sysbench", "sysbench"),
             Workload::Memcaslap => ("memcaslap", "libmemcached-tools"),
         }
@@ -104,7 +110,10 @@ impl Workload {
             Workload::Ab { keepalive: false } => {
                 "Apache, ab (a connection per request), 4 KiB file"
             }
-            Workload::Wrk => "Apache, wrk (keep-alive), 4 KiB file",
+            Workload::Wrk { keepalive: true } => "Apache, wrk (keep-alive), 4 KiB file",
+            Workload::Wrk { keepalive: false } => {
+                "Apache, wrk (a connection per request), 4 KiB file"
+            }
             Workload::Oltp { write: false } => "MariaDB, sysbench oltp_read_only",
             Workload::Oltp { write: true } => "MariaDB, sysbench oltp_read_write",
             Workload::Memcaslap => "memcached, memcaslap (90% get, 10% set)",
@@ -114,7 +123,7 @@ impl Workload {
     /// What the load level counts.
     pub fn level_name(self) -> &'static str {
         match self {
-            Workload::Ab { .. } | Workload::Wrk => "concurrent requests",
+            Workload::Ab { .. } | Workload::Wrk { .. } => "concurrent requests",
             Workload::Oltp { .. } => "client threads",
             Workload::Memcaslap => "connections",
         }
@@ -123,7 +132,7 @@ impl Workload {
     /// The throughput's unit.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::Ab { .. } | Workload::Wrk => "req/s",
+            Workload::Ab { .. } | Workload::Wrk { .. } => "req/s",
             Workload::Oltp { .. } => "tps",
             Workload::Memcaslap => "ops/s",
         }
@@ -132,7 +141,7 @@ impl Workload {
     /// What one "request" is, for the per-request columns.
     pub fn per(self) -> &'static str {
         match self {
-            Workload::Ab { .. } | Workload::Wrk => "request",
+            Workload::Ab { .. } | Workload::Wrk { .. } => "request",
             Workload::Oltp { .. } => "transaction",
             Workload::Memcaslap => "operation",
         }
@@ -157,15 +166,18 @@ impl Workload {
                     .arg(format!("http://127.0.0.1:{APACHE_PORT}/4k.bin"));
                 c
             }
-            Workload::Wrk => {
+            Workload::Wrk { keepalive } => {
                 let mut c = Command::new("wrk");
                 // A connection per concurrent request; wrk needs at least as many connections
                 // as threads. --timeout like ab's -s: a slow answer is late, not lost.
                 c.args(["-t", &level.clamp(1, 2).to_string()])
                     .args(["-c", &level.to_string()])
                     .arg(format!("-d{secs}s"))
-                    .args(["--timeout", "30s", "--latency"])
-                    .arg(format!("http://127.0.0.1:{APACHE_PORT}/4k.bin"));
+                    .args(["--timeout", "30s", "--latency"]);
+                if !keepalive {
+                    c.args(["-H", "Connection: close"]);
+                }
+                c.arg(format!("http://127.0.0.1:{APACHE_PORT}/4k.bin"));
                 c
             }
             Workload::Oltp { write } => {
@@ -203,7 +215,7 @@ impl Workload {
                 let csv = fs::read_to_string(scratch.with_extension("csv")).unwrap_or_default();
                 parse_ab(output, &csv)
             }
-            Workload::Wrk => parse_wrk(output),
+            Workload::Wrk { .. } => parse_wrk(output),
             Workload::Oltp { .. } => parse_sysbench(output),
             Workload::Memcaslap => parse_memcaslap(output),
         }
@@ -389,6 +401,27 @@ pub fn parse_memcaslap(out: &str) -> Result<Load, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_workload_by_its_id() {
+        for w in ALL {
+            assert_eq!(Workload::from_id(w.id()), Some(w));
+        }
+    }
+
+    #[test]
+    fn wrk_closes_each_connection_only_without_keepalive() {
+        let args = |keepalive| -> Vec<String> {
+            Workload::Wrk { keepalive }
+                .command(256, 3, Path::new("/tmp/x"))
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let close = |a: &[String]| a.windows(2).any(|w| w == ["-H", "Connection: close"]);
+        assert!(close(&args(false)));
+        assert!(!close(&args(true)));
+    }
 
     #[test]
     fn ab_summary_and_percentiles() {
