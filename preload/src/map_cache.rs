@@ -19,7 +19,8 @@
 //! - after `munmap`, the range stays readable (an idle mapping) instead of faulting;
 //! - an idle mapping keeps its file open (the space of a deleted file, a busy unmount) until it
 //!   expires: after [`IDLE_NS`](flexsc_threads::map_cache::IDLE_NS) idle, checked by every
-//!   `mmap` and `munmap` and by a thread that wakes every half second while any is idle.
+//!   `mmap` and `munmap` and by a thread (`flexsc-mapcache`) that wakes every half second from
+//!   the first time a mapping went idle.
 //!
 //! The program's own changes to a range win: a fixed mapping over it, `mremap` or `mprotect`
 //! untracks the mappings there (idle ones are unmapped first), as does an `munmap` that is not
@@ -41,7 +42,7 @@ use crate::io::settle;
 use crate::rt::InLib;
 
 /// The longest mapping cached.
-pub(crate) const MAX_LEN: usize = 4 << 20;
+const MAX_LEN: usize = 4 << 20;
 
 /// File systems whose mappings are cached (`statfs`'s `f_type`).
 const LOCAL_FS: [i64; 6] = [
