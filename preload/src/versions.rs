@@ -81,12 +81,17 @@ versions! {
     flock => flock { v2_2_5 = "GLIBC_2.2.5" "@" }
     fsync => fsync { v2_2_5 = "GLIBC_2.2.5" "@" }
     gettid => gettid { v2_30 = "GLIBC_2.30" "@" }
+    mmap => mmap { v2_2_5 = "GLIBC_2.2.5" "@" }
+    mmap64 => mmap64 { v2_2_5 = "GLIBC_2.2.5" "@" }
+    mprotect => mprotect { v2_2_5 = "GLIBC_2.2.5" "@" }
+    mremap => mremap { v2_2_5 = "GLIBC_2.2.5" "@" }
     mtx_destroy => mtx_destroy { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     mtx_init => mtx_init { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     mtx_lock => mtx_lock { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     mtx_timedlock => mtx_timedlock { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     mtx_trylock => mtx_trylock { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
     mtx_unlock => mtx_unlock { v2_28 = "GLIBC_2.28" "@", v2_34 = "GLIBC_2.34" "@" }
+    munmap => munmap { v2_2_5 = "GLIBC_2.2.5" "@" }
     nanosleep => nanosleep { v2_2_5 = "GLIBC_2.2.5" "@" }
     open => open { v2_2_5 = "GLIBC_2.2.5" "@" }
     open64 => open64 { v2_2_5 = "GLIBC_2.2.5" "@" }

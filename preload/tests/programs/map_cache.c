@@ -6,6 +6,7 @@
  * cache on) an unmapped range must still be mapped until it expires, and unmapped after;
  * without it (natively, or with FLEXSC_MAP_CACHE=0) it must be gone at once. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -161,6 +162,14 @@ int main(void)
     p = (char *)syscall(SYS_mmap, NULL, LEN, PROT_READ, MAP_SHARED, fd2, 0);
     CHECK(p != MAP_FAILED && p[0] == 'E');
     CHECK(syscall(SYS_munmap, p, LEN) == 0);
+    CHECK(is_mapped(p) == expect_cache);
+    CHECK_SYS(munmap(map_expect(fd2, 'E'), LEN));
+    /* So does munmap looked up by glibc's version (dlvsym skips unversioned definitions). */
+    int (*versioned_munmap)(void *, size_t) =
+        (int (*)(void *, size_t))dlvsym(RTLD_DEFAULT, "munmap", "GLIBC_2.2.5");
+    CHECK(versioned_munmap != NULL, "dlvsym: %s", dlerror());
+    p = map_expect(fd2, 'E');
+    CHECK_SYS(versioned_munmap(p, LEN));
     CHECK(is_mapped(p) == expect_cache);
     CHECK_SYS(munmap(map_expect(fd2, 'E'), LEN));
     printf("syscall\n");
